@@ -1,0 +1,167 @@
+"""API keys: loaded from a TOML keys file, held only in memory, shown only by alias.
+
+A keys file (DESIGN.md contract)::
+
+    [[keys]]
+    alias = "a1"                 # what every output shows
+    key = "sk-..."               # or key_env = "SECTON_KEY_A1"
+    org = "org_alpha"
+
+The secret is kept out of ``repr``, ``str`` and every error message; outputs use
+:attr:`ApiKey.alias` or, at most, :func:`mask` (``sk-…1234``). For the common CI case,
+``SECTON_API_KEY`` (with optional ``SECTON_ORG``) stands in for a keys file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from secton_harness.config import Model, model_from_dict, read_toml
+from secton_harness.errors import BadInput
+
+ENV_KEY = "SECTON_API_KEY"
+ENV_ORG = "SECTON_ORG"
+_ALIAS_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def mask(secret: str) -> str:
+    """The most of a key any output may show: ``sk-…1234`` (or ``***`` for short keys)."""
+    if len(secret) < 12:
+        return "***"
+    prefix = "sk-" if secret.startswith("sk-") else ""
+    return f"{prefix}…{secret[-4:]}"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """One key: its alias and org are public, the secret never leaves memory."""
+
+    alias: str
+    org: str
+    secret: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.alias} ({self.org})"
+
+    @property
+    def masked(self) -> str:
+        return mask(self.secret)
+
+
+class _KeyEntry(Model):
+    alias: str
+    org: str
+    key: str | None = Field(default=None, min_length=1)
+    key_env: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> _KeyEntry:
+        if not _ALIAS_RE.match(self.alias):
+            raise ValueError(f"alias {self.alias!r} must be 1-64 of A-Z a-z 0-9 _ . -")
+        if not self.org.strip():
+            raise ValueError("org is empty; every key needs the org it belongs to")
+        if (self.key is None) == (self.key_env is None):
+            raise ValueError(f"key {self.alias!r}: give exactly one of 'key' or 'key_env'")
+        return self
+
+
+class _KeysFile(Model):
+    keys: list[_KeyEntry] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class KeyPool:
+    """The keys a run may use, in file order, with lookups by alias and by org."""
+
+    keys: tuple[ApiKey, ...]
+
+    def __iter__(self) -> Iterator[ApiKey]:
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def by_alias(self, alias: str) -> ApiKey:
+        for key in self.keys:
+            if key.alias == alias:
+                return key
+        raise BadInput(f"no key with alias {alias!r}; known: {', '.join(self.aliases)}")
+
+    @property
+    def aliases(self) -> list[str]:
+        return [key.alias for key in self.keys]
+
+    @property
+    def orgs(self) -> list[str]:
+        return list(dict.fromkeys(key.org for key in self.keys))
+
+    def of_org(self, org: str) -> list[ApiKey]:
+        return [key for key in self.keys if key.org == org]
+
+    def secrets(self) -> list[str]:
+        """Every secret, for leak scanners and redaction; never print the result."""
+        return [key.secret for key in self.keys]
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret of the pool replaced by its alias."""
+        for key in self.keys:
+            if key.secret and key.secret in text:
+                text = text.replace(key.secret, f"<key {key.alias}>")
+        return text
+
+
+def load_keys(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> KeyPool:
+    """Load and validate a keys file; ``key_env`` entries are read from ``env``."""
+    env = os.environ if env is None else env
+    source = str(path)
+    entries = model_from_dict(_KeysFile, read_toml(Path(path), "keys file"), source).keys
+    keys: list[ApiKey] = []
+    seen: set[str] = set()
+    seen_secrets: dict[str, str] = {}
+    for index, entry in enumerate(entries):
+        where = f"{source}: keys[{index}]"
+        if entry.alias in seen:
+            raise BadInput(f"{where}.alias: duplicate alias {entry.alias!r}; aliases are unique")
+        seen.add(entry.alias)
+        if entry.key_env is not None:
+            secret = env.get(entry.key_env, "")
+            if not secret:
+                raise BadInput(
+                    f"{where}.key_env: environment variable {entry.key_env} is not set or empty"
+                )
+        else:
+            secret = entry.key or ""
+        if secret in seen_secrets:
+            raise BadInput(
+                f"{where}.key: same key as alias {seen_secrets[secret]!r}; each key once"
+            )
+        seen_secrets[secret] = entry.alias
+        keys.append(ApiKey(alias=entry.alias, org=entry.org.strip(), secret=secret))
+    return KeyPool(tuple(keys))
+
+
+def keys_from_env(env: Mapping[str, str] | None = None) -> KeyPool | None:
+    """A one-key pool from ``SECTON_API_KEY`` (org from ``SECTON_ORG``), or None if unset."""
+    env = os.environ if env is None else env
+    secret = env.get(ENV_KEY, "").strip()
+    if not secret:
+        return None
+    return KeyPool((ApiKey(alias="env", org=env.get(ENV_ORG, "").strip() or "unknown",
+                           secret=secret),))
+
+
+def resolve_keys(path: str | os.PathLike[str] | None,
+                 env: Mapping[str, str] | None = None) -> KeyPool:
+    """The keys for a command: ``--keys FILE`` if given, else ``SECTON_API_KEY``, else an error."""
+    if path is not None:
+        return load_keys(path, env)
+    pool = keys_from_env(env)
+    if pool is None:
+        raise BadInput(f"no keys: pass --keys FILE or set {ENV_KEY}")
+    return pool

@@ -1,0 +1,196 @@
+"""The one request-record shape, and the store every request source writes to.
+
+Everything that sends a request (a probe, a Locust user, the rate-limit mapper) produces a
+record with the columns of :data:`SCHEMA` (DESIGN.md's run-folder contract plus a few
+optional columns). A :class:`RecordSink` collects them in memory and flushes them in
+batches as Parquet part files under ``records.parts/``, so an interrupted run (even one
+killed outright) keeps every batch already flushed; :meth:`RecordSink.close` merges the
+parts into ``records.parquet``. :func:`read_records` reads either form.
+
+Example::
+
+    sink = RecordSink(run_dir, source="probe")
+    sink.add(ts=time.time(), endpoint="/v1/models", method="GET", status=200, latency_s=0.012)
+    sink.close()
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from secton_harness.errors import BadInput
+
+RECORDS_FILE = "records.parquet"
+PARTS_DIR = "records.parts"
+
+#: DESIGN.md columns first, then the optional ones this project added (docs/architecture.md).
+SCHEMA = pa.schema([
+    ("ts", pa.float64()),                 # epoch seconds when the request was sent
+    ("source", pa.string()),              # load | probe | ratelimit
+    ("phase", pa.string()),               # load stage, mapper phase, or probe check group
+    ("endpoint", pa.string()),            # path template, e.g. /v1/chat/completions
+    ("method", pa.string()),
+    ("key_alias", pa.string()),           # never the key itself
+    ("org", pa.string()),
+    ("status", pa.int32()),               # 0 when no response arrived
+    ("latency_s", pa.float64()),          # monotonic-clock duration, full precision
+    ("error", pa.string()),               # error class or ""
+    ("bytes", pa.int64()),
+    ("retry_after_s", pa.float64()),
+    ("ratelimit_limit", pa.int64()),
+    ("ratelimit_remaining", pa.int64()),
+    ("ratelimit_reset_s", pa.float64()),
+    ("prompt_tokens", pa.int64()),
+    ("completion_tokens", pa.int64()),
+    ("total_tokens", pa.int64()),
+    # optional columns (added by this project)
+    ("target", pa.string()),              # target label (probes may watch several targets)
+    ("check", pa.string()),               # probe check name
+    ("success", pa.bool_()),              # the check's / request's verdict
+    ("reason", pa.string()),              # failure reason of a probe check, else ""
+    ("intended_ts", pa.float64()),        # open-model pacing: when the request was due
+    ("worker", pa.string()),              # which process produced the record
+])
+COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
+_DEFAULTS: dict[str, Any] = {"error": "", "reason": "", "phase": "", "target": "",
+                             "check": "", "worker": "", "status": 0}
+
+
+class RecordSink:
+    """Collects records and flushes them as Parquet parts every ``batch_size`` rows or
+    ``flush_interval_s`` seconds; thread-safe; ``close()`` merges the parts."""
+
+    def __init__(self, run_dir: str | os.PathLike[str], *, source: str = "",
+                 batch_size: int = 5000, flush_interval_s: float = 2.0,
+                 part_prefix: str = "part") -> None:
+        self.run_dir = Path(run_dir)
+        self.parts_dir = self.run_dir / PARTS_DIR
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        self.source = source
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.part_prefix = part_prefix
+        self.count = 0
+        self._rows: list[dict[str, Any]] = []
+        self._parts = 0
+        self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def add(self, record: dict[str, Any] | None = None, /, **fields: Any) -> None:
+        """Add one record (a dict and/or keyword fields); unknown columns are an error."""
+        row = {**record, **fields} if record is not None else fields
+        if self.source and "source" not in row:
+            row["source"] = self.source
+        with self._lock:
+            self._rows.append(row)
+            self.count += 1
+            due = (len(self._rows) >= self.batch_size
+                   or time.monotonic() - self._last_flush >= self.flush_interval_s)
+        if due:
+            self.flush()
+
+    def extend(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            self.add(record)
+
+    def flush(self) -> None:
+        """Write what is buffered as one new part file (atomically)."""
+        with self._lock:
+            rows, self._rows = self._rows, []
+            self._last_flush = time.monotonic()
+            if not rows:
+                return
+            self._parts += 1
+            name = f"{self.part_prefix}-{os.getpid()}-{self._parts:06d}.parquet"
+        write_table_atomic(rows_to_table(rows), self.parts_dir / name)
+
+    def close(self, merge: bool = True) -> Path:
+        """Flush, then (if ``merge``) merge all parts of the folder into records.parquet."""
+        if not self._closed:
+            self.flush()
+            self._closed = True
+        if merge:
+            return merge_parts(self.run_dir)
+        return self.run_dir / RECORDS_FILE
+
+    def __enter__(self) -> RecordSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows (dicts with any subset of the columns) as a table with the full schema."""
+    unknown = set().union(*(row.keys() for row in rows)) - set(COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown record column(s): {', '.join(sorted(unknown))}")
+    columns = {
+        name: [row.get(name, _DEFAULTS.get(name)) for row in rows] for name in COLUMNS
+    }
+    return pa.Table.from_pydict(columns, schema=SCHEMA)
+
+
+def write_table_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def _part_files(run_dir: Path) -> list[Path]:
+    parts = run_dir / PARTS_DIR
+    return sorted(parts.glob("*.parquet")) if parts.is_dir() else []
+
+
+def merge_parts(run_dir: str | os.PathLike[str]) -> Path:
+    """Fold every part file (and an existing records.parquet) into records.parquet."""
+    run_dir = Path(run_dir)
+    target = run_dir / RECORDS_FILE
+    parts = _part_files(run_dir)
+    if not parts and target.exists():
+        return target
+    tables = [pq.read_table(target, schema=SCHEMA)] if target.exists() else []
+    tables += [pq.read_table(part, schema=SCHEMA) for part in parts]
+    merged = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    if "ts" in merged.column_names and merged.num_rows:
+        merged = merged.sort_by("ts")
+    write_table_atomic(merged, target)
+    for part in parts:
+        part.unlink(missing_ok=True)
+    (run_dir / PARTS_DIR).exists() and _rmdir_quietly(run_dir / PARTS_DIR)
+    return target
+
+
+def _rmdir_quietly(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+def read_records(run_dir: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
+    """Every record of a run: records.parquet plus any unmerged parts (an interrupted run).
+
+    A corrupt or truncated file becomes :class:`BadInput` naming it.
+    """
+    run_dir = Path(run_dir)
+    files = ([run_dir / RECORDS_FILE] if (run_dir / RECORDS_FILE).exists() else [])
+    files += _part_files(run_dir)
+    if not files:
+        raise BadInput(f"{run_dir}: no {RECORDS_FILE} (and no {PARTS_DIR}/); not a run folder?")
+    tables = []
+    for file in files:
+        try:
+            tables.append(pq.read_table(file, columns=columns))
+        except (pa.ArrowException, OSError) as error:
+            raise BadInput(f"{file}: records file is corrupt or truncated ({error})") from None
+    return pa.concat_tables(tables, promote_options="default")

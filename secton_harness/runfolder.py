@@ -1,0 +1,122 @@
+"""The run folder: ``run.json`` (what ran and how it ended) beside the records.
+
+``run.json`` is written when the run starts (``outcome: "running"``) and rewritten
+atomically when it ends, so a run killed outright is still described, and a run that was
+interrupted says so (``outcome: "interrupted"``). Secrets never enter it: the config is
+stored through :func:`scrub`, which drops every field that can hold key material.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from secton_harness.errors import BadInput
+
+RUN_FILE = "run.json"
+OUTCOMES = ("running", "passed", "failed", "interrupted", "error")
+_SECRET_FIELDS = {"key", "api_key", "token", "secret", "password", "authorization"}
+
+
+def scrub(value: Any) -> Any:
+    """A copy of ``value`` with every secret-holding field replaced by ``"<redacted>"``."""
+    if isinstance(value, dict):
+        return {k: ("<redacted>" if str(k).lower() in _SECRET_FIELDS else scrub(v))
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    return value
+
+
+def versions() -> dict[str, str]:
+    """Versions of the harness, Python and the libraries whose behaviour shapes the figures."""
+    found = {"python": platform.python_version()}
+    for dist in ("secton-harness", "locust", "httpx", "pandas", "pyarrow", "prometheus-client"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n",
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def default_run_dir(command: str, base: str | os.PathLike[str] = "runs") -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path(base) / f"{stamp}-{command}"
+
+
+@dataclass
+class RunFolder:
+    """One run's folder; create with :meth:`start`, end with :meth:`finish`."""
+
+    path: Path
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, path: str | os.PathLike[str] | None, *, command: str,
+              argv: list[str] | None = None, config: Any = None,
+              target: str | None = None) -> RunFolder:
+        folder = Path(path) if path is not None else default_run_dir(command)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise BadInput(f"{folder}: cannot create the run folder: {error.strerror}") from None
+        if not os.access(folder, os.W_OK):
+            raise BadInput(f"{folder}: run folder is not writable")
+        info = {
+            "command": command,
+            "argv": argv if argv is not None else sys.argv[1:],
+            "config": scrub(config) if config is not None else None,
+            "target": target,
+            "versions": versions(),
+            "host": socket.gethostname(),
+            "started_at": time.time(),
+            "ended_at": None,
+            "outcome": "running",
+        }
+        run = cls(folder, info)
+        run.save()
+        return run
+
+    def save(self) -> None:
+        write_json_atomic(self.path / RUN_FILE, self.info)
+
+    def update(self, **fields: Any) -> None:
+        self.info.update(fields)
+        self.save()
+
+    def finish(self, outcome: str, **fields: Any) -> None:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome {outcome!r} not in {OUTCOMES}")
+        self.update(outcome=outcome, ended_at=time.time(), **fields)
+
+
+def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``run.json`` of a folder; missing or corrupt → :class:`BadInput` naming the file."""
+    file = Path(run_dir) / RUN_FILE
+    if not Path(run_dir).is_dir():
+        raise BadInput(f"{run_dir}: not a directory; expected a run folder")
+    if not file.exists():
+        raise BadInput(f"{file}: missing; not a run folder (or the run never started)")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise BadInput(f"{file}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{file}: expected a JSON object")
+    return data

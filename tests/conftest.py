@@ -1,0 +1,79 @@
+"""Shared fixtures: real processes on free loopback ports, started and stopped per test.
+
+``reference_server(config)`` starts the reference Secton API in its own process with a
+config given as a dict (written to a TOML file) and yields it ready; every server started
+is stopped at teardown. ``prometheus_binary``/``promtool_binary`` fail (never skip) when
+the Debian package is missing, because CI must prove what they check.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from secton_harness.refserver import ReferenceServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_toml(path: Path, data: dict[str, Any]) -> Path:
+    path.write_bytes(tomli_w.dumps(data).encode())
+    return path
+
+
+@pytest.fixture
+def reference_server(tmp_path: Path) -> Iterator[Callable[..., ReferenceServer]]:
+    """Factory: ``reference_server({"limits": {...}})`` → a running server (``.url``)."""
+    started: list[ReferenceServer] = []
+
+    def start(config: dict[str, Any] | None = None, **kwargs: Any) -> ReferenceServer:
+        path = None
+        if config is not None:
+            path = write_toml(tmp_path / f"sim-{len(started)}.toml", config)
+        server = ReferenceServer(path, **kwargs)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def default_server() -> Iterator[ReferenceServer]:
+    """One reference server with the built-in demo config, shared by read-only tests."""
+    with ReferenceServer() as server:
+        yield server
+
+
+@pytest.fixture
+def demo_keys_file() -> Path:
+    return ROOT / "examples" / "demo-keys.toml"
+
+
+@pytest.fixture(scope="session")
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if not found:
+        pytest.fail("prometheus is not installed (Debian package 'prometheus'); CI installs it")
+    return found
+
+
+@pytest.fixture(scope="session")
+def promtool_binary() -> str:
+    found = shutil.which("promtool")
+    if not found:
+        pytest.fail("promtool is not installed (Debian package 'prometheus'); CI installs it")
+    return found

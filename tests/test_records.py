@@ -1,0 +1,108 @@
+"""The results store: batched parts, merge, interrupted runs, corrupt files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from secton_harness.errors import BadInput
+from secton_harness.records import (
+    COLUMNS,
+    PARTS_DIR,
+    RECORDS_FILE,
+    RecordSink,
+    merge_parts,
+    read_records,
+)
+
+
+def test_batches_flush_and_merge(tmp_path: Path) -> None:
+    sink = RecordSink(tmp_path, source="load", batch_size=10, flush_interval_s=3600)
+    for i in range(25):
+        sink.add(ts=1000.0 + i, endpoint="/v1/models", method="GET", status=200,
+                 latency_s=0.001 * i)
+    assert len(list((tmp_path / PARTS_DIR).glob("*.parquet"))) == 2  # 20 flushed, 5 buffered
+    sink.close()
+    assert not (tmp_path / PARTS_DIR).exists()
+    table = read_records(tmp_path)
+    assert table.num_rows == 25
+    assert table.column_names == list(COLUMNS)
+    frame = table.to_pandas()
+    assert (frame["source"] == "load").all()
+    assert frame["latency_s"].iloc[24] == pytest.approx(0.024)
+    assert frame["error"].iloc[0] == ""
+
+
+def test_unknown_column_is_rejected(tmp_path: Path) -> None:
+    sink = RecordSink(tmp_path, batch_size=1)
+    with pytest.raises(ValueError, match="unknown record column"):
+        sink.add(ts=1.0, api_key="sk-nope")
+
+
+def test_parts_of_a_killed_run_are_readable(tmp_path: Path) -> None:
+    """A process killed outright (SIGKILL, no cleanup) keeps every flushed batch."""
+    script = textwrap.dedent(f"""
+        import time
+        from secton_harness.records import RecordSink
+        sink = RecordSink({str(tmp_path)!r}, source="probe", batch_size=5)
+        for i in range(12):
+            sink.add(ts=float(i), status=200)
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / RECORDS_FILE).exists()
+    assert read_records(tmp_path).num_rows == 10  # two full batches; 2 were only in memory
+    merge_parts(tmp_path)
+    assert pq.read_table(tmp_path / RECORDS_FILE).num_rows == 10
+
+
+def test_merge_appends_to_existing_records(tmp_path: Path) -> None:
+    with RecordSink(tmp_path) as sink:
+        sink.add(ts=2.0)
+    with RecordSink(tmp_path, part_prefix="worker1") as sink:
+        sink.add(ts=1.0)
+    table = read_records(tmp_path)
+    assert table.column("ts").to_pylist() == [1.0, 2.0]
+
+
+def test_corrupt_records_file(tmp_path: Path) -> None:
+    (tmp_path / RECORDS_FILE).write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(BadInput, match="records.parquet: records file is corrupt"):
+        read_records(tmp_path)
+
+
+def test_truncated_records_file(tmp_path: Path) -> None:
+    with RecordSink(tmp_path) as sink:
+        for i in range(100):
+            sink.add(ts=float(i))
+    data = (tmp_path / RECORDS_FILE).read_bytes()
+    (tmp_path / RECORDS_FILE).write_bytes(data[: len(data) // 2])
+    with pytest.raises(BadInput, match="corrupt or truncated"):
+        read_records(tmp_path)
+
+
+def test_not_a_run_folder(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="no records.parquet"):
+        read_records(tmp_path)
+
+
+def test_time_based_flush(tmp_path: Path) -> None:
+    sink = RecordSink(tmp_path, batch_size=10_000, flush_interval_s=0.05)
+    sink.add(ts=1.0)
+    time.sleep(0.06)
+    sink.add(ts=2.0)  # the flush is due: both rows reach disk
+    assert read_records(tmp_path).num_rows == 2
+    sink.close()
