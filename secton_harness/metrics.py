@@ -26,6 +26,7 @@ PROBE_CHECKS = "secton_probe_checks_total"
 PROBE_FAILURES = "secton_probe_failures_total"
 PROBE_LAST_SUCCESS = "secton_probe_last_success_timestamp_seconds"
 PROBE_DEGRADED = "secton_probe_degraded"
+PROBE_HTTP_STATUS = "secton_probe_http_status_code"
 # load and every request source
 REQUESTS = "secton_requests_total"
 REQUEST_DURATION = "secton_request_duration_seconds"
@@ -46,6 +47,7 @@ HELP: dict[str, str] = {
     PROBE_FAILURES: "Failed probe check runs by reason.",
     PROBE_LAST_SUCCESS: "Unix time of the last successful run of the check.",
     PROBE_DEGRADED: "1 if the last run of the check was slower than its degraded threshold.",
+    PROBE_HTTP_STATUS: "HTTP status of the deciding answer of the check's last run (0: none).",
     REQUESTS: "Requests sent to the target by source, endpoint, status and org.",
     REQUEST_DURATION: "Request latency in seconds by source and endpoint.",
     RATELIMITED: "Requests answered 429 Too Many Requests.",

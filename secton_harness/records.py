@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -171,10 +172,8 @@ def merge_parts(run_dir: str | os.PathLike[str]) -> Path:
 
 
 def _rmdir_quietly(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         path.rmdir()
-    except OSError:
-        pass
 
 
 def read_records(run_dir: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:

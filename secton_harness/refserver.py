@@ -55,7 +55,7 @@ class ReferenceServer:
 
     def start(self) -> ReferenceServer:
         # stderr goes to a file: a chatty server must never block on a full pipe.
-        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives with the child
         self.process = subprocess.Popen(
             self.command(), stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1,
         )

@@ -8,6 +8,7 @@ stored through :func:`scrub`, which drops every field that can hold key material
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -41,10 +42,8 @@ def versions() -> dict[str, str]:
     """Versions of the harness, Python and the libraries whose behaviour shapes the figures."""
     found = {"python": platform.python_version()}
     for dist in ("secton-harness", "locust", "httpx", "pandas", "pyarrow", "prometheus-client"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
     return found
 
 

@@ -1,0 +1,242 @@
+"""Load scenarios: what `secton-harness load` sends, how fast, for how long, judged how.
+
+A scenario is a TOML file validated once into a frozen :class:`Scenario`; every problem is
+one line naming the file and the field. Rates are *open-model* targets (requests per
+second or per minute, sub-1/s allowed): the load generator sends at that rate whatever the
+target's latency, and ``users`` only caps how many requests may be in flight per endpoint.
+The shape multiplies every endpoint's rate over time (:meth:`Scenario.multiplier`), and
+names the phase each request belongs to (:meth:`Scenario.phase_at`).
+
+Example::
+
+    name = "capacity"
+    shape = "step"            # steady | step | spike | soak
+    duration = "60s"
+    arrival = "poisson"       # even | poisson
+    [step]
+    steps = 4
+    [endpoints.models]
+    rate = "20/s"
+    params = [{category = "chat"}, {sort = "name"}, {}]
+    [endpoints.chat]
+    rate = "300/min"
+    users = 20
+    [thresholds]
+    all = ["p95_latency_s < 2", "error_rate < 0.01"]
+    chat = ["p99_latency_s < 5"]
+
+This module imports neither Locust nor gevent: the CLI validates a scenario before it
+starts anything, and reports can read one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from secton_harness.config import Duration, Model, Rate, load_toml_model
+from secton_harness.thresholds import ThresholdSet, parse_threshold
+
+ENDPOINT_PATHS: dict[str, tuple[str, str]] = {
+    "models": ("GET", "/v1/models"),
+    "chat": ("POST", "/v1/chat/completions"),
+}
+#: Longest duration each shape accepts without the user saying so explicitly (seconds).
+SHAPE_CAPS_S: dict[str, float] = {"steady": 3600.0, "step": 3600.0, "spike": 3600.0,
+                                  "soak": 24 * 3600.0}
+DEFAULT_PROMPTS = (
+    "Summarise the benefits of load testing in one sentence.",
+    "Write a haiku about rate limits.",
+    "Explain what an API key is to a new engineer.",
+    "List three ways to make an HTTP service faster.",
+)
+
+
+class EndpointLoad(Model):
+    """One endpoint's share of the load."""
+
+    rate: Rate = Field(description="target rate, e.g. '20/s', '30/min', '0.5/s'")
+    users: int | None = Field(None, ge=1, le=10000)
+
+    @field_validator("rate")
+    @classmethod
+    def _positive(cls, rate: float) -> float:
+        if rate <= 0:
+            raise ValueError("rate must be > 0; omit the endpoint to send none")
+        return rate
+
+    def user_count(self) -> int:
+        """``users`` or a default that covers 0.5 s of latency at the target rate."""
+        if self.users is not None:
+            return self.users
+        return min(1000, max(2, math.ceil(self.rate * 0.5) + 1))
+
+
+class ModelsLoad(EndpointLoad):
+    """``GET /v1/models``; each request draws one ``params`` table (query parameters)."""
+
+    params: list[dict[str, str]] = Field(default_factory=lambda: [{}], min_length=1)
+
+
+class ChatLoad(EndpointLoad):
+    """``POST /v1/chat/completions``; each request draws a model, a prompt and a size."""
+
+    models: list[str] = Field(default_factory=lambda: ["copilot-zero"], min_length=1)
+    prompts: list[str] = Field(default_factory=lambda: list(DEFAULT_PROMPTS), min_length=1)
+    prompt_words: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    temperature: float | None = Field(0.7, ge=0, le=2)
+
+    @field_validator("prompt_words")
+    @classmethod
+    def _sizes(cls, sizes: list[int]) -> list[int]:
+        if any(size < 0 or size > 100_000 for size in sizes):
+            raise ValueError("each prompt size is 0..100000 words (0 = the prompt as written)")
+        return sizes
+
+
+class Endpoints(Model):
+    models: ModelsLoad | None = None
+    chat: ChatLoad | None = None
+
+    @model_validator(mode="after")
+    def _any(self) -> Endpoints:
+        if self.models is None and self.chat is None:
+            raise ValueError("no endpoint; add [endpoints.models] and/or [endpoints.chat]")
+        return self
+
+
+class KeySelection(Model):
+    """Which keys of the keys file the users are bound to (default: all), spread over orgs."""
+
+    aliases: list[str] = Field(default_factory=list)
+    orgs: list[str] = Field(default_factory=list)
+
+
+class StepShape(Model):
+    """Step ramp: ``steps`` equal steps from ``start`` x rate up to the full rate."""
+
+    steps: int = Field(5, ge=1, le=100)
+    start: float | None = Field(None, gt=0, le=1)
+
+
+class SpikeShape(Model):
+    """Spike: the rate times ``factor`` from ``at`` for ``length``; the rest at the rate."""
+
+    at: Duration | None = None
+    length: Duration | None = None
+    factor: float = Field(5.0, gt=0, le=1000)
+
+
+class Scenario(Model):
+    """A whole load scenario (see the module docstring)."""
+
+    name: str = "load"
+    shape: Literal["steady", "step", "spike", "soak"] = "steady"
+    duration: Duration = Field(description="how long requests are sent (required)")
+    arrival: Literal["even", "poisson"] = "even"
+    seed: int = 1
+    timeout: Duration = Field(30.0, gt=0)
+    drain: Duration = Field(5.0, ge=0, le=300)
+    validate_sample: float = Field(0.1, ge=0, le=1)
+    abort_on_fail: bool = False
+    abort_grace: Duration = 10.0
+    max_duration: Duration | None = None
+    step: StepShape = Field(default_factory=StepShape)
+    spike: SpikeShape = Field(default_factory=SpikeShape)
+    keys: KeySelection = Field(default_factory=KeySelection)
+    endpoints: Endpoints
+    thresholds: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for scope, expressions in value.items():
+            if scope != "all" and scope not in ENDPOINT_PATHS:
+                raise ValueError(f"thresholds.{scope}: unknown scope; use 'all', "
+                                 f"{', '.join(repr(name) for name in ENDPOINT_PATHS)}")
+            for expression in expressions:
+                parse_threshold(expression, scope)  # ValueError names the expression
+        return value
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Scenario:
+        if self.duration <= 0:
+            raise ValueError("duration must be > 0, e.g. '60s'")
+        cap = self.max_duration if self.max_duration is not None else SHAPE_CAPS_S[self.shape]
+        if self.duration > cap:
+            raise ValueError(f"duration {self.duration:g}s exceeds the cap of {cap:g}s for "
+                             f"shape {self.shape!r}; set max_duration to allow it")
+        if self.shape == "spike":
+            at, length = self.spike_window()
+            if at + length > self.duration:
+                raise ValueError(f"spike ends at {at + length:g}s, after duration "
+                                 f"{self.duration:g}s")
+        return self
+
+    # ------------------------------------------------------------------ derived
+
+    def endpoint_loads(self) -> dict[str, EndpointLoad]:
+        """The configured endpoints by name (``models``, ``chat``)."""
+        found = {"models": self.endpoints.models, "chat": self.endpoints.chat}
+        return {name: load for name, load in found.items() if load is not None}
+
+    def threshold_set(self) -> ThresholdSet:
+        return ThresholdSet.parse(self.thresholds,
+                                  {name: path for name, (_, path) in ENDPOINT_PATHS.items()})
+
+    def spike_window(self) -> tuple[float, float]:
+        at = self.spike.at if self.spike.at is not None else self.duration / 3
+        length = self.spike.length if self.spike.length is not None else self.duration / 3
+        return at, length
+
+    def multiplier(self, elapsed_s: float) -> float:
+        """Factor on every endpoint's rate at ``elapsed_s`` into the run (0 after the end)."""
+        if elapsed_s < 0 or elapsed_s >= self.duration:
+            return 0.0
+        if self.shape == "step":
+            steps = self.step.steps
+            start = self.step.start if self.step.start is not None else 1 / steps
+            index = min(steps - 1, int(elapsed_s / (self.duration / steps)))
+            return start + (1 - start) * (index / (steps - 1) if steps > 1 else 1)
+        if self.shape == "spike":
+            at, length = self.spike_window()
+            return self.spike.factor if at <= elapsed_s < at + length else 1.0
+        return 1.0
+
+    def phase_at(self, elapsed_s: float) -> str:
+        """The phase label stored with each record (``step-3``, ``spike``, ``steady``...)."""
+        if self.shape == "step":
+            index = min(self.step.steps - 1,
+                        int(max(0.0, elapsed_s) / (self.duration / self.step.steps)))
+            return f"step-{index + 1}"
+        if self.shape == "spike":
+            at, length = self.spike_window()
+            if elapsed_s < at:
+                return "before"
+            return "spike" if elapsed_s < at + length else "after"
+        return self.shape
+
+    def expected_requests(self, endpoint: str) -> float:
+        """Requests the shape asks of ``endpoint`` over the whole duration (for checks)."""
+        load = self.endpoint_loads()[endpoint]
+        if self.shape == "step":
+            steps = self.step.steps
+            total = sum(self.multiplier((i + 0.5) * self.duration / steps) for i in range(steps))
+            return load.rate * self.duration * total / steps
+        if self.shape == "spike":
+            _, length = self.spike_window()
+            return load.rate * (self.duration + length * (self.spike.factor - 1))
+        return load.rate * self.duration
+
+
+def load_scenario(path: str | os.PathLike[str]) -> Scenario:
+    """Read and validate a scenario file; any problem is one-line :class:`BadInput`."""
+    return load_toml_model(path, Scenario, "scenario")
+
+
+def scenario_summary(scenario: Scenario) -> dict[str, Any]:
+    """The scenario as plain data for run.json."""
+    return scenario.model_dump(mode="json")
