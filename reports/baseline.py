@@ -1,0 +1,95 @@
+"""Baseline comparison: the same figures for this run and a baseline, and the regressions.
+
+Bounds are data: ``--bounds "p95=20%,error_rate=0.01"``. A value with ``%`` is relative to
+the baseline figure, a bare number is an absolute change in the figure's unit (seconds for
+latencies, a fraction for rates). A figure regresses when it moves in its bad direction by
+more than its bound; any regression makes the report exit 1 (a release gate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from secton_harness.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Bound:
+    """How far a figure may move the wrong way before it is a regression."""
+
+    metric: str
+    limit: float
+    relative: bool
+
+    def text(self) -> str:
+        return f"{self.limit:.0%}" if self.relative else f"{self.limit:g}"
+
+
+#: metric → (where it is in a capacity/uptime summary, True when higher is worse, unit)
+METRICS: dict[str, tuple[str, bool, str]] = {
+    "p50": ("capacity.latency.p50", True, "s"),
+    "p95": ("capacity.latency.p95", True, "s"),
+    "p99": ("capacity.latency.p99", True, "s"),
+    "error_rate": ("capacity.error_rate", True, "ratio"),
+    "ok_rps": ("capacity.ok_rps", False, "rps"),
+    "availability": ("uptime.availability", False, "ratio"),
+}
+DEFAULT_BOUNDS = "p50=25%,p95=20%,p99=30%,error_rate=0.01,ok_rps=10%,availability=0.001"
+
+
+def parse_bounds(text: str | None) -> dict[str, Bound]:
+    """``"p95=20%,error_rate=0.01"`` over the defaults; BadInput names a bad entry."""
+    bounds: dict[str, Bound] = {}
+    for source in (DEFAULT_BOUNDS, text or ""):
+        for item in filter(None, (part.strip() for part in source.split(","))):
+            name, sep, value = item.partition("=")
+            name = name.strip()
+            if not sep or name not in METRICS:
+                raise BadInput(f"--bounds: {item!r} is not metric=bound; metrics: "
+                               f"{', '.join(METRICS)} (e.g. p95=20%,error_rate=0.01)")
+            value = value.strip()
+            relative = value.endswith("%")
+            try:
+                number = float(value.rstrip("%").lstrip("+"))
+            except ValueError:
+                raise BadInput(f"--bounds: {name}: {value!r} is not a number or a "
+                               "percentage (e.g. 20% or 0.01)") from None
+            if number < 0:
+                raise BadInput(f"--bounds: {name}: {value!r} must not be negative")
+            bounds[name] = Bound(name, number / 100 if relative else number, relative)
+    return bounds
+
+
+def _lookup(summary: dict[str, Any], path: str) -> float | None:
+    node: Any = summary
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return float(node) if isinstance(node, int | float) and not isinstance(node, bool) else None
+
+
+def compare(current: dict[str, Any], baseline: dict[str, Any],
+            bounds: dict[str, Bound]) -> dict[str, Any]:
+    """Rows for every figure present in both summaries, with the regressions flagged."""
+    rows = []
+    for metric, (path, higher_is_worse, unit) in METRICS.items():
+        now, before = _lookup(current, path), _lookup(baseline, path)
+        if now is None or before is None:
+            continue
+        bound = bounds[metric]
+        change = now - before
+        relative = change / before if before else None
+        worse = change if higher_is_worse else -change
+        if bound.relative:
+            moved = (worse / abs(before)) if before else (float("inf") if worse > 0 else 0.0)
+        else:
+            moved = worse
+        rows.append({"metric": metric, "unit": unit, "baseline": before, "current": now,
+                     "change": change, "change_rel": relative, "bound": bound.text(),
+                     "regressed": bool(moved > bound.limit)})
+    regressions = [r["metric"] for r in rows if r["regressed"]]
+    return {"available": True, "rows": rows, "regressions": regressions,
+            "passed": not regressions,
+            "missing": None if rows else "no figure present in both runs to compare"}

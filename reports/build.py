@@ -1,0 +1,143 @@
+"""Build a report: read run folders, analyse each section, write HTML, Markdown and JSON.
+
+``build_report`` is the one entry point (the CLI is a thin wrapper). It returns the paths
+written and the baseline verdict, so the caller decides the exit code.
+
+Example::
+
+    result = build_report(["runs/load-1"], out=None, slo=0.999)
+    print(result.html)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reports.baseline import compare, parse_bounds
+from reports.capacity import analyse_capacity
+from reports.ratelimits import analyse_ratelimits
+from reports.render import render_html, render_markdown
+from reports.rundata import RunData, load_runs
+from reports.stats import clean
+from reports.uptime import analyse_uptime
+from secton_harness.errors import BadInput
+from secton_harness.runfolder import write_json_atomic
+
+HTML_FILE, MD_FILE, SUMMARY_FILE = "report.html", "report.md", "summary.json"
+
+
+@dataclass
+class ReportResult:
+    html: Path
+    markdown: Path
+    summary_path: Path
+    summary: dict[str, Any]
+
+    @property
+    def regressed(self) -> bool:
+        baseline = self.summary.get("baseline") or {}
+        return bool(baseline.get("regressions"))
+
+
+def _thresholds(infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Threshold results stored in run.json by the load job, as rows for a table."""
+    rows: list[dict[str, Any]] = []
+    for info in infos:
+        found = info.get("thresholds")
+        if isinstance(found, dict):
+            found = [({"name": k, **v} if isinstance(v, dict) else {"name": k, "passed": v})
+                     for k, v in found.items()]
+        if isinstance(found, list):
+            for item in found:
+                if isinstance(item, dict):
+                    name = next((str(item[k]) for k in ("name", "threshold", "expr",
+                                                         "metric") if item.get(k)), "?")
+                    if item.get("scope"):  # the load job's shape: scope + threshold text
+                        name = f"{item['scope']}: {name}"
+                    rows.append({
+                        "name": name,
+                        "expression": next((item[k] for k in ("resolved", "expression",
+                                                              "expr", "condition")
+                                            if item.get(k) is not None), None),
+                        "value": next((item[k] for k in ("actual", "value", "observed")
+                                       if item.get(k) is not None), None),
+                        "passed": next((item[k] for k in ("passed", "ok", "pass")
+                                        if item.get(k) is not None), None),
+                        "run": info.get("dir")})
+    return rows
+
+
+def _run_rows(data: RunData) -> list[dict[str, Any]]:
+    rows = []
+    for info in data.infos:
+        started, ended = info.get("started_at"), info.get("ended_at")
+        rows.append({"dir": info.get("dir"), "command": info.get("command") or "?",
+                     "target": info.get("target") or "?", "outcome": info.get("outcome") or "?",
+                     "started_at": started, "ended_at": ended,
+                     "duration_s": (ended - started) if isinstance(started, int | float)
+                     and isinstance(ended, int | float) else None})
+    return rows
+
+
+def analyse(data: RunData, *, slo: float, knee_latency_ratio: float = 1.5,
+            knee_error_rise: float = 0.05) -> dict[str, Any]:
+    """Every figure of the report, as one JSON-ready dict."""
+    records = data.records
+    sources = {str(k): int(v) for k, v in records["source"].value_counts().items() if v}
+    return clean({
+        "generated_at": time.time(),
+        "runs": _run_rows(data),
+        "records": len(records),
+        "sources": sources,
+        "notes": data.notes,
+        "capacity": analyse_capacity(data.source("load"), thresholds=_thresholds(data.infos),
+                                     knee_latency_ratio=knee_latency_ratio,
+                                     knee_error_rise=knee_error_rise),
+        "ratelimits": analyse_ratelimits(data.source("ratelimit"), data.ratelimit),
+        "uptime": analyse_uptime(data.source("probe"), slo=slo),
+    })
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def build_report(run_dirs: list[str | os.PathLike[str]], *, out: str | os.PathLike[str] | None,
+                 slo: float = 0.999, baseline: str | os.PathLike[str] | None = None,
+                 bounds: str | None = None, knee_latency_ratio: float = 1.5,
+                 knee_error_rise: float = 0.05) -> ReportResult:
+    """Analyse ``run_dirs`` (and ``baseline``), write the three files into ``out``."""
+    if not run_dirs:
+        raise BadInput("report: give at least one run folder")
+    if not 0 < slo < 1:
+        raise BadInput(f"--slo: {slo} must be between 0 and 1 (e.g. 0.999)")
+    parsed_bounds = parse_bounds(bounds)
+    options = {"slo": slo, "knee_latency_ratio": knee_latency_ratio,
+               "knee_error_rise": knee_error_rise}
+    summary = analyse(load_runs(list(run_dirs)), **options)
+    if baseline is not None:
+        base = analyse(load_runs([baseline]), **options)
+        summary["baseline"] = clean({**compare(summary, base, parsed_bounds),
+                                     "dir": str(baseline)})
+    else:
+        summary["baseline"] = {"available": False,
+                               "missing": "no --baseline run given; nothing compared"}
+    out_dir = Path(out) if out is not None else Path(run_dirs[0])
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BadInput(f"{out_dir}: cannot create the output folder: {error.strerror}") from None
+    html, md, js = out_dir / HTML_FILE, out_dir / MD_FILE, out_dir / SUMMARY_FILE
+    try:
+        write_json_atomic(js, summary)
+        _write_text_atomic(md, render_markdown(summary))
+        _write_text_atomic(html, render_html(summary))
+    except OSError as error:
+        raise BadInput(f"{out_dir}: cannot write the report: {error.strerror}") from None
+    return ReportResult(html, md, js, summary)

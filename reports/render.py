@@ -1,0 +1,150 @@
+"""Render a report summary as self-contained HTML and as Markdown, from one set of filters.
+
+Both templates format figures with the same filters, so the Markdown shows exactly the
+numbers the HTML shows (and both come from ``summary.json``). Charts are inline SVG built
+from the summary's aggregated series (see charts.py); the HTML has no script, no external
+file and no URL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from reports import charts
+from reports.stats import STATUS_CLASSES
+
+DASH = "–"
+
+
+def ms(value: float | None) -> str:
+    return DASH if value is None else f"{value * 1000:.1f} ms"
+
+
+def pct(value: float | None, digits: int = 2) -> str:
+    return DASH if value is None else f"{value * 100:.{digits}f} %"
+
+
+def rps(value: float | None) -> str:
+    return DASH if value is None else f"{value:,.1f}/s"
+
+
+def num(value: Any) -> str:
+    if value is None:
+        return DASH
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def secs(value: float | None) -> str:
+    if value is None:
+        return DASH
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 120:
+        return f"{value:.1f} s"
+    if value < 7200:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"
+
+
+def when(value: float | None) -> str:
+    if value is None:
+        return DASH
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def verdict(value: bool | None) -> str:
+    return DASH if value is None else ("PASS" if value else "FAIL")
+
+
+def budget(value: float | None) -> str:
+    return DASH if value is None else f"{value * 100:.1f} %"
+
+
+def plain(value: Any) -> str:
+    """A card value (number, string, dict of retry-after figures) as short text."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={plain(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(plain(v) for v in value)
+    return num(value)
+
+
+def host(value: str | None) -> str:
+    """A target URL without its scheme: the report names the target but links nowhere."""
+    if not value:
+        return DASH
+    return value.split("://", 1)[-1]
+
+
+FILTERS = {"host": host, "ms": ms, "pct": pct, "rps": rps, "num": num, "secs": secs, "when": when,
+           "verdict": verdict, "budget": budget, "plain": plain}
+
+
+def _charts(summary: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cap = summary["capacity"]
+    if cap.get("available"):
+        series = cap["series"]
+        out["throughput_endpoint"] = charts.line_chart(
+            series["throughput_by_endpoint"], title="Throughput by endpoint",
+            y_label="requests/s")
+        out["throughput_status"] = charts.line_chart(
+            series["throughput_by_status"], title="Throughput by status",
+            y_label="requests/s", colours=charts.STATUS_COLOURS)
+        out["latency"] = charts.line_chart(
+            series["latency"], title="Latency percentiles over time", y_label="latency",
+            y_format=charts.fmt_seconds_axis)
+        out["cdf"] = charts.line_chart(
+            {"CDF": cap["cdf"]}, title="Latency CDF", y_label="fraction of requests ≤ x",
+            x_label="latency", x_format=charts.fmt_seconds_axis)
+        if "tokens_per_s" in series:
+            out["tokens"] = charts.line_chart(series["tokens_per_s"], title="Tokens per second",
+                                              y_label="tokens/s")
+        if cap.get("stages"):
+            stages = cap["stages"]
+            out["stages"] = charts.line_chart(
+                {"p95": [[s["offered_rps"], s["p95"]] for s in stages],
+                 "p50": [[s["offered_rps"], s["p50"]] for s in stages]},
+                title="Latency by offered rate", y_label="latency", x_label="offered req/s",
+                y_format=charts.fmt_seconds_axis)
+    limits = summary["ratelimits"]
+    if limits.get("timeline"):
+        tl = limits["timeline"]
+        bands = [(i["key"], i["start_s"], i["end_s"]) for i in limits["intervals_429"]]
+        out["timeline"] = charts.lanes_chart(
+            tl["lanes"], span_s=tl["span_s"], bucket_s=tl["bucket_s"],
+            title="Requests per key by status", kinds=["ok", "429", "other"], bands=bands)
+    up = summary["uptime"]
+    if up.get("available"):
+        strips = up["strips"]
+        out["strips"] = charts.lanes_chart(strips["lanes"], span_s=strips["span_s"],
+                                           bucket_s=strips["bucket_s"],
+                                           title="Availability over time")
+    return out
+
+
+def _environment(autoescape: bool) -> Environment:
+    env = Environment(loader=PackageLoader("reports", "templates"),
+                      autoescape=autoescape,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(FILTERS)
+    env.globals["STATUS_CLASSES"] = STATUS_CLASSES
+    return env
+
+
+def render_html(summary: dict[str, Any]) -> str:
+    return _environment(True).get_template("report.html.j2").render(
+        s=summary, charts=_charts(summary))
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    return _environment(False).get_template("report.md.j2").render(s=summary)

@@ -1,0 +1,168 @@
+"""Reading run folders for a report: only files, only the columns the analysis needs.
+
+A report reads one or more run folders (``run.json`` + ``records.parquet`` or the leftover
+``records.parts/`` of a killed run, plus an optional ``ratelimit.json``) and combines their
+records into one pandas frame. String columns arrive dictionary-encoded (pandas
+``category``), so a million records cost tens of megabytes, not gigabytes.
+
+What is missing is recorded in :attr:`RunData.notes` and shown in the report; what makes a
+report impossible (a folder that does not exist, unreadable JSON, a corrupt Parquet file,
+no records and no run.json) is a one-line :class:`BadInput`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from secton_harness.errors import BadInput
+from secton_harness.records import PARTS_DIR, RECORDS_FILE, read_records
+from secton_harness.runfolder import RUN_FILE, read_run_info
+
+#: Columns the analysis reads (``bytes``, ``worker`` and the rate-limit header columns are
+#: never needed, so they are never loaded).
+NEEDED = ["ts", "source", "phase", "endpoint", "key_alias", "org", "status", "latency_s",
+          "error", "retry_after_s", "prompt_tokens", "completion_tokens", "target",
+          "check", "success", "reason", "intended_ts"]
+CATEGORICAL = ["source", "phase", "endpoint", "key_alias", "org", "error", "target", "check",
+               "reason"]
+RATELIMIT_FILE = "ratelimit.json"
+
+
+@dataclass
+class RunData:
+    """The combined input of one report."""
+
+    dirs: list[Path]
+    infos: list[dict[str, Any]]
+    records: pd.DataFrame
+    ratelimit: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def source(self, name: str) -> pd.DataFrame:
+        """The records of one source (load, probe, ratelimit)."""
+        if self.records.empty:
+            return self.records
+        return self.records[self.records["source"] == name]
+
+
+def _table_to_frame(table: pa.Table) -> pd.DataFrame:
+    """Arrow → pandas with strings as categories (small and fast to group by)."""
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if name in CATEGORICAL:
+            column = pa.chunked_array(
+                [chunk.cast(pa.string()).fill_null("") for chunk in column.chunks]
+                or [pa.array([], pa.string())]).dictionary_encode()
+        columns[name] = column
+    frame = pa.table(columns).to_pandas(split_blocks=True, self_destruct=True)
+    for name in CATEGORICAL:
+        if name in frame and not isinstance(frame[name].dtype, pd.CategoricalDtype):
+            frame[name] = frame[name].astype("category")
+    return frame
+
+
+def _read_frame(run_dir: Path) -> pd.DataFrame:
+    try:
+        schema_columns = _available_columns(run_dir)
+        table = read_records(run_dir, columns=[c for c in NEEDED if c in schema_columns])
+    except BadInput:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise BadInput(f"{run_dir}: records cannot be read ({error})") from None
+    missing = [c for c in NEEDED if c not in table.column_names]
+    for name in missing:  # an older file: absent columns read as nulls
+        table = table.append_column(name, pa.nulls(table.num_rows, _NULL_TYPES.get(name)))
+    return _table_to_frame(table)
+
+
+_NULL_TYPES = {"ts": pa.float64(), "latency_s": pa.float64(), "status": pa.int32(),
+               "success": pa.bool_(), "retry_after_s": pa.float64(),
+               "intended_ts": pa.float64(), "prompt_tokens": pa.int64(),
+               "completion_tokens": pa.int64()}
+for _name in CATEGORICAL:
+    _NULL_TYPES[_name] = pa.string()
+
+
+def _available_columns(run_dir: Path) -> set[str]:
+    """Column names of the first records file (so an older file missing a column still reads)."""
+    import pyarrow.parquet as pq
+
+    files = [run_dir / RECORDS_FILE] if (run_dir / RECORDS_FILE).exists() else []
+    parts = run_dir / PARTS_DIR
+    files += sorted(parts.glob("*.parquet")) if parts.is_dir() else []
+    for file in files:
+        try:
+            return set(pq.read_schema(file).names)
+        except (pa.ArrowException, OSError) as error:
+            raise BadInput(f"{file}: records file is corrupt or truncated ({error})") from None
+    return set(NEEDED)
+
+
+def _read_ratelimit(run_dir: Path) -> dict[str, Any] | None:
+    file = run_dir / RATELIMIT_FILE
+    if not file.exists():
+        return None
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise BadInput(f"{file}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{file}: expected a JSON object")
+    return data
+
+
+def _has_records(run_dir: Path) -> bool:
+    parts = run_dir / PARTS_DIR
+    return (run_dir / RECORDS_FILE).exists() or (parts.is_dir() and any(parts.glob("*.parquet")))
+
+
+def load_runs(dirs: list[str | os.PathLike[str]]) -> RunData:
+    """Read every run folder; raise BadInput for what cannot be reported at all."""
+    paths = [Path(d) for d in dirs]
+    infos: list[dict[str, Any]] = []
+    frames: list[pd.DataFrame] = []
+    ratelimit: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for run_dir in paths:
+        if not run_dir.is_dir():
+            raise BadInput(f"{run_dir}: not a directory; expected a run folder")
+        has_records = _has_records(run_dir)
+        limits = _read_ratelimit(run_dir)
+        if (run_dir / RUN_FILE).exists() or not (has_records or limits):
+            info = read_run_info(run_dir)  # raises BadInput when missing/corrupt
+        else:
+            info = {}
+            notes.append(f"{run_dir}: run.json is missing; command, target and outcome "
+                         "are unknown")
+        info = {**info, "dir": str(run_dir)}
+        infos.append(info)
+        if limits is not None:
+            ratelimit.append({**limits, "dir": str(run_dir)})
+        if has_records:
+            frame = _read_frame(run_dir)
+            if frame.empty:
+                notes.append(f"{run_dir}: records file holds no records")
+            frames.append(frame)
+        elif limits is None:
+            notes.append(f"{run_dir}: no {RECORDS_FILE} (and no {PARTS_DIR}/); "
+                         "the run recorded nothing")
+        if info.get("outcome") in ("running", "interrupted", "error"):
+            notes.append(f"{run_dir}: run outcome is {info['outcome']!r}; figures cover "
+                         "only what was recorded")
+    frames = [f for f in frames if not f.empty]
+    if frames:
+        records = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        for name in CATEGORICAL:  # concat of differing categories falls back to object
+            if not isinstance(records[name].dtype, pd.CategoricalDtype):
+                records[name] = records[name].astype("category")
+    else:
+        records = _table_to_frame(pa.table({c: pa.array([], _NULL_TYPES[c]) for c in NEEDED}))
+    return RunData(paths, infos, records, ratelimit, notes)

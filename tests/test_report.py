@@ -1,0 +1,185 @@
+"""Report figures equal what the test computes independently from the records."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from report_data import (
+    RATELIMIT_RESULT,
+    load_rows,
+    make_run,
+    probe_rows,
+    ratelimit_rows,
+)
+
+from reports.build import build_report
+from reports.render import ms, pct
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    path = tmp_path_factory.mktemp("full") / "run"
+    make_run(path, load=load_rows(), probe=probe_rows(), ratelimit=ratelimit_rows(),
+             ratelimit_result=RATELIMIT_RESULT,
+             thresholds=[{"name": "p95_latency_s", "expression": "p95 < 0.5",
+                          "value": 0.07, "passed": True}])
+    result = build_report([path], out=path / "report", slo=0.999)
+    summary = json.loads(result.summary_path.read_text())
+    return path, summary
+
+
+def test_capacity_figures_match_independent_computation(full_run) -> None:
+    _, summary = full_run
+    frame = pd.DataFrame(load_rows())
+    cap = summary["capacity"]
+    assert cap["requests"] == len(frame)
+    latency = frame["latency_s"].to_numpy()
+    for name, q in (("p50", 50), ("p95", 95), ("p99", 99)):
+        assert cap["latency"][name] == pytest.approx(np.percentile(latency, q), rel=1e-9)
+    assert cap["latency"]["max"] == pytest.approx(latency.max())
+    errors = ((frame["status"] < 200) | (frame["status"] >= 400)).mean()
+    assert cap["error_rate"] == pytest.approx(errors)
+    assert cap["rate_limited_rate"] == pytest.approx((frame["status"] == 429).mean())
+    chat = frame[frame["endpoint"] == "/v1/chat/completions"]
+    row = next(r for r in cap["by_endpoint"] if r["endpoint"] == "/v1/chat/completions")
+    assert row["p95"] == pytest.approx(np.percentile(chat["latency_s"], 95))
+    assert cap["tokens"]["completion_total"] == int(frame["completion_tokens"].sum())
+    assert cap["status_counts"]["5xx"] == int((frame["status"] == 500).sum())
+
+
+def test_knee_is_the_last_stage_before_degradation(full_run) -> None:
+    _, summary = full_run
+    stages = summary["capacity"]["stages"]
+    assert [s["phase"] for s in stages] == ["stage-1", "stage-2", "stage-3", "stage-4"]
+    assert [round(s["offered_rps"]) for s in stages] == [10, 20, 40, 80]
+    knee = summary["capacity"]["knee"]
+    assert knee["found"] and knee["knee_phase"] == "stage-3"
+    assert knee["knee_offered_rps"] == pytest.approx(40, rel=1e-3)
+
+
+def test_uptime_availability_and_incidents(full_run) -> None:
+    _, summary = full_run
+    frame = pd.DataFrame(probe_rows())
+    up = summary["uptime"]
+    assert up["availability"] == pytest.approx(frame["success"].mean())
+    assert up["budget_consumed"] == pytest.approx((1 - frame["success"].mean()) / 0.001)
+    chat_a = frame[(frame["check"] == "chat") & (frame["target"] == "a")]
+    row = next(r for r in up["per_target"] if r["check"] == "chat" and r["target"] == "a")
+    assert row["availability"] == pytest.approx(chat_a["success"].mean())
+    # equal spacing: time-based equals count-based
+    assert row["availability_time"] == pytest.approx(chat_a["success"].mean())
+    assert up["incident_count"] == 2
+    longest = up["incidents"][0]
+    assert (longest["check"], longest["target"], longest["failures"]) == ("chat", "a", 5)
+    assert longest["start_ts"] == pytest.approx(1_700_000_000 + 40 * 0.5)
+    assert longest["duration_s"] == pytest.approx(5 * 0.5)
+    assert longest["reason"] == "status"
+    models = next(r for r in up["per_check"] if r["check"] == "models")
+    assert models["p95"] == pytest.approx(
+        np.percentile(frame[frame["check"] == "models"]["latency_s"], 95))
+
+
+def test_ratelimit_card_and_timeline(full_run) -> None:
+    _, summary = full_run
+    rl = summary["ratelimits"]
+    card = rl["cards"][0]
+    figures = {f["name"]: f for f in card["figures"]}
+    assert figures["burst"]["value"] == 20 and figures["burst"]["passed"] is True
+    assert figures["algorithm"]["passed"] is False and card["passed"] is False
+    frame = pd.DataFrame(ratelimit_rows())
+    assert rl["rate_limited"] == int((frame["status"] == 429).sum())
+    assert rl["interval_count"] == 4  # two runs per key
+    first = rl["intervals_429"][0]
+    assert first["start_s"] == pytest.approx(2.0) and first["count"] == 10
+    assert set(rl["timeline"]["lanes"]) == {"a1", "a2"}
+
+
+def test_html_is_self_contained_with_every_section(full_run) -> None:
+    path, summary = full_run
+    html = (path / "report" / "report.html").read_text()
+    for section in ("Capacity", "Rate limits", "Uptime", "Baseline comparison"):
+        assert f"<h2>{section}</h2>" in html
+    assert "http://" not in html and "https://" not in html
+    assert "<script" not in html and "<link" not in html and "src=" not in html
+    assert html.count("<svg") >= 6
+    assert "@media print" in html
+    assert "sk-secret" not in html
+    assert ms(summary["capacity"]["latency"]["p95"]) in html
+    assert "Knee: 40.0/s" in html
+
+
+def test_markdown_shows_the_same_figures(full_run) -> None:
+    path, summary = full_run
+    md = (path / "report" / "report.md").read_text()
+    html = (path / "report" / "report.html").read_text()
+    cap, up = summary["capacity"], summary["uptime"]
+    shown = [ms(cap["latency"][k]) for k in ("p50", "p90", "p95", "p99", "max")]
+    shown += [pct(cap["error_rate"]), pct(up["availability"], 3), pct(up["slo"], 3)]
+    for text in shown:
+        assert text in md and text in html, text
+    for heading in ("### Capacity", "### Rate limits", "### Uptime", "### Baseline comparison"):
+        assert heading in md
+    # every table row has as many cells as its header
+    for table in re.findall(r"((?:^\|.*\|\n)+)", md, re.M):
+        widths = {line.count("|") for line in table.strip().splitlines()}
+        assert len(widths) == 1, table
+
+
+def test_summary_json_holds_the_chart_series(full_run) -> None:
+    _, summary = full_run
+    series = summary["capacity"]["series"]
+    assert set(series["latency"]) == {"p50", "p90", "p95", "p99", "max"}
+    assert len(series["latency"]["p95"]) <= 121
+    counted = sum(y for pts in series["throughput_by_status"].values() for _, y in pts)
+    assert counted * series["bucket_s"] == pytest.approx(summary["capacity"]["requests"])
+
+
+def test_absent_sections_say_so(tmp_path: Path) -> None:
+    path = make_run(tmp_path / "probe-only", probe=probe_rows())
+    summary = build_report([path], out=None, slo=0.99).summary
+    assert summary["capacity"]["available"] is False
+    html = (path / "report.html").read_text()
+    assert "Not available: no load records" in html
+    assert "Not available: no rate-limit results" in html
+    assert "Not available: no --baseline run given" in html
+
+
+def test_only_failures_and_unmerged_parts(tmp_path: Path) -> None:
+    rows = [{**r, "status": 0, "error": "connect", "latency_s": 0.001 * (i + 1)}
+            for i, r in enumerate(load_rows(stage_rates=(5,))[:20])]
+    path = make_run(tmp_path / "failing", load=rows, merge=False)
+    assert (path / "records.parts").is_dir() and not (path / "records.parquet").exists()
+    summary = build_report([path], out=None).summary
+    assert summary["capacity"]["error_rate"] == 1.0
+    assert summary["capacity"]["status_counts"] == {"no response": 20}
+    assert summary["capacity"]["latency"]["p95"] == pytest.approx(
+        np.percentile([0.001 * (i + 1) for i in range(20)], 95))
+    assert summary["capacity"]["knee"]["found"] is False
+
+
+def test_several_run_folders_are_combined(tmp_path: Path) -> None:
+    load = make_run(tmp_path / "load", load=load_rows())
+    probe = make_run(tmp_path / "probe", probe=probe_rows())
+    summary = build_report([load, probe], out=tmp_path / "out").summary
+    assert summary["capacity"]["available"] and summary["uptime"]["available"]
+    assert len(summary["runs"]) == 2
+    assert (tmp_path / "out" / "summary.json").exists()
+
+
+def test_threshold_results_of_the_load_job_are_shown(tmp_path: Path) -> None:
+    thresholds = [{"scope": "all", "threshold": "p95_latency_s < 0.5", "actual": 0.031,
+                   "passed": True, "resolved": "p95_latency_s (0.031) < 0.5"},
+                  {"scope": "all", "threshold": "error_rate < 0.001", "actual": 0.02,
+                   "passed": False, "resolved": "error_rate (0.02) < 0.001"}]
+    path = make_run(tmp_path / "t", load=load_rows(stage_rates=(10,)), thresholds=thresholds)
+    summary = build_report([path], out=None).summary
+    rows = summary["capacity"]["thresholds"]
+    assert [(r["name"], r["passed"]) for r in rows] == [
+        ("all: p95_latency_s < 0.5", True), ("all: error_rate < 0.001", False)]
+    html = (path / "report.html").read_text()
+    assert "error_rate (0.02) &lt; 0.001" in html and "FAIL" in html
