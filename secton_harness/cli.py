@@ -100,7 +100,11 @@ def _register_job_commands() -> None:
     import importlib.util
 
     for module_name in JOB_COMMANDS:
-        if importlib.util.find_spec(module_name) is None:
+        try:
+            found = importlib.util.find_spec(module_name) is not None
+        except ModuleNotFoundError:  # the job's package itself is absent
+            found = False
+        if not found:
             continue  # that job has not landed yet: only commands that work are listed
         importlib.import_module(module_name).register(app)
 
