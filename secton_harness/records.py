@@ -57,11 +57,12 @@ SCHEMA = pa.schema([
     ("check", pa.string()),               # probe check name
     ("success", pa.bool_()),              # the check's / request's verdict
     ("reason", pa.string()),              # failure reason of a probe check, else ""
+    ("detail", pa.string()),              # resolved failed condition, e.g. [STATUS] (500) == 200
     ("intended_ts", pa.float64()),        # open-model pacing: when the request was due
     ("worker", pa.string()),              # which process produced the record
 ])
 COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
-_DEFAULTS: dict[str, Any] = {"error": "", "reason": "", "phase": "", "target": "",
+_DEFAULTS: dict[str, Any] = {"error": "", "reason": "", "detail": "", "phase": "", "target": "",
                              "check": "", "worker": "", "status": 0}
 
 
