@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
 
 def probe(
     config: Annotated[Path | None, typer.Option(
-        "--config", "-c", help="Harness config (TOML): [[targets]] and [probes]; see "
+        "--config", "-c", help="Harness config (TOML): \\[\\[targets]] and \\[probes]; see "
         "examples/harness.toml. Default: built-in intervals and thresholds.")] = None,
     target: Annotated[str | None, typer.Option(
         help="Probe this URL instead of the config's targets (env: SECTON_BASE_URL).")] = None,

@@ -76,7 +76,8 @@ def test_light_modules_import_without_locust_or_gevent() -> None:
     code = (
         "import sys\n"
         "import secton_harness, secton_harness.cli, secton_harness.client, "
-        "secton_harness.contract, secton_harness.records, simulator.app, probes, reports\n"
+        "secton_harness.contract, secton_harness.records, simulator.app, probes.service, "
+        "reports.build, reports.command, probes.command\n"
         "bad = [m for m in ('locust', 'gevent') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
