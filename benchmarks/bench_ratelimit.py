@@ -1,0 +1,120 @@
+"""Rate-limit mapping accuracy: every simulator algorithm x every figure -> error, and the
+requests sent against the minimum. Writes the ``## Rate-limit mapping accuracy`` section of
+benchmarks/RESULTS.md (only that section is replaced).
+
+Usage: .venv/bin/python benchmarks/bench_ratelimit.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import tomli_w
+
+from secton_harness.refserver import ReferenceServer
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+HEADING = "## Rate-limit mapping accuracy"
+KEYS = [{"alias": "a1", "key": "sk-bench-1", "org": "org_alpha"},
+        {"alias": "a2", "key": "sk-bench-2", "org": "org_alpha"},
+        {"alias": "a3", "key": "sk-bench-3", "org": "org_alpha"}]
+# name: algorithm, key limit, window, penalty, extends, org limit, org window
+MATRIX = {
+    "fixed_window 10/1s": ("fixed_window", 10, 1.0, 0.0, False, 24, 2.0),
+    "fixed_window 5/3s": ("fixed_window", 5, 3.0, 0.0, False, 12, 3.0),
+    "sliding_window 10/1s": ("sliding_window", 10, 1.0, 0.0, False, 24, 2.0),
+    "token_bucket 20/2s": ("token_bucket", 20, 2.0, 0.0, False, 45, 3.0),
+    "token_bucket 5/3s": ("token_bucket", 5, 3.0, 0.0, False, 12, 3.0),
+    "leaky_bucket 10/1s": ("leaky_bucket", 10, 1.0, 0.0, False, 24, 2.0),
+    "penalty 8/1s, 0.6s": ("penalty_cooldown", 8, 1.0, 0.6, False, 20, 2.0),
+    "penalty extends 8/1s, 0.3s": ("penalty_cooldown", 8, 1.0, 0.3, True, 20, 2.0),
+}
+BUCKETS = {"token_bucket", "leaky_bucket"}
+
+
+def truth(algorithm: str, limit: int, window: float, penalty: float,
+          obs: dict) -> dict[str, float]:
+    rate = limit / window
+    first_429 = obs["first_429_s"]
+    if algorithm in BUCKETS:
+        cooldown, full = 0.5 / rate, window - 0.5 / rate  # centre of (0, 1/rate]
+    elif algorithm == "penalty_cooldown":
+        cooldown = full = penalty
+    else:
+        cooldown = window - first_429
+        full = cooldown + (obs["last_allowed_s"] if algorithm == "sliding_window" else 0.0)
+    return {"burst": limit, "sustained_per_min": 60 * rate, "cooldown_s": cooldown,
+            "full_recovery_s": full}
+
+
+def run_case(name: str, spec: tuple, workdir: Path) -> list[str]:
+    algorithm, limit, window, penalty, extends, org_limit, org_window = spec
+    config = {"limits": {"algorithm": algorithm,
+                         "key": {"limit": limit, "window_s": window, "penalty_s": penalty,
+                                 "penalty_extends": extends},
+                         "org": {"limit": org_limit, "window_s": org_window,
+                                 "penalty_s": penalty, "penalty_extends": extends}},
+              "latency": {"base_ms": 0, "per_token_ms": 0, "jitter_ms": 0}, "keys": KEYS}
+    cfg = workdir / f"{len(list(workdir.iterdir()))}.toml"
+    cfg.write_bytes(tomli_w.dumps(config).encode())
+    keys = workdir / "keys.toml"
+    keys.write_bytes(tomli_w.dumps({"keys": KEYS}).encode())
+    out = workdir / f"out-{cfg.stem}"
+    with ReferenceServer(cfg) as server:
+        subprocess.run([sys.executable, "-m", "secton_harness", "ratelimit", "--target",
+                        server.url, "--keys", str(keys), "--out", str(out), "--max-rps",
+                        "200"], check=False, capture_output=True, timeout=300)
+    result = json.loads((out / "ratelimit.json").read_text())
+    rows = []
+    for scope, (lim, win) in (("key", (limit, window)), ("org", (org_limit, org_window))):
+        got = result["scopes"].get(scope)
+        if got is None:
+            continue
+        want = truth(algorithm, lim, win, penalty, got["observations"]["burst_a"])
+        cells = []
+        for figure in ("burst", "sustained_per_min", "cooldown_s", "full_recovery_s"):
+            error = got[figure] - want[figure]
+            cells.append(f"{error:+d}" if figure == "burst" else
+                         f"{100 * error / want[figure]:+.1f} %" if figure == "sustained_per_min"
+                         else f"{error:+.3f} s")
+        right = got["algorithm"] == algorithm or (
+            algorithm in BUCKETS and got["algorithm"] in BUCKETS)
+        cells.append(f"{got['algorithm']} {'✓' if right else '✗'}")
+        rows.append(f"| {name} | {scope} | " + " | ".join(cells) + " |")
+    cost = result["cost"]
+    rows.append(f"| {name} | cost | sent {cost['requests_sent']}, bursts+429 "
+                f"{cost['minimum_bursts']}, probes {cost['recovery_probes']}, bound "
+                f"{cost['bound']} {'✓' if cost['within_bound'] else '✗'} | | | | "
+                f"{result['duration_s']} s |")
+    return rows
+
+
+def main() -> None:
+    lines = [HEADING, "",
+             "Errors of `secton-harness ratelimit` against the reference server's configured "
+             "limits (loopback, `--max-rps 200`, no injected latency). Targets: burst ±1, "
+             "sustained ±10 %, times ±max(10 %, 0.25 s). Bucket cooldown truth is the centre "
+             "of (0, 1/rate]; window cooldown truth is window - time of the first 429. "
+             f"Produced by `benchmarks/bench_ratelimit.py` on {sys.platform}.", "",
+             "| config | scope | burst | sustained | cooldown | full recovery | algorithm |",
+             "|---|---|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, spec in MATRIX.items():
+            lines += run_case(name, spec, Path(tmp))
+            print(lines[-1], flush=True)
+    section = "\n".join(lines) + "\n"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
+    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(section + "\n", text) if pattern.search(text) else (
+        text.rstrip("\n") + "\n\n" + section)
+    RESULTS.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""``secton-harness ratelimit``: map a target's per-key and per-org rate limits.
+
+No Locust, gevent or pandas import at module level (cli.py loads this for ``--help``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import typer
+
+from secton_harness.errors import BadInput
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def ratelimit(
+    target: Annotated[str, typer.Option(help="Base URL of the API, e.g. http://127.0.0.1:8080.")],
+    keys: Annotated[Path | None, typer.Option(
+        help="Keys file (TOML). Two or more keys of one org also map the org's limit. "
+             "Default: SECTON_API_KEY.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Run folder for run.json, records.parquet, ratelimit.json. "
+             "Default: runs/<time>-ratelimit.")] = None,
+    expect: Annotated[Path | None, typer.Option(
+        help="Documented policy (TOML) to verify; exit 1 when a figure is off.")] = None,
+    max_requests: Annotated[int, typer.Option(
+        min=10, help="Hard bound on requests sent (cost control).")] = 2000,
+    max_duration: Annotated[str, typer.Option(help="Hard bound on run time, e.g. 5m.")] = "5m",
+    max_rps: Annotated[float, typer.Option(
+        min=0.1, help="Never send faster than this (requests per second).")] = 100.0,
+    allow_remote: Annotated[bool, typer.Option(
+        help="Confirm that a non-loopback target may be sent bursts until it refuses.")] = False,
+    endpoint: Annotated[str, typer.Option(
+        help="Endpoint to measure on: models (free) or chat (spends tokens).")] = "models",
+) -> None:
+    """Map the rate limits of a target: burst, sustained rate, cooldown, full recovery,
+    algorithm, shared endpoint budget and Retry-After accuracy, per key and per org.
+
+    Each phase stops as soon as its answer is known, so the cost stays near three bursts
+    per scope plus a few dozen recovery probes. Loopback targets run freely; others need
+    --allow-remote. With --expect, every figure is checked against the documented policy
+    (exit 1 on any fail). See docs/ratelimit.md.
+
+    Example: [cyan]secton-harness ratelimit --target http://127.0.0.1:8080 --keys
+    examples/demo-keys.toml --out runs/rl --expect examples/policy-demo.toml[/cyan]
+    """
+    from secton_harness.config import parse_duration, parse_http_url
+    from secton_harness.keys import resolve_keys
+    from secton_harness.policy import load_policy
+
+    try:
+        url = parse_http_url(target)
+        duration = parse_duration(max_duration)
+    except ValueError as error:
+        raise BadInput(f"--target/--max-duration: {error}") from None
+    if endpoint not in ("models", "chat"):
+        raise BadInput(f"--endpoint: {endpoint!r} is not models or chat")
+    if not is_loopback(url) and not allow_remote:
+        raise BadInput(f"--target {urlsplit(url).hostname} is not loopback: mapping sends "
+                       "bursts until the API refuses; pass --allow-remote to confirm")
+    pool = resolve_keys(keys)
+    policy = load_policy(expect) if expect is not None else None
+    raise typer.Exit(_run(url, pool, out, policy, max_requests, duration, max_rps, endpoint))
+
+
+def _run(url, pool, out, policy, max_requests, duration, max_rps, endpoint) -> int:
+    from rich.console import Console
+
+    from loadtests.ratelimit_driver import MapperSettings, run_mapper
+    from loadtests.ratelimit_output import build_result, limit_card
+    from secton_harness.runfolder import RunFolder
+
+    console = Console(stderr=False)
+    settings = MapperSettings(target=url, endpoint=endpoint, max_requests=max_requests,
+                              max_duration_s=duration, max_rps=max_rps)
+    run = RunFolder.start(out, command="ratelimit", target=url, config={
+        "endpoint": endpoint, "max_requests": max_requests, "max_duration_s": duration,
+        "max_rps": max_rps, "keys": pool.aliases,
+        "expect": policy.model_dump() if policy is not None else None})
+    outcome = "error"
+    try:
+        with console.status("mapping rate limits…") as status:
+            def progress(message: str) -> None:
+                status.update(message)
+                console.log(message)
+
+            observations, facts = run_mapper(settings, pool, run.path, progress)
+        result = build_result(run.path, url, observations, facts, policy)
+        limit_card(result, console)
+        failed = policy is not None and not result["expect"]["passed"]
+        outcome = "failed" if failed else "passed"
+        console.print(f"wrote {run.path / 'ratelimit.json'}")
+        return 1 if failed else 0
+    except KeyboardInterrupt:
+        outcome = "interrupted"
+        raise
+    finally:
+        run.finish(outcome)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ratelimit")(ratelimit)

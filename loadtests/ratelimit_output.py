@@ -1,0 +1,103 @@
+"""``ratelimit.json`` from the observations, and the limit card printed at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from secton_harness.policy import Policy, check_policy
+from secton_harness.ratelimit_infer import cost_summary, infer_scope
+from secton_harness.records import read_records
+from secton_harness.runfolder import write_json_atomic
+
+RESULT_FILE = "ratelimit.json"
+FIGURES = ("burst", "sustained_per_min", "cooldown_s", "full_recovery_s", "algorithm",
+           "shared_across_endpoints", "confidence")
+
+
+def _plain(obs: dict[str, Any]) -> dict[str, Any]:
+    """Observations without the raw clock values (kept relative in the evidence)."""
+    drop = {"t0", "t_first_429", "t_success", "t_recovered", "t_last", "u0"}
+    out: dict[str, Any] = {}
+    for key, value in obs.items():
+        if key in drop:
+            continue
+        out[key] = _plain(value) if isinstance(value, dict) else value
+    return out
+
+
+def build_result(run_dir: Path, target: str, observations: dict[str, Any],
+                 facts: dict[str, Any], policy: Policy | None) -> dict[str, Any]:
+    """Infer every scope, add cost and policy checks, write ``ratelimit.json``."""
+    records = read_records(run_dir).to_pandas()
+    scopes: dict[str, Any] = {}
+    for name, obs in observations.items():
+        if name == "org" and not obs.get("burst_a"):
+            continue
+        scope = infer_scope(obs, records)
+        if name == "org":
+            scope["org"] = facts["org"]
+            scope["keys"] = facts["org_keys"]
+            if "isolated" in obs:
+                scope["other_org_unaffected"] = obs["isolated"]
+        else:
+            scope["key_alias"] = facts["key_alias"]
+        if obs.get("stopped_by"):
+            scope["confidence"] = "low"
+            scope["stopped_by"] = obs["stopped_by"]
+        scope["observations"] = _plain(obs)
+        scopes[name] = scope
+    cost = cost_summary(records, scopes)
+    result: dict[str, Any] = {
+        "target": target,
+        "requests_sent": int(facts["requests_sent"]),
+        "duration_s": facts["duration_s"],
+        "scopes": scopes,
+        "cost": cost,
+        "stopped_by": facts.get("stopped_by"),
+    }
+    if policy is not None:
+        verdict = check_policy(policy, scopes)
+        result["expect"] = verdict
+        for name, checks in verdict["scopes"].items():
+            if name in scopes:
+                scopes[name]["checks"] = checks
+    write_json_atomic(run_dir / RESULT_FILE, result)
+    return result
+
+
+def limit_card(result: dict[str, Any], console: Console) -> None:
+    """The final table: one column per scope, one row per figure (✓/✗ with --expect)."""
+    scopes = result["scopes"]
+    table = Table(title=f"Rate-limit card: {result['target']}")
+    table.add_column("figure")
+    for name, scope in scopes.items():
+        who = scope.get("key_alias") or f"{scope.get('org')} ({', '.join(scope.get('keys', []))})"
+        table.add_column(f"{name}: {who}")
+    for figure in (*FIGURES, "retry_after"):
+        row = [figure]
+        for scope in scopes.values():
+            value = scope.get(figure)
+            if figure == "retry_after":
+                ra = value or {}
+                value = (f"present, mean err {ra.get('mean_error_s')}s, max "
+                         f"{ra.get('max_error_s')}s" if ra.get("present") else "absent")
+            check = (scope.get("checks") or {}).get(figure)
+            mark = "" if check is None else (" [green]✓[/]" if check["pass"] else " [red]✗[/]")
+            row.append(f"{value}{mark}")
+        table.add_row(*row)
+    console.print(table)
+    cost = result["cost"]
+    console.print(f"requests sent: {cost['requests_sent']} (minimum {cost['minimum_bursts']}"
+                  f" for the bursts + {cost['recovery_probes']} recovery probes; bound "
+                  f"{cost['bound']}), {result['duration_s']}s")
+    if result.get("stopped_by"):
+        console.print(f"[yellow]stopped by {result['stopped_by']}: figures are partial "
+                      "(confidence low)[/]")
+    for checks in (result.get("expect") or {}).get("scopes", {}).values():
+        for check in checks.values():
+            if not check["pass"]:
+                console.print(f"[red]FAIL[/] {check['line']}")

@@ -1,0 +1,229 @@
+"""The mapper's phases for one scope (one key, or several keys of one org in rotation).
+
+Each phase sends the fewest requests that answer its question and returns plain
+observations (times relative to the phase's anchor, counts), which
+:mod:`secton_harness.ratelimit_infer` turns into figures:
+
+- ``rest``: the first request of a burst doubles as the rest probe; when its rate-limit
+  headers say the budget is not full it waits the announced reset and probes again;
+- ``burst``: requests fired at ``--max-rps`` (not waiting for answers, so a leaky bucket's
+  queue cannot slow us down) until the first 429 arrives;
+- ``cooldown``: probes at geometrically growing gaps (``min_step * growth**k``) from the
+  first 429 until a success, so the answer is within ``(growth-1)/2`` of the truth while
+  costing O(log) probes; a penalty that retries extend ends only once a gap exceeds it,
+  which is exactly how it is detected;
+- ``recovery``: right after the first success, three requests at ``--max-rps``: all allowed
+  means the budget came back at once (windows, penalty); refusals mean it returns one by
+  one (buckets), whose rate ``sustained`` then measures with a fine probe grid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from itertools import cycle
+from typing import Any
+
+import gevent
+import gevent.event
+
+from loadtests.ratelimit_transport import Hit, Transport
+from secton_harness.keys import ApiKey
+
+RETURN_PROBES = 3
+
+
+@dataclass
+class ScopeRunner:
+    """Runs phases for one scope against a :class:`Transport`."""
+
+    transport: Transport
+    keys: list[ApiKey]
+    endpoint: str = "models"
+    label: str | None = None           # phase label override (the org scope uses "org")
+    min_step: float = 0.03
+    growth: float = 1.12
+    max_burst: int = 5000
+    fast_answer_s: float = 0.05
+    _rotation: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rotation = cycle(self.keys)
+        self.min_step = max(self.min_step, 2 * self.transport.interval)
+
+    def _phase(self, name: str) -> str:
+        return self.label or name
+
+    def next_key(self) -> ApiKey:
+        return next(self._rotation)
+
+    # ------------------------------------------------------------------ rest
+    def rest_probe(self, attempts: int = 3) -> Hit:
+        """One request proving the limiter is rested (headers allowing); part of the burst."""
+        hit = self.transport.send(self.next_key(), self._phase("rest"),
+                                      self.endpoint, step="rest")
+        for _ in range(attempts):
+            rested = hit.ok and (hit.limit is None or hit.remaining is None
+                                 or hit.remaining >= hit.limit - 1)
+            if rested:
+                return hit
+            wait = hit.retry_after_s if not hit.ok else hit.reset_s
+            self.transport.sleep_until(self.transport.now() + (wait or 1.0) + 0.05)
+            hit = self.transport.send(self.next_key(), self._phase("rest"),
+                                      self.endpoint, step="rest")
+        return hit
+
+    # ------------------------------------------------------------------ burst
+    def burst(self, first: Hit | None = None) -> dict[str, Any]:
+        """Fire until the first 429; ``first`` is the rest probe that opened the burst."""
+        refused = gevent.event.Event()
+
+        def done(hit: Hit) -> None:
+            if hit.refused:
+                refused.set()
+
+        hits: list[Hit] = [first] if first is not None else []
+        while not refused.is_set() and len(hits) < self.max_burst:
+            hits.append(self.transport.fire(self.next_key(), self._phase("burst"),
+                                            self.endpoint, on_done=done, step="burst"))
+            gevent.sleep(0)
+        settle(hits)
+        return summarize_burst(hits)
+
+    # ------------------------------------------------------------------ cooldown
+    def cooldown(self, t_first_429: float, first_gap: float | None = None) -> dict[str, Any]:
+        """Probe at growing gaps from the first 429 until a success."""
+        gap = first_gap if first_gap is not None else self.min_step
+        at = t_first_429 + gap
+        probes: list[Hit] = []
+        last_fail = t_first_429
+        gaps: list[float] = []
+        while True:
+            self.transport.sleep_until(at)
+            hit = self.probe("cooldown")
+            probes.append(hit)
+            gaps.append(hit.t - last_fail)
+            if hit.ok or not hit.done:
+                break
+            if hit.refused:
+                last_fail = hit.t
+            gap = max(self.min_step, (self.growth - 1) * (hit.t - t_first_429))
+            at = hit.t + gap
+        success = probes[-1].t
+        return {
+            "probes": len(probes),
+            "last_fail_s": last_fail - t_first_429,
+            "success_s": success - t_first_429,
+            "cooldown_s": ((last_fail + success) / 2) - t_first_429,
+            "last_gap_s": gaps[-1],
+            "prev_gap_s": gaps[-2] if len(gaps) > 1 else 0.0,
+            "first_probe_ok": len(probes) == 1,
+            "t_success": success,
+            "t_recovered": (last_fail + success) / 2,
+            "retry_after": [(h.t - t_first_429, h.retry_after_s) for h in probes
+                            if h.refused and h.retry_after_s is not None],
+        }
+
+    # ------------------------------------------------------------------ recovery
+    def return_shape(self) -> dict[str, Any]:
+        """Right after the first success: how many of a few fast requests are allowed."""
+        hits = [self.transport.fire(self.next_key(), self._phase("recovery"), self.endpoint,
+                                    step="recovery") for _ in range(RETURN_PROBES)]
+        settle(hits)
+        return {"sent": len(hits), "allowed": sum(h.ok or not h.done for h in hits),
+                "t_last": hits[-1].t}
+
+    def return_rate(self, t_from: float, successes: int = 4,
+                    max_probes: int = 80) -> dict[str, Any]:
+        """How fast single requests come back: two growing-gap searches give the interval
+        roughly, then a grid of an eighth of it times ``successes`` more returns; the rate
+        is taken from the grid successes only: (n-1) / (t_n - t_1)."""
+        first = self.cooldown(t_from)
+        second = self.cooldown(first["t_success"])
+        probes = first["probes"] + second["probes"]
+        interval = second["cooldown_s"]
+        step = max(interval / 8, self.transport.interval)
+        hits: list[Hit] = []
+        at = second["t_success"] + step
+        while probes < max_probes:
+            # only returns after the grid's first refusal count (earlier ones are backlog);
+            # a queued (leaky) success answers late: one in flight > 50 ms counts as allowed
+            if len(_after_refusal(hits, self.transport.now())) >= successes:
+                break
+            self.transport.sleep_until(at)
+            hits.append(self.transport.fire(self.next_key(), self._phase("sustained"),
+                                            self.endpoint, step="sustained"))
+            probes += 1
+            at += step
+        settle(hits)
+        times = _after_refusal(hits, math.inf)
+        span = times[-1] - times[0] if times else 0.0
+        rate = (len(times) - 1) / span if len(times) > 1 and span > 0 else (
+            1 / interval if interval > 0 else None)
+        return {"probes": probes, "successes": len(times), "rate_per_s": rate,
+                "step_s": step, "first_interval_s": interval,
+                "t_last": self.transport.now()}
+
+    def probe(self, step: str) -> Hit:
+        """One probe, waited for until it answers or is plainly queued (unanswered three
+        times as long as a refusal takes, +30 ms): a leaky bucket serves a queued request
+        late, but it was admitted at once, and the search must not wait the queue out."""
+        hit = self.transport.fire(self.next_key(), self._phase(step), self.endpoint,
+                                  step=step)
+        patience = 3 * self.fast_answer_s + 0.03
+        while not hit.done and self.transport.now() - hit.t < patience:
+            gevent.sleep(0.001)
+        if hit.refused:
+            self.fast_answer_s = min(self.fast_answer_s, hit.latency_s)
+        return hit
+
+    # ------------------------------------------------------------------ side checks
+    def side_request(self, key: ApiKey, phase: str, endpoint: str | None = None) -> Hit:
+        return self.transport.send(key, phase, endpoint or self.endpoint)
+
+
+def _after_refusal(hits: list[Hit], now: float) -> list[float]:
+    """Send times of the admitted grid probes that follow the grid's first refusal."""
+    first = next((i for i, h in enumerate(hits) if h.refused), None)
+    if first is None:
+        return []
+    return [h.t for h in hits[first:] if h.ok or (not h.done and now - h.t > 0.05)]
+
+
+def settle(hits: list[Hit]) -> None:
+    """Wait briefly for answers. A request still unanswered three times the fastest
+    answer (+30 ms) after it was sent is queued by a leaky bucket (it will be served):
+    callers count it as allowed rather than wait out the queue."""
+    fastest = min((h.latency_s for h in hits if h.done), default=0.05)
+    deadline = 3 * fastest + 0.03
+    step = 0.002
+    waited = 0.0
+    while waited < deadline and not all(h.done for h in hits):
+        gevent.sleep(step)
+        waited += step
+
+
+def summarize_burst(hits: list[Hit]) -> dict[str, Any]:
+    """Counts and times of a burst, in send order: successes before the first refusal."""
+    hits = sorted(hits, key=lambda h: h.t)
+    t0 = hits[0].t
+    first_refused = next((i for i, h in enumerate(hits) if h.refused), None)
+    before = hits if first_refused is None else hits[:first_refused]
+    allowed = [h for h in before if h.ok or not h.done]
+    t_fail = hits[first_refused].t if first_refused is not None else None
+    first_429 = hits[first_refused] if first_refused is not None else None
+    return {
+        "sent": len(hits),
+        "allowed": len(allowed),
+        "queued": sum(1 for h in before if not h.done),
+        "errors": sum(1 for h in before if h.done and not h.ok),
+        "t0": t0,
+        "t_first_429": t_fail,
+        "refused": first_refused is not None,
+        "last_allowed_s": (allowed[-1].t - t0) if allowed else 0.0,
+        "first_429_s": (t_fail - t0) if t_fail is not None else None,
+        "retry_after_s": first_429.retry_after_s if first_429 else None,
+        "reset_s": first_429.reset_s if first_429 else None,
+        "header_limit": next((h.limit for h in allowed if h.limit is not None), None),
+        "header_window_s": next((h.window_s for h in allowed if h.window_s is not None), None),
+    }

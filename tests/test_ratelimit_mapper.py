@@ -1,0 +1,165 @@
+"""The rate-limit mapper against the real reference server, through the real CLI.
+
+Every simulator algorithm with short windows (the issue's accuracy targets), the org scope
+over several keys with isolation, ``--expect`` exit codes, and the safety bounds.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import write_toml
+
+KEYS = [
+    {"alias": "a1", "key": "sk-test-alpha-1", "org": "org_alpha"},
+    {"alias": "a2", "key": "sk-test-alpha-2", "org": "org_alpha"},
+    {"alias": "a3", "key": "sk-test-alpha-3", "org": "org_alpha"},
+    {"alias": "a4", "key": "sk-test-alpha-4", "org": "org_alpha"},
+    {"alias": "b1", "key": "sk-test-beta-1", "org": "org_beta"},
+]
+NO_LATENCY = {"base_ms": 0, "per_token_ms": 0, "jitter_ms": 0}
+
+
+def server_config(algorithm: str, limit: int, window_s: float, penalty_s: float = 0.0,
+                  extends: bool = False, org: tuple[int, float] = (1000, 1.0),
+                  endpoints: str = "shared") -> dict[str, Any]:
+    return {
+        "limits": {"algorithm": algorithm, "endpoints": endpoints,
+                   "key": {"limit": limit, "window_s": window_s, "penalty_s": penalty_s,
+                           "penalty_extends": extends},
+                   "org": {"limit": org[0], "window_s": org[1]}},
+        "latency": NO_LATENCY,
+        "keys": KEYS,
+    }
+
+
+def run_cli(tmp_path: Path, url: str, keys: list[dict[str, str]], *extra: str,
+            name: str = "run") -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    keys_file = write_toml(tmp_path / f"{name}-keys.toml", {"keys": keys})
+    out = tmp_path / name
+    proc = subprocess.run(
+        [sys.executable, "-m", "secton_harness", "ratelimit", "--target", url,
+         "--keys", str(keys_file), "--out", str(out), "--max-rps", "200", *extra],
+        capture_output=True, text=True, timeout=120)
+    result_file = out / "ratelimit.json"
+    result = json.loads(result_file.read_text()) if result_file.exists() else {}
+    return proc, result
+
+
+def close(measured: float, truth: float, slack: float = 0.0) -> bool:
+    """The issue's time tolerance: within 10 % or 0.25 s, whichever is larger."""
+    return abs(measured - truth) <= max(0.1 * truth, 0.25) + slack
+
+
+CASES = {
+    "fixed_window": ("fixed_window", 10, 1.0, 0.0, False),
+    "fixed_window_small": ("fixed_window", 5, 1.5, 0.0, False),
+    "sliding_window": ("sliding_window", 10, 1.0, 0.0, False),
+    "token_bucket": ("token_bucket", 20, 2.0, 0.0, False),
+    "leaky_bucket": ("leaky_bucket", 10, 1.0, 0.0, False),
+    "penalty_cooldown": ("penalty_cooldown", 8, 1.0, 0.6, False),
+    "penalty_extends": ("penalty_cooldown", 8, 1.0, 0.3, True),
+}
+BUCKETS = {"token_bucket", "leaky_bucket"}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_key_scope_matches_the_configured_limit(case: str, reference_server, tmp_path):
+    algorithm, limit, window, penalty, extends = CASES[case]
+    server = reference_server(server_config(algorithm, limit, window, penalty, extends))
+    proc, result = run_cli(tmp_path, server.url, KEYS[:1])
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    key = result["scopes"]["key"]
+    obs = key["observations"]["burst_a"]
+    rate = limit / window
+    assert abs(key["burst"] - limit) <= 1, key
+    assert abs(key["sustained_per_min"] - 60 * rate) <= 0.1 * 60 * rate, key
+    if algorithm in BUCKETS:
+        assert key["algorithm"] in BUCKETS, key["evidence"]
+        # the first 429 leaves < 1 token: the next one is at most 1/rate away
+        assert 0 <= key["cooldown_s"] <= 1 / rate + 0.05, key
+        assert close(key["full_recovery_s"], window - 0.5 / rate, slack=0.5 / rate), key
+    elif algorithm == "penalty_cooldown":
+        assert key["algorithm"] == "penalty_cooldown", key["evidence"]
+        assert key["penalty_extends"] is extends
+        assert close(key["cooldown_s"], penalty), key
+        assert close(key["full_recovery_s"], penalty), key
+    else:
+        assert key["algorithm"] == algorithm, key["evidence"]
+        # the window opened at the first request; the first 429 came first_429_s later
+        assert close(key["cooldown_s"], window - obs["first_429_s"]), key
+        truth = window - obs["first_429_s"] + (
+            obs["last_allowed_s"] if algorithm == "sliding_window" else 0.0)
+        assert close(key["full_recovery_s"], truth), key
+    assert key["shared_across_endpoints"] is True
+    assert key["retry_after"]["present"] is True
+    assert key["retry_after"]["max_error_s"] is not None
+    cost = result["cost"]
+    assert result["requests_sent"] == cost["requests_sent"]
+    assert cost["within_bound"], cost
+
+
+@pytest.mark.parametrize("org_keys", [2, 4])
+def test_org_scope_over_several_keys(org_keys: int, reference_server, tmp_path):
+    org_limit = 6 * org_keys - 3  # every key below its own limit of 10, together above
+    server = reference_server(server_config("fixed_window", 10, 1.0,
+                                            org=(org_limit, 1.5)))
+    keys = [*KEYS[:org_keys], KEYS[4]]
+    proc, result = run_cli(tmp_path, server.url, keys)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    org = result["scopes"]["org"]
+    assert abs(org["burst"] - org_limit) <= 1, org
+    assert abs(org["sustained_per_min"] - 60 * org_limit / 1.5) <= 0.1 * 60 * org_limit / 1.5
+    assert org["algorithm"] == "fixed_window", org["evidence"]
+    assert org["other_org_unaffected"] is True
+    assert org["keys"] == [k["alias"] for k in KEYS[:org_keys]]
+    assert result["scopes"]["key"]["burst"] in (9, 10, 11)
+
+
+def test_per_endpoint_budgets_are_reported_as_not_shared(reference_server, tmp_path):
+    server = reference_server(server_config("fixed_window", 6, 1.0, endpoints="per_endpoint"))
+    proc, result = run_cli(tmp_path, server.url, KEYS[:1])
+    assert proc.returncode == 0, proc.stderr
+    assert result["scopes"]["key"]["shared_across_endpoints"] is False
+
+
+def test_expect_passes_and_fails_with_exit_codes(reference_server, tmp_path):
+    server = reference_server(server_config("token_bucket", 10, 1.0))
+    good = write_toml(tmp_path / "good.toml", {"key": {
+        "burst": 10, "sustained_per_min": {"value": 600, "tolerance": "10%"},
+        "algorithm": ["token_bucket", "leaky_bucket"], "shared_across_endpoints": True}})
+    proc, result = run_cli(tmp_path, server.url, KEYS[:1], "--expect", str(good), name="ok")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert result["expect"]["passed"] is True
+    assert result["scopes"]["key"]["checks"]["burst"]["pass"] is True
+    bad = write_toml(tmp_path / "bad.toml", {"key": {"burst": 20, "algorithm": "fixed_window"}})
+    proc, result = run_cli(tmp_path, server.url, KEYS[:1], "--expect", str(bad), name="bad")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    checks = result["scopes"]["key"]["checks"]
+    assert checks["burst"]["pass"] is False and checks["algorithm"]["pass"] is False
+    assert "FAIL" in proc.stdout
+
+
+def test_max_requests_stops_with_low_confidence(reference_server, tmp_path):
+    server = reference_server(server_config("fixed_window", 10, 1.0))
+    proc, result = run_cli(tmp_path, server.url, KEYS[:1], "--max-requests", "20")
+    assert proc.returncode == 0, proc.stderr
+    assert result["requests_sent"] <= 20
+    assert result["stopped_by"] == "max_requests"
+    assert result["scopes"]["key"]["confidence"] == "low"
+    assert (tmp_path / "run" / "records.parquet").exists()
+
+
+def test_remote_target_needs_allow_remote(tmp_path, demo_keys_file):
+    proc = subprocess.run(
+        [sys.executable, "-m", "secton_harness", "ratelimit", "--target",
+         "https://api.secton.org/v1", "--keys", str(demo_keys_file), "--out",
+         str(tmp_path / "r")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--allow-remote" in proc.stderr
+    assert "Traceback" not in proc.stderr
