@@ -26,5 +26,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+dashboards: $(STAMP)
+	$(BIN)/secton-harness dashboards export
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
