@@ -15,7 +15,10 @@ from secton_harness.errors import BadInput
 dashboards_app = typer.Typer(
     name="dashboards", no_args_is_help=True, rich_markup_mode="rich",
     help="Grafana dashboards for probes, load tests and rate limits: export the JSON or "
-    "push it to a Grafana instance.")
+    "push it to a Grafana instance.\n\n"
+    "Example: [cyan]secton-harness dashboards export[/cyan]\n\n"
+    "Example: [cyan]secton-harness dashboards push --url http://localhost:3000 "
+    "--token $GRAFANA_TOKEN[/cyan]")
 
 
 def register(app: typer.Typer) -> None:
