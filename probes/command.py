@@ -45,6 +45,11 @@ def probe(
     duration: Annotated[str | None, typer.Option(
         help="Stop continuous mode after this long (e.g. '10m'); default: until "
         "SIGINT/SIGTERM.")] = None,
+    ratelimit_file: Annotated[list[str] | None, typer.Option(
+        "--ratelimit-file", metavar="PATH", help="Continuous mode: also export this "
+        "rate-limit mapper result (ratelimit.json, its run folder, or a glob such as "
+        "'runs/*/ratelimit.json') as secton_ratelimit_observed; repeatable; re-read at every "
+        "scrape. Replaces the config's probes.ratelimit_files.")] = None,
 ) -> None:
     """Probe the Secton API: auth, JSON contract, org isolation, latency, rate-limit headers.
 
@@ -62,6 +67,9 @@ def probe(
     examples/demo-keys.toml[/cyan]
 
     Example: [cyan]secton-harness probe --config examples/harness.toml --port 9464[/cyan]
+
+    Example: [cyan]secton-harness probe --target http://127.0.0.1:8080 --keys
+    examples/demo-keys.toml --ratelimit-file runs/rl/ratelimit.json[/cyan]
     """
     from probes.service import ProbeRun
 
@@ -76,6 +84,9 @@ def probe(
     if not 0 <= port <= 65535:
         raise BadInput(f"--port: {port} is not a port number (0-65535)")
     run = ProbeRun.prepare(config, target, label, keys, out, argv=sys.argv[1:])
+    if ratelimit_file:
+        probes = run.config.probes.model_copy(update={"ratelimit_files": list(ratelimit_file)})
+        run.config = run.config.model_copy(update={"probes": probes})
     if once:
         code = asyncio.run(run.once())
     else:

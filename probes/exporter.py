@@ -7,6 +7,10 @@ of a series that appears out of nowhere. The gauges (success, degraded, last suc
 HTTP status) get a value only once the check has run: a pre-set ``0`` would claim a
 failure that never happened, and a check that never ran is what ``absent()`` is for.
 
+With ``ratelimit_files`` the same registry also re-exports the rate-limit mapper's results
+(``secton_ratelimit_observed``/``_verified``, read at scrape time by
+:class:`probes.ratelimit_collector.RatelimitCollector`).
+
 Labels are ``check`` and ``target`` (the target's label, never its URL), plus ``result``
 or ``reason`` from fixed sets: nothing a key could leak into.
 
@@ -19,7 +23,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -41,6 +45,7 @@ from secton_harness.metrics import (
     build_info,
 )
 
+from .ratelimit_collector import RatelimitCollector
 from .runner import CheckResult
 
 RESULTS = ("success", "degraded", "failure")
@@ -51,7 +56,9 @@ class ProbeMetrics:
     """The probe collectors, pre-initialised for every expected label combination."""
 
     def __init__(self, registry: CollectorRegistry, checks: Iterable[str],
-                 targets: Iterable[str]) -> None:
+                 targets: Iterable[str], ratelimit_files: Iterable[str] = (),
+                 target_urls: Mapping[str, str] | None = None) -> None:
+        """``target_urls`` (label -> URL) turns a result file's URL into its target label."""
         self.registry = registry
         self.success = Gauge(PROBE_SUCCESS, HELP[PROBE_SUCCESS], _LABELS, registry=registry)
         self.degraded = Gauge(PROBE_DEGRADED, HELP[PROBE_DEGRADED], _LABELS, registry=registry)
@@ -66,6 +73,11 @@ class ProbeMetrics:
         self.failures = Counter(PROBE_FAILURES.removesuffix("_total"), HELP[PROBE_FAILURES],
                                 [*_LABELS, "reason"], registry=registry)
         build_info(registry, __version__)
+        ratelimit_files = list(ratelimit_files)
+        self.ratelimit = (RatelimitCollector(ratelimit_files, target_urls)
+                          if ratelimit_files else None)
+        if self.ratelimit is not None:
+            registry.register(self.ratelimit)
         targets = list(targets)
         for check in checks:
             for target in targets:

@@ -119,7 +119,9 @@ class ProbeRun:
         if port:
             metrics = ProbeMetrics(CollectorRegistry(), [s.name for s in
                                                           self.config.enabled_checks()],
-                                   [t.label for t in self.targets])
+                                   [t.label for t in self.targets],
+                                   ratelimit_files=self.config.probes.ratelimit_files,
+                                   target_urls={t.label: t.url for t in self.targets})
             listeners.insert(0, metrics.observe)
         scheduler = ProbeScheduler(self.config, self.targets, self.contract, listeners)
         stop = asyncio.Event()

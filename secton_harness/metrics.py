@@ -36,6 +36,7 @@ USERS = "secton_load_users"
 TARGET_RATE = "secton_load_target_rate"
 # rate-limit mapping
 RATELIMIT_OBSERVED = "secton_ratelimit_observed"
+RATELIMIT_VERIFIED = "secton_ratelimit_verified"
 # build
 BUILD_INFO = "secton_harness_build"
 
@@ -55,6 +56,7 @@ HELP: dict[str, str] = {
     USERS: "Simulated users currently running.",
     TARGET_RATE: "Configured target request rate in requests per second, by endpoint.",
     RATELIMIT_OBSERVED: "Rate-limit figures observed by the mapper, by scope and quantity.",
+    RATELIMIT_VERIFIED: "1 if the mapper found the figure within the documented policy, else 0.",
     BUILD_INFO: "Version of secton-harness.",
 }
 

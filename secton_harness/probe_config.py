@@ -13,6 +13,7 @@ probe them::
     interval = "30s"                   # default for every check
     jitter = 0.1                       # +-10 % of the interval, so probes never beat in step
     model = "copilot-zero"
+    ratelimit_files = ["runs/rl/ratelimit.json"]  # mapper results the exporter re-exports
 
     [probes.checks.chat_completion]    # per-check overrides
     interval = "5m"                    # chat probes cost tokens: run them less often
@@ -110,6 +111,8 @@ class ProbesConfig(Model):
     sort: str = "name"
     expected_models: list[str] | None = None
     schema_dir: str | None = None
+    #: ``ratelimit.json`` files (or globs, or mapper run folders) the exporter re-exports.
+    ratelimit_files: list[str] = Field(default_factory=list)
     checks: dict[str, CheckConfig] = Field(default_factory=dict)
 
     @field_validator("checks")
@@ -175,7 +178,8 @@ def _first(*values: float | None) -> float:
 def load_harness_config(path: str | os.PathLike[str] | None) -> HarnessConfig:
     """The probes' view of a harness config file (defaults only when ``path`` is None).
 
-    Relative ``keys`` and ``schema_dir`` paths are resolved against the file's folder.
+    Relative ``keys``, ``schema_dir`` and ``ratelimit_files`` paths are resolved against
+    the file's folder.
     """
     if path is None:
         return HarnessConfig()
@@ -188,6 +192,9 @@ def load_harness_config(path: str | os.PathLike[str] | None) -> HarnessConfig:
     probes = config.probes
     if probes.schema_dir:
         probes = probes.model_copy(update={"schema_dir": str(base / probes.schema_dir)})
+    if probes.ratelimit_files:
+        probes = probes.model_copy(update={"ratelimit_files": [
+            str(base / Path(f).expanduser()) for f in probes.ratelimit_files]})
     return config.model_copy(update={"targets": targets, "probes": probes})
 
 
