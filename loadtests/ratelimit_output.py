@@ -45,6 +45,7 @@ def build_result(run_dir: Path, target: str, observations: dict[str, Any],
                 scope["other_org_unaffected"] = obs["isolated"]
         else:
             scope["key_alias"] = facts["key_alias"]
+            scope["org"] = facts.get("key_org")
         if obs.get("stopped_by"):
             scope["confidence"] = "low"
             scope["stopped_by"] = obs["stopped_by"]
@@ -90,6 +91,10 @@ def limit_card(result: dict[str, Any], console: Console) -> None:
             row.append(f"{value}{mark}")
         table.add_row(*row)
     console.print(table)
+    for name, scope in scopes.items():
+        check = (scope.get("evidence") or {}).get("sustained_check")
+        if check:
+            console.print(f"{name} sustained check: {check}", markup=False)
     cost = result["cost"]
     console.print(f"requests sent: {cost['requests_sent']} (minimum {cost['minimum_bursts']}"
                   f" for the bursts + {cost['recovery_probes']} recovery probes; bound "

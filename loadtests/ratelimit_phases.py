@@ -45,7 +45,14 @@ class ScopeRunner:
     growth: float = 1.12
     max_burst: int = 5000
     fast_answer_s: float = 0.05
+    # org scope: the key limit as the headers announce it (from the key scope), so a 429
+    # a key's own limit gave is told apart from the org's and never read as the org's
+    # answer; ``key_rest_s`` is how long such a key is left alone (its window).
+    key_limit: int | None = None
+    key_rest_s: float = 1.0
+    scope_limit: int | None = None     # the limit this scope's own refusals announce
     _rotation: Any = field(init=False, repr=False)
+    _exhausted: dict[str, float] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._rotation = cycle(self.keys)
@@ -55,7 +62,34 @@ class ScopeRunner:
         return self.label or name
 
     def next_key(self) -> ApiKey:
-        return next(self._rotation)
+        """The next key in rotation whose own budget is not known to be spent (org scope);
+        when every key is spent, wait for the first to come back."""
+        now = self.transport.now()
+        for _ in range(len(self.keys)):
+            key = next(self._rotation)
+            if self._exhausted.get(key.alias, 0.0) <= now:
+                return key
+        alias, until = min(self._exhausted.items(), key=lambda item: item[1])
+        self.transport.sleep_until(until)
+        return next(k for k in self.keys if k.alias == alias)
+
+    def _attributable(self) -> bool:
+        return (self.key_limit is not None and len(self.keys) > 1
+                and self.scope_limit != self.key_limit)
+
+    def key_refused(self, hit: Hit) -> bool:
+        """A 429 announcing the key's limit, not this (org) scope's: the key's own answer."""
+        return self._attributable() and hit.refused and hit.limit == self.key_limit
+
+    def note(self, hit: Hit) -> None:
+        """Leave a key alone once its own budget is known spent (a key-limit 429, or a
+        success whose headers show the key with nothing remaining)."""
+        if not self._attributable() or not hit.done or hit.limit != self.key_limit:
+            return
+        if self.key_refused(hit) or (hit.ok and hit.remaining == 0):
+            wait = min(hit.reset_s or math.inf, hit.retry_after_s or math.inf,
+                       self.key_rest_s)
+            self._exhausted[hit.key] = hit.t + wait + 0.02
 
     # ------------------------------------------------------------------ rest
     def rest_probe(self, attempts: int = 3) -> Hit:
@@ -88,13 +122,27 @@ class ScopeRunner:
                                             self.endpoint, on_done=done, step="burst"))
             gevent.sleep(0)
         settle(hits)
-        return summarize_burst(hits)
+        for hit in hits:
+            self.note(hit)
+        summary = summarize_burst(hits)
+        if self.label and summary["refusal_limit"] is not None:
+            # a key's own 429 in rotation comes after about len(keys) x its limit; one
+            # after about one key's worth is the org's, whatever number it announces
+            summary["key_refused"] = (self.key_limit is not None and len(self.keys) > 1
+                                      and summary["refusal_limit"] == self.key_limit
+                                      and summary["allowed"] > self.key_limit + 1)
+            if not summary["key_refused"]:
+                self.scope_limit = summary["refusal_limit"]
+        return summary
 
     # ------------------------------------------------------------------ cooldown
-    def cooldown(self, t_first_429: float, first_gap: float | None = None) -> dict[str, Any]:
-        """Probe at growing gaps from the first 429 until a success."""
+    def cooldown(self, t_first_429: float, first_gap: float | None = None,
+                 anchor: float | None = None) -> dict[str, Any]:
+        """Probe at growing gaps from the first 429 until a success; ``first_gap`` after
+        ``anchor`` (default the first 429; the last refusal sent, for an extending
+        penalty that every refusal restarts)."""
         gap = first_gap if first_gap is not None else self.min_step
-        at = t_first_429 + gap
+        at = (anchor if anchor is not None else t_first_429) + gap
         probes: list[Hit] = []
         last_fail = t_first_429
         gaps: list[float] = []
@@ -102,7 +150,8 @@ class ScopeRunner:
             self.transport.sleep_until(at)
             hit = self.probe("cooldown")
             probes.append(hit)
-            gaps.append(hit.t - last_fail)
+            gaps.append(hit.t - (anchor if anchor is not None and len(probes) == 1
+                                 else last_fail))
             if hit.ok or not hit.done:
                 break
             if hit.refused:
@@ -127,11 +176,21 @@ class ScopeRunner:
     # ------------------------------------------------------------------ recovery
     def return_shape(self) -> dict[str, Any]:
         """Right after the first success: how many of a few fast requests are allowed."""
-        hits = [self.transport.fire(self.next_key(), self._phase("recovery"), self.endpoint,
-                                    step="recovery") for _ in range(RETURN_PROBES)]
-        settle(hits)
-        return {"sent": len(hits), "allowed": sum(h.ok or not h.done for h in hits),
-                "t_last": hits[-1].t}
+        hits: list[Hit] = []
+        answers: list[Hit] = []
+        for _ in range(len(self.keys) + 1):
+            batch = [self.transport.fire(self.next_key(), self._phase("recovery"),
+                                         self.endpoint, step="recovery")
+                     for _ in range(RETURN_PROBES - len(answers))]
+            settle(batch)
+            hits += batch
+            for hit in batch:
+                self.note(hit)
+            answers += [h for h in batch if not self.key_refused(h)]
+            if len(answers) >= RETURN_PROBES or any(h.refused for h in answers):
+                break
+        return {"sent": len(answers), "allowed": sum(h.ok or not h.done for h in answers),
+                "key_refused": len(hits) - len(answers), "t_last": hits[-1].t}
 
     def return_rate(self, t_from: float, successes: int = 4,
                     max_probes: int = 80) -> dict[str, Any]:
@@ -148,7 +207,7 @@ class ScopeRunner:
         while probes < max_probes:
             # only returns after the grid's first refusal count (earlier ones are backlog);
             # a queued (leaky) success answers late: one in flight > 50 ms counts as allowed
-            if len(_after_refusal(hits, self.transport.now())) >= successes:
+            if len(_after_refusal(self._grid(hits), self.transport.now())) >= successes:
                 break
             self.transport.sleep_until(at)
             hits.append(self.transport.fire(self.next_key(), self._phase("sustained"),
@@ -156,7 +215,7 @@ class ScopeRunner:
             probes += 1
             at += step
         settle(hits)
-        times = _after_refusal(hits, math.inf)
+        times = _after_refusal(self._grid(hits), math.inf)
         span = times[-1] - times[0] if times else 0.0
         rate = (len(times) - 1) / span if len(times) > 1 and span > 0 else (
             1 / interval if interval > 0 else None)
@@ -164,17 +223,50 @@ class ScopeRunner:
                 "step_s": step, "first_interval_s": interval,
                 "t_last": self.transport.now()}
 
+    # ------------------------------------------------------------------ verification
+    def steady(self, rate_per_s: float, count: int, step: str = "verify") -> dict[str, Any]:
+        """``count`` requests at a steady ``rate_per_s``, stopping at this scope's first
+        429 (a key's own refusal in the org scope is set aside): does the rate hold?"""
+        interval = 1.0 / rate_per_s
+        at = self.transport.now() + interval
+        hits: list[Hit] = []
+        refused: Hit | None = None
+        while len(hits) < count and refused is None:
+            self.transport.sleep_until(at)
+            hits.append(self.transport.fire(self.next_key(), self._phase(step),
+                                            self.endpoint, step=step))
+            at += interval
+            refused = next((h for h in hits if h.refused and not self.key_refused(h)), None)
+            for hit in hits:
+                self.note(hit)
+        settle(hits)
+        refused = next((h for h in hits if h.refused and not self.key_refused(h)), None)
+        return {"rate_per_min": round(60 * rate_per_s, 2), "sent": len(hits),
+                "refused": refused is not None,
+                "first_429_at": hits.index(refused) + 1 if refused is not None else None,
+                "key_refused": sum(self.key_refused(h) for h in hits),
+                "duration_s": round(hits[-1].t - hits[0].t, 3) if hits else 0.0}
+
+    def _grid(self, hits: list[Hit]) -> list[Hit]:
+        for hit in hits:
+            self.note(hit)
+        return [h for h in hits if not self.key_refused(h)]
+
     def probe(self, step: str) -> Hit:
         """One probe, waited for until it answers or is plainly queued (unanswered three
         times as long as a refusal takes, +30 ms): a leaky bucket serves a queued request
         late, but it was admitted at once, and the search must not wait the queue out."""
-        hit = self.transport.fire(self.next_key(), self._phase(step), self.endpoint,
-                                  step=step)
-        patience = 3 * self.fast_answer_s + 0.03
-        while not hit.done and self.transport.now() - hit.t < patience:
-            gevent.sleep(0.001)
-        if hit.refused:
-            self.fast_answer_s = min(self.fast_answer_s, hit.latency_s)
+        for _ in range(len(self.keys) + 1):
+            hit = self.transport.fire(self.next_key(), self._phase(step), self.endpoint,
+                                      step=step)
+            patience = 3 * self.fast_answer_s + 0.03
+            while not hit.done and self.transport.now() - hit.t < patience:
+                gevent.sleep(0.001)
+            if hit.refused:
+                self.fast_answer_s = min(self.fast_answer_s, hit.latency_s)
+            self.note(hit)
+            if not self.key_refused(hit):
+                break
         return hit
 
     # ------------------------------------------------------------------ side checks
@@ -226,4 +318,9 @@ def summarize_burst(hits: list[Hit]) -> dict[str, Any]:
         "reset_s": first_429.reset_s if first_429 else None,
         "header_limit": next((h.limit for h in allowed if h.limit is not None), None),
         "header_window_s": next((h.window_s for h in allowed if h.window_s is not None), None),
+        # the refusing scope's own announcement (the headers of an allowed request show
+        # whichever scope has least left, often not the one being measured)
+        "refusal_limit": first_429.limit if first_429 else None,
+        "refusal_window_s": first_429.window_s if first_429 else None,
+        "t_last_sent": hits[-1].t,
     }

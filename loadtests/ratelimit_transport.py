@@ -107,6 +107,8 @@ class Transport:
         self.env = Environment(user_classes=[user_cls], host=target)
         self.user = user_cls(self.env)
         self.pending: list[gevent.Greenlet] = []
+        self.longest_reset_s = 0.0   # longest window/reset any header announced
+        self.steps: dict[str, int] = {}
 
     # ---------------------------------------------------------------- clock
     def now(self) -> float:
@@ -136,12 +138,16 @@ class Transport:
         self.sent += 1
         return now
 
+    def _count(self, step: str) -> None:
+        self.steps[step] = self.steps.get(step, 0) + 1
+
     def send(self, key: ApiKey, phase: str, endpoint: str = "models", step: str = "") -> Hit:
         """Send one request and wait for its answer (``step``: the sub-phase, kept in
         the record's ``check`` column so org requests, all phase ``org``, stay apart)."""
         t = self._pace()
         hit = Hit(t=t, ts=self.epoch(t), key=key.alias, endpoint=endpoint, phase=phase,
                   step=step or phase)
+        self._count(hit.step)
         self._do(hit, key)
         return hit
 
@@ -151,6 +157,7 @@ class Transport:
         t = self._pace()
         hit = Hit(t=t, ts=self.epoch(t), key=key.alias, endpoint=endpoint, phase=phase,
                   step=step or phase)
+        self._count(hit.step)
         self.pending.append(gevent.spawn(self._do, hit, key, on_done))
         return hit
 
@@ -186,6 +193,8 @@ class Transport:
             hit.retry_after_s = info.retry_after_s
             hit.limit, hit.remaining = info.limit, info.remaining
             hit.reset_s, hit.window_s = info.reset_s, info.window_s
+            self.longest_reset_s = max(self.longest_reset_s, hit.reset_s or 0.0,
+                                       hit.window_s or 0.0)
         hit.status = status
         self.sink.add(
             ts=hit.ts, phase=hit.phase, endpoint=path, method=method, key_alias=key.alias,

@@ -31,7 +31,6 @@ import pandas as pd
 
 ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket", "leaky_bucket",
               "penalty_cooldown", "unknown")
-RETURN_PROBES = 3
 
 
 def _r(value: float | None, digits: int = 3) -> float | None:
@@ -99,8 +98,28 @@ def _unmeasured(obs: dict[str, Any], why: str) -> dict[str, Any]:
     }
 
 
+def all_returned(ret: dict[str, Any]) -> bool:
+    """Every answered return probe allowed (key-limit refusals of an org scope are not
+    answers), and at least two of them: a bucket refuses the one right after a success."""
+    return ret.get("sent", 0) >= 2 and ret.get("allowed", 0) >= ret.get("sent", 0)
+
+
+def scope_window(burst_a: dict[str, Any], burst: int) -> tuple[float | None, str]:
+    """The scope's window from a ``RateLimit-Policy`` header, only when that header is
+    plainly this scope's: its limit matches the burst. The 429 announces the refusing
+    scope (for the org scope, the org); allowed responses the scope with least left."""
+    for limit, window, where in (
+            (burst_a.get("refusal_limit"), burst_a.get("refusal_window_s"), "the 429's"),
+            (burst_a.get("header_limit"), burst_a.get("header_window_s"), "an allowed one's")):
+        if window and limit is not None and abs(limit - burst) <= 1:
+            return float(window), f"RateLimit-Policy of {where} response (limit {limit})"
+    return None, "no RateLimit-Policy header of this scope's limit"
+
+
 def infer_scope(obs: dict[str, Any], records: pd.DataFrame | None = None) -> dict[str, Any]:
     """One scope object (DESIGN.md ``ratelimit.json`` contract) from its observations."""
+    if obs.get("unreachable"):
+        return _unmeasured(obs, obs["unreachable"])
     burst_a = obs.get("burst_a")
     if not burst_a or not burst_a.get("refused"):
         return _unmeasured(obs, "no 429 within the burst: no limit found below "
@@ -116,11 +135,10 @@ def infer_scope(obs: dict[str, Any], records: pd.DataFrame | None = None) -> dic
     }
     ret_a = obs.get("return_a") or {"allowed": 0, "sent": 0}
     evidence["after_recovery_allowed"] = f"{ret_a['allowed']}/{ret_a['sent']}"
-    header_window = burst_a.get("header_window_s")
     confidence = "high"
     extends = False
     penalty_s = None
-    shape = "at_once" if ret_a["allowed"] >= RETURN_PROBES else "gradual"
+    shape = "at_once" if all_returned(ret_a) else "gradual"
     evidence["recovery_shape"] = shape
 
     if shape == "gradual":
@@ -186,7 +204,7 @@ def infer_scope(obs: dict[str, Any], records: pd.DataFrame | None = None) -> dic
                 evidence["why"] = ("the cooldown is the same after both bursts although the "
                                    "second began later in its window: a penalty from the "
                                    "first 429, not a window")
-            elif ret_b["allowed"] >= RETURN_PROBES:
+            elif all_returned(ret_b):
                 algorithm = "fixed_window"
                 cooldown = full_recovery = c_a
                 evidence["why"] = ("the full budget returns at once, at the same time after "
@@ -204,12 +222,14 @@ def infer_scope(obs: dict[str, Any], records: pd.DataFrame | None = None) -> dic
             confidence = "medium"
             evidence["burst_mismatch"] = f"second burst allowed {n_b}, first {burst}"
         if algorithm == "penalty_cooldown":
-            if header_window:
-                sustained = 60.0 * burst / header_window
-                evidence["window_from"] = "RateLimit-Policy header"
+            window, source = scope_window(burst_a, burst)
+            if window:
+                sustained = 60.0 * burst / window
+                evidence["window_from"] = source
             else:
+                # a penalty hides its window: first burst to recovery is only a bound
                 sustained = 60.0 * burst / max(w_a, 1e-9)
-                evidence["window_from"] = "first burst to recovery (no policy header)"
+                evidence["window_from"] = f"first burst to recovery ({source})"
                 confidence = "medium"
         else:
             sustained = 60.0 * burst / w_a
@@ -219,6 +239,12 @@ def infer_scope(obs: dict[str, Any], records: pd.DataFrame | None = None) -> dic
     if ends:
         evidence["other_endpoint"] = (f"{ends.get('other')}: {ends.get('allowed')}/"
                                       f"{ends.get('sent')} allowed right after the 429")
+    if obs.get("rest_check"):
+        evidence["rest_check"] = obs["rest_check"]
+    key_refused = sum((part or {}).get("key_refused", 0) for part in (
+        ret_a, (obs.get("cycle_b") or {}).get("return")))
+    if key_refused:
+        evidence["key_limit_refusals_set_aside"] = key_refused
     for name in ("sibling", "outsider"):
         if obs.get(name):
             evidence[name] = obs[name]
@@ -228,6 +254,8 @@ def infer_scope(obs: dict[str, Any], records: pd.DataFrame | None = None) -> dic
     retry = retry_after_accuracy(cooldowns, firsts, extends, penalty_s)
     if burst_a.get("reset_s") is not None:
         evidence["reset_header_error_s"] = _r(burst_a["reset_s"] - full_recovery)
+    sustained, confidence = apply_verification(obs.get("verify"), sustained, confidence,
+                                               evidence)
     if obs.get("stopped_by"):
         confidence = "low"
     return {
@@ -242,6 +270,44 @@ def infer_scope(obs: dict[str, Any], records: pd.DataFrame | None = None) -> dic
         "confidence": confidence,
         "evidence": evidence,
     }
+
+
+LOWER = {"high": "medium", "medium": "low", "low": "low"}
+
+
+def apply_verification(verify: dict[str, Any] | None, sustained: float, confidence: str,
+                       evidence: dict[str, Any]) -> tuple[float, str]:
+    """The steady runs' verdict on the inferred sustained rate: a 429 at 90 % means the
+    estimate is too high (lowered below the failing rate, confidence down a step); no 429
+    at 120 % means it may be too low (confidence down a step)."""
+    if not verify:
+        return sustained, confidence
+    if verify.get("skipped") or verify.get("stopped_by"):
+        why = verify.get("skipped") or f"stopped by {verify.get('stopped_by')}"
+        evidence["sustained_check"] = f"not verified: {why}"
+        return sustained, confidence
+    at_90 = verify.get("at_90") or {}
+    lines = []
+    if at_90.get("refused"):
+        lines.append(f"a steady {at_90['rate_per_min']}/min (90 %) saw a 429 after "
+                     f"{at_90['first_429_at']} requests: the estimate "
+                     f"{sustained:.1f}/min was lowered to 81 %")
+        sustained, confidence = 0.9 * at_90["rate_per_min"], LOWER[confidence]
+    elif at_90:
+        lines.append(f"a steady {at_90['rate_per_min']}/min (90 %) for {at_90['sent']} "
+                     f"requests from {verify.get('from')} saw no 429")
+    at_120 = verify.get("at_120")
+    if at_120 and at_120.get("refused"):
+        lines.append(f"{at_120['rate_per_min']}/min (120 %) saw a 429 after "
+                     f"{at_120['first_429_at']} requests")
+    elif at_120:
+        lines.append(f"{at_120['rate_per_min']}/min (120 %) saw no 429 in {at_120['sent']} "
+                     "requests: the rate may be higher")
+        confidence = LOWER[confidence]
+    elif verify.get("at_120_skipped"):
+        lines.append(f"120 % run skipped: {verify['at_120_skipped']}")
+    evidence["sustained_check"] = "; ".join(lines)
+    return sustained, confidence
 
 
 def request_counts(records: pd.DataFrame) -> dict[str, int]:
