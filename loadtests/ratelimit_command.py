@@ -6,6 +6,7 @@ No Locust, gevent or pandas import at module level (cli.py loads this for ``--he
 from __future__ import annotations
 
 import ipaddress
+import time
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -94,7 +95,7 @@ def _run(url, pool, out, policy, max_requests, duration, max_rps, endpoint) -> i
         with console.status("mapping rate limits…") as status:
             def progress(message: str) -> None:
                 status.update(message)
-                console.log(message)
+                console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}")
 
             observations, facts = run_mapper(settings, pool, run.path, progress)
         result = build_result(run.path, url, observations, facts, policy)

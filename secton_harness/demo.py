@@ -50,6 +50,7 @@ class TourStep:
     args: Callable[[str, Path], list[str]]  # (target url, demo folder) -> CLI arguments
     timeout_s: float
     run_dir: str | None = None         # sub-folder the step writes, fed to the report
+    server_config: Path | None = None  # its own reference-server config (None: the default)
 
 
 def _command_available(name: str) -> bool:
@@ -65,6 +66,12 @@ TOUR: list[TourStep] = [
              lambda url, out: ["probe", "--once", "--target", url, "--label", "reference",
                                "--keys", str(DEMO_KEYS), "--out", str(out / "probe")],
              120, "probe"),
+    TourStep("Rate-limit mapping and verification", "ratelimit",
+             lambda url, out: ["ratelimit", "--target", url, "--keys", str(DEMO_KEYS),
+                               "--out", str(out / "ratelimit"),
+                               "--expect", str(ROOT / "examples" / "demo-ratelimit-policy.toml"),
+                               "--max-duration", "90s"],
+             180, "ratelimit", ROOT / "examples" / "demo-ratelimit-server.toml"),
 ]
 
 
@@ -83,7 +90,12 @@ def run_demo(out: Path | None) -> int:
         for step in TOUR:
             if not _command_available(step.command):
                 continue
-            code = run_cli(console, step.title, step.args(server.url, out), step.timeout_s)
+            if step.server_config is not None:
+                with ReferenceServer(step.server_config) as own_server:
+                    code = run_cli(console, step.title, step.args(own_server.url, out),
+                                   step.timeout_s)
+            else:
+                code = run_cli(console, step.title, step.args(server.url, out), step.timeout_s)
             if step.run_dir:
                 run_dirs.append(out / step.run_dir)
             if code != 0:
