@@ -1,0 +1,158 @@
+"""Load generator overhead and rate accuracy, measured side by side in one run.
+
+1. Overhead: the harness's users (`secton-harness load`, open-model pacer, records, live
+   metrics) against a bare FastHttpUser locustfile (`constant(0)` wait, no records), same
+   reference server, same user count, alternating, each pinned with ``taskset`` to CPU 0
+   (the server to CPU 1). The harness is asked for 1.3x the bare rate, so both saturate
+   the generator's core. Median of 3 each; ratio = harness / bare (target >= 0.85).
+   Both rates use the same estimator over send times: (requests - 1) / (last - first).
+2. Accuracy: achieved vs target rate at 0.5, 5, 50, 500 req/s (even arrivals), from the
+   records' send times: (requests - 1) / (last send - first send).
+
+Writes (replaces) the ``## Load generator overhead`` section of benchmarks/RESULTS.md.
+Run: ``.venv/bin/python benchmarks/bench_load.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import tomli_w
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from secton_harness.records import read_records  # noqa: E402
+from secton_harness.refserver import ReferenceServer  # noqa: E402
+from secton_harness.thresholds import measure  # noqa: E402
+
+KEYS = ROOT / "examples" / "demo-keys.toml"
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+SECTION = "## Load generator overhead"
+USERS = 20
+DURATION_S = 8
+REPEATS = 3
+BARE_LOCUSTFILE = '''
+import json, os, time
+from locust import FastHttpUser, constant, events, task
+SENT = []
+@events.request.add_listener
+def _sent(start_time, **_):
+    SENT.append(start_time)
+@events.quit.add_listener
+def _done(**_):
+    with open(os.environ["BARE_OUT"], "w") as out:
+        json.dump({"n": len(SENT), "first": min(SENT), "last": max(SENT)}, out)
+class Bare(FastHttpUser):
+    wait_time = constant(0)
+    @task
+    def models(self):
+        self.client.get("/v1/models", headers={"Authorization": "Bearer sk-demo-alpha-1"})
+'''
+SERVER = {"limits": {"algorithm": "none"},
+          "latency": {"base_ms": 0, "per_token_ms": 0, "jitter_ms": 0},
+          "keys": [{"alias": "a1", "key": "sk-demo-alpha-1", "org": "org_alpha"},
+                   {"alias": "a2", "key": "sk-demo-alpha-2", "org": "org_alpha"},
+                   {"alias": "a3", "key": "sk-demo-alpha-3", "org": "org_alpha"},
+                   {"alias": "b1", "key": "sk-demo-beta-1", "org": "org_beta"},
+                   {"alias": "b2", "key": "sk-demo-beta-2", "org": "org_beta"}]}
+
+
+def pinned(cpu: int) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() and \
+        os.cpu_count() > 1 else []
+
+
+def bare_rps(url: str, work: Path) -> float:
+    locustfile = work / "bare.py"
+    locustfile.write_text(BARE_LOCUSTFILE)
+    result = work / "bare.json"
+    subprocess.run([*pinned(0), sys.executable, "-m", "locust", "-f", str(locustfile),
+                    "--host", url, "--headless", "-u", str(USERS), "-r", "1000",
+                    "-t", f"{DURATION_S}s", "--only-summary", "--loglevel", "ERROR"],
+                   capture_output=True, text=True, timeout=120,
+                   env={**os.environ, "BARE_OUT": str(result)})
+    sent = json.loads(result.read_text())
+    # the same estimator as the harness's `rps`: (requests - 1) / (last send - first send)
+    return (sent["n"] - 1) / (sent["last"] - sent["first"])
+
+
+def harness_run(url: str, work: Path, rate: float, duration: float, users: int,
+                name: str) -> float:
+    scenario = work / f"{name}.toml"
+    scenario.write_bytes(tomli_w.dumps({
+        "duration": f"{duration}s", "validate_sample": 0.0, "drain": "1s",
+        "endpoints": {"models": {"rate": rate, "users": users}}}).encode())
+    out = work / name
+    subprocess.run([*pinned(0), sys.executable, "-m", "secton_harness", "load", "--scenario",
+                    str(scenario), "--target", url, "--keys", str(KEYS), "--out", str(out)],
+                   capture_output=True, text=True, timeout=300)
+    return measure("rps", read_records(out)) or 0.0
+
+
+def replace_section(text: str, body: str) -> str:
+    block = f"{SECTION}\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _m: block + "\n", text).rstrip() + "\n"
+    return (text.rstrip() + "\n\n" if text.strip() else "# Benchmark results\n\n") + block
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        config = work / "sim.toml"
+        config.write_bytes(tomli_w.dumps(SERVER).encode())
+        with ReferenceServer(config, cpu=1 if pinned(1) else None) as server:
+            bare, harness = [], []
+            for i in range(REPEATS):
+                bare.append(bare_rps(server.url, work))
+                harness.append(harness_run(server.url, work, bare[-1] * 1.3, DURATION_S,
+                                           USERS, f"overhead-{i}"))
+                print(f"round {i + 1}: bare {bare[-1]:.0f} req/s, harness "
+                      f"{harness[-1]:.0f} req/s", file=sys.stderr)
+            accuracy = []
+            for rate, duration in ((0.5, 12), (5, 8), (50, 8), (500, 8)):
+                achieved = harness_run(server.url, work, rate, duration,
+                                       max(2, int(rate / 10)), f"rate-{rate}")
+                accuracy.append((rate, duration, achieved))
+                print(f"target {rate}/s: achieved {achieved:.3f}/s", file=sys.stderr)
+    bare_median, harness_median = statistics.median(bare), statistics.median(harness)
+    ratio = harness_median / bare_median
+    rows = "\n".join(f"| {rate:g} | {duration} s | {achieved:.3f} | "
+                     f"{(achieved - rate) / rate * 100:+.2f} % |"
+                     for rate, duration, achieved in accuracy)
+    runs_h = ", ".join(f"{v:.0f}" for v in harness)
+    body = f"""
+Measured by `benchmarks/bench_load.py` ({os.cpu_count()} CPUs; generator pinned to CPU 0,
+reference server to CPU 1, zero injected latency, `GET /v1/models`, {USERS} users,
+{DURATION_S} s per run, median of {REPEATS}).
+
+| generator | req/s (median) | runs |
+|---|---|---|
+| bare FastHttpUser locustfile | {bare_median:.0f} | {", ".join(f"{v:.0f}" for v in bare)} |
+| secton-harness load (pacer + records + metrics) | {harness_median:.0f} | {runs_h} |
+
+**Ratio harness / bare: {ratio:.2f}** (target >= 0.85: {"met" if ratio >= 0.85 else "NOT met"}).
+
+Rate accuracy (even arrivals, achieved = (requests - 1) / (last send - first send)):
+
+| target req/s | duration | achieved req/s | error |
+|---|---|---|---|
+{rows}
+"""
+    existing = RESULTS.read_text() if RESULTS.exists() else ""
+    RESULTS.write_text(replace_section(existing, body))
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Open-model pacing: one scheduler per endpoint hands out *intended send times*.
+
+Locust's ``constant_throughput`` paces each user on its own, locked to the phase at which
+the user spawned, so the combined arrivals come in bursts and a slow response silently
+delays the next request (coordinated omission). Here one :class:`Pacer` greenlet per
+endpoint and process computes the schedule up front (evenly spaced at ``1/rate``, or a
+Poisson process) and puts a :class:`Ticket` on a queue at each intended time; whichever
+user of that endpoint is free takes it and sends at once. The schedule never waits for
+responses, so the achieved rate equals the target whenever enough users are free, and each
+record carries ``intended_ts`` so latency can be measured from when the request was due
+(wrk2/Vegeta style), not only from when it left.
+
+Times are computed from one start point (``t0 + k * gap``), never by adding sleeps, so timer
+jitter does not accumulate into rate error.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gevent
+from gevent.queue import Empty, Queue
+
+#: A ticket due within this many seconds is released at once: a gevent timer per request
+#: costs more than it buys at high rates (the record keeps the exact intended time).
+EARLY_S = 0.0002
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """One request that is due: when (epoch seconds) and in which phase of the shape."""
+
+    intended_ts: float
+    phase: str
+
+
+class Pacer:
+    """Issues tickets for one endpoint at ``rate_at(elapsed_s)`` requests per second.
+
+    ``rate_at`` returns 0 once the run is over; ``max_tickets`` bounds the request count.
+    """
+
+    def __init__(self, rate_at: Callable[[float], float], phase_at: Callable[[float], str],
+                 duration_s: float, *, arrival: str = "even", seed: int | str = 1,
+                 max_tickets: int | None = None) -> None:
+        self.rate_at = rate_at
+        self.phase_at = phase_at
+        self.duration_s = duration_s
+        self.arrival = arrival
+        self.rng = random.Random(seed)
+        self.max_tickets = max_tickets
+        self.queue: Queue[Ticket] = Queue()
+        self.issued = 0
+        self.done = False
+        self.started_wall = 0.0
+        self._greenlet: gevent.Greenlet | None = None
+
+    def start(self) -> Pacer:
+        self._greenlet = gevent.spawn(self._run)
+        return self
+
+    def stop(self) -> None:
+        self.done = True
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+
+    def take(self, timeout_s: float = 0.5) -> Ticket | None:
+        """The next due ticket, waiting up to ``timeout_s``; None when there is none yet."""
+        try:
+            return self.queue.get_nowait()  # the common case under load: no timer needed
+        except Empty:
+            pass
+        try:
+            return self.queue.get(timeout=timeout_s)
+        except Empty:
+            return None
+
+    @property
+    def backlog(self) -> int:
+        """Tickets due but not yet taken (all users busy): the generator is behind."""
+        return self.queue.qsize()
+
+    def _gap(self, rate: float) -> float:
+        return self.rng.expovariate(rate) if self.arrival == "poisson" else 1.0 / rate
+
+    def _run(self) -> None:
+        start_perf = time.perf_counter()
+        self.started_wall = start_wall = time.time()
+        elapsed = 0.0 if self.arrival == "even" else None
+        try:
+            if elapsed is None:
+                rate = self.rate_at(0.0)
+                if rate <= 0:
+                    return
+                elapsed = self._gap(rate)
+            while elapsed < self.duration_s:
+                if self.max_tickets is not None and self.issued >= self.max_tickets:
+                    return
+                rate = self.rate_at(elapsed)
+                if rate <= 0:
+                    return
+                delay = start_perf + elapsed - time.perf_counter()
+                if delay > EARLY_S:
+                    gevent.sleep(delay)
+                elif self.issued % 64 == 0:
+                    gevent.sleep(0)  # behind schedule: still let the users run
+                self.queue.put(Ticket(start_wall + elapsed, self.phase_at(elapsed)))
+                self.issued += 1
+                elapsed += self._gap(rate)
+        finally:
+            self.done = True

@@ -1,0 +1,120 @@
+"""The per-process state every load user shares: scenario, keys, pacers, recorder.
+
+Built once per Locust process from the custom arguments (``--secton-scenario`` and
+friends, see ``loadtests/locustfile.py``). Users find it as ``environment.secton_plan``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadtests.pacing import Pacer
+from loadtests.recorder import Recorder
+from secton_harness.errors import BadInput
+from secton_harness.keys import ApiKey, KeyPool, resolve_keys
+from secton_harness.scenario import Scenario, load_scenario
+
+
+def spread_keys(pool: KeyPool, aliases: list[str], orgs: list[str]) -> list[ApiKey]:
+    """The selected keys interleaved by org (a1, b1, a2, b2, a3...), so that users bound
+    round-robin spread over every org as evenly as the pool allows."""
+    keys = [pool.by_alias(alias) for alias in aliases] if aliases else list(pool)
+    if orgs:
+        unknown = set(orgs) - {key.org for key in keys}
+        if unknown:
+            raise BadInput(f"scenario keys.orgs: no key of org(s) {', '.join(sorted(unknown))}")
+        keys = [key for key in keys if key.org in orgs]
+    by_org: dict[str, list[ApiKey]] = {}
+    for key in keys:
+        by_org.setdefault(key.org, []).append(key)
+    spread = [key for row in itertools.zip_longest(*by_org.values()) for key in row if key]
+    if not spread:
+        raise BadInput("scenario keys: the selection matches no key")
+    return spread
+
+
+@dataclass
+class LoadPlan:
+    scenario: Scenario
+    keys: list[ApiKey]
+    run_dir: Path | None
+    worker: str
+    max_requests: int
+    contract: Any = None
+    recorder: Recorder | None = None
+    pacers: dict[str, Pacer] = field(default_factory=dict)
+    started_wall: float = 0.0
+    key_offset: int = 0
+    _next_user: itertools.count = field(default_factory=itertools.count)
+    _next_rng: itertools.count = field(default_factory=itertools.count)
+
+    @classmethod
+    def from_options(cls, options: Any, worker: str) -> LoadPlan:
+        scenario_path = getattr(options, "secton_scenario", "") or os.environ.get(
+            "SECTON_SCENARIO", "")
+        if not scenario_path:
+            raise BadInput("no scenario: pass --secton-scenario FILE or set SECTON_SCENARIO")
+        scenario = load_scenario(scenario_path)
+        keys_path = getattr(options, "secton_keys", "") or os.environ.get("SECTON_KEYS") or None
+        pool = resolve_keys(keys_path)
+        keys = spread_keys(pool, scenario.keys.aliases, scenario.keys.orgs)
+        run_dir_text = getattr(options, "secton_run_dir", "") or os.environ.get(
+            "SECTON_RUN_DIR", "")
+        run_dir = Path(run_dir_text) if run_dir_text else None
+        max_requests = int(getattr(options, "secton_max_requests", 0) or 1_000_000)
+        plan = cls(scenario, keys, run_dir, worker, max_requests)
+        if scenario.validate_sample > 0:
+            plan.contract = _load_contract()
+        return plan
+
+    def start_recorder(self) -> None:
+        if self.recorder is None and self.run_dir is not None:
+            self.recorder = Recorder(self.run_dir, self.worker)
+
+    def next_key(self) -> ApiKey:
+        """Round-robin over the org-interleaved keys; workers start at different offsets."""
+        return self.keys[(next(self._next_user) + self.key_offset) % len(self.keys)]
+
+    def user_rng(self) -> random.Random:
+        return random.Random(f"{self.scenario.seed}-{self.worker}-{next(self._next_rng)}")
+
+    def start_pacers(self, users_by_endpoint: dict[str, int]) -> None:
+        """One pacer per endpoint for this process's share of the users (and rate)."""
+        loads = self.scenario.endpoint_loads()
+        total_users = sum(load.user_count() for load in loads.values())
+        mine = sum(users_by_endpoint.values())
+        request_budget = max(1, round(self.max_requests * mine / max(1, total_users)))
+        for index, (name, load) in enumerate(loads.items()):
+            own = users_by_endpoint.get(name, 0)
+            if own <= 0 or name in self.pacers:
+                continue
+            share = own / load.user_count()
+            base = load.rate * share
+
+            def rate_at(elapsed: float, base: float = base) -> float:
+                return base * self.scenario.multiplier(elapsed)
+
+            self.pacers[name] = Pacer(
+                rate_at, self.scenario.phase_at, self.scenario.duration,
+                arrival=self.scenario.arrival,
+                seed=f"{self.scenario.seed}-{self.key_offset}-{index}",
+                max_tickets=max(1, round(request_budget * own / max(1, mine))),
+            ).start()
+
+    @property
+    def pacing_done(self) -> bool:
+        return bool(self.pacers) and all(p.done and p.backlog == 0 for p in self.pacers.values())
+
+
+def _load_contract() -> Any:
+    """The shared contract validator, if this checkout has it (it landed separately)."""
+    try:
+        from secton_harness.contract import Contract
+    except ImportError:
+        return None
+    return Contract.load()

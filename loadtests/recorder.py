@@ -1,0 +1,73 @@
+"""Per-process record buffer: cheap appends on the load path, Parquet writes off it.
+
+Users call :meth:`Recorder.add` (a list append). Once a second a greenlet swaps the buffer
+and hands it to a one-thread :class:`gevent.threadpool.ThreadPool` created in this process
+after Locust's fork (a native thread; gevent's hub-wide pool did not survive
+``--processes`` forks reliably, and a plain ``threading.Thread`` is a greenlet once
+monkey-patched), which writes it through a :class:`~secton_harness.records.RecordSink` as
+one part file. pyarrow releases the GIL while it encodes and writes, so the gevent hub
+(and every in-flight request's timing) is not held up by file I/O. Each process writes
+parts with its own prefix (``load-<worker>-<pid>-N``) into the same run folder; the CLI
+merges them when the run ends. The same rows feed the live metrics
+(:class:`~loadtests.live_metrics.MetricDeltas`).
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import gevent
+from gevent.threadpool import ThreadPool
+
+from loadtests.live_metrics import MetricDeltas
+from secton_harness.records import RecordSink
+
+FLUSH_INTERVAL_S = 1.0
+
+
+class Recorder:
+    """Buffer records in memory; flush them to part files in a native thread."""
+
+    def __init__(self, run_dir: str | Path, worker: str) -> None:
+        self.worker = worker
+        self.sink = RecordSink(run_dir, source="load", batch_size=1 << 62,
+                               flush_interval_s=float("inf"), part_prefix=f"load-{worker}")
+        self.deltas = MetricDeltas()
+        self.count = 0
+        self.inflight = 0
+        self._rows: list[dict[str, Any]] = []
+        self._pool = ThreadPool(1)
+        # The writer thread must never take SIGTERM/SIGINT: Locust's handlers (and so the
+        # final flush) only run when the signal reaches the main thread.
+        self._pool.spawn(signal.pthread_sigmask, signal.SIG_BLOCK,
+                         {signal.SIGTERM, signal.SIGINT})
+        self._greenlet = gevent.spawn(self._flush_forever)
+
+    def add(self, row: dict[str, Any]) -> None:
+        row["worker"] = self.worker
+        self._rows.append(row)
+        self.count += 1
+        self.deltas.observe(row)
+
+    def flush(self) -> None:
+        """Hand everything buffered so far to the writer thread (never blocks)."""
+        rows, self._rows = self._rows, []
+        if rows:
+            self._pool.spawn(self._write, rows)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        self.sink.extend(rows)
+        self.sink.flush()
+
+    def _flush_forever(self) -> None:
+        while True:
+            gevent.sleep(FLUSH_INTERVAL_S)
+            self.flush()
+
+    def close(self) -> None:
+        """Final flush and wait for the writer; the parts stay for the CLI to merge."""
+        self._greenlet.kill(block=False)
+        self.flush()
+        self._pool.join()  # waits (cooperatively) for every queued batch to be written

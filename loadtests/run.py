@@ -1,0 +1,287 @@
+"""Run a load scenario: Locust in a child process, then thresholds on the merged records.
+
+Why a child process: importing Locust monkey-patches the whole interpreter with gevent,
+and ``--processes`` forks from Locust's own ``main``. Running ``python -m locust -f
+loadtests/locustfile.py`` keeps the CLI process plain, gives ``--processes``,
+``--master``/``--worker`` and ``--ui`` exactly Locust's behaviour, and leaves the CLI free
+to watch the clock, forward signals, and judge the run from the records on disk (every
+process writes its own part files into the run folder; nothing travels in memory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from secton_harness.config import parse_http_url
+from secton_harness.errors import BadInput, HarnessError
+from secton_harness.keys import resolve_keys
+from secton_harness.records import merge_parts, read_records
+from secton_harness.runfolder import RunFolder
+from secton_harness.scenario import Scenario, load_scenario, scenario_summary
+from secton_harness.thresholds import ThresholdResult
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+STOP_FILE = "stop-requested"
+SUMMARY_FILE = "locust-summary.json"
+STARTUP_ALLOWANCE_S = 30.0
+KILL_AFTER_S = 20.0
+ABORT_CHECK_S = 2.0
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    scenario: Path
+    target: str
+    keys: Path | None = None
+    out: Path | None = None
+    processes: int = 0
+    master: bool = False
+    worker: bool = False
+    master_host: str = "127.0.0.1"
+    master_port: int = 5557
+    expect_workers: int = 1
+    ui: bool = False
+    web_port: int = 8089
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    metrics_linger_s: float = 0.0
+    max_requests: int = 1_000_000
+    max_duration_s: float = 3600.0
+    allow_remote: bool = False
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate(options: LoadOptions) -> tuple[Scenario, str]:
+    """Everything a user can get wrong, checked before anything starts (BadInput)."""
+    scenario = load_scenario(options.scenario)
+    try:
+        target = parse_http_url(options.target)
+    except ValueError as error:
+        raise BadInput(f"--target: {error}") from None
+    if not is_loopback(target) and not options.allow_remote:
+        raise BadInput(f"--target {target} is not loopback; pass --allow-remote to load it")
+    if scenario.duration > options.max_duration_s:
+        raise BadInput(f"{options.scenario}: duration {scenario.duration:g}s exceeds "
+                       f"--max-duration {options.max_duration_s:g}s; raise --max-duration")
+    if options.max_requests < 1:
+        raise BadInput("--max-requests must be >= 1")
+    if options.processes and (options.master or options.worker):
+        raise BadInput("--processes cannot be combined with --master or --worker")
+    if options.master and options.worker:
+        raise BadInput("--master and --worker exclude each other")
+    resolve_keys(options.keys)  # fail here, not in every worker
+    return scenario, target
+
+
+def locust_command(options: LoadOptions, scenario: Scenario, target: str,
+                   run_dir: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", target,
+           "--secton-scenario", str(options.scenario.resolve()),
+           "--secton-run-dir", str(run_dir.resolve()),
+           "--secton-max-requests", str(options.max_requests),
+           "--secton-metrics-port", str(options.metrics_port),
+           "--secton-metrics-host", options.metrics_host,
+           "--secton-metrics-linger", str(options.metrics_linger_s),
+           "--exit-code-on-error", "0", "--loglevel", "WARNING",
+           "--logfile", str(run_dir / "locust.log")]
+    if options.keys is not None:
+        cmd += ["--secton-keys", str(options.keys.resolve())]
+    if options.ui:
+        cmd += ["--web-host", "127.0.0.1", "--web-port", str(options.web_port)]
+    else:
+        # no --run-time: ScenarioShape ends the run; the CLI's deadline is the hard bound
+        cmd += ["--headless", "--only-summary"]
+    if options.processes:
+        # a private port: workers of another run on this machine must never join this one
+        port = _free_port()
+        cmd += ["--processes", str(options.processes), "--master-bind-port", str(port),
+                "--master-port", str(port)]
+    if options.master:
+        cmd += ["--master", "--master-bind-host", options.master_host,
+                "--master-bind-port", str(options.master_port),
+                "--expect-workers", str(options.expect_workers)]
+    if options.worker:
+        cmd = [c for c in cmd if c not in ("--headless", "--only-summary")]
+        cmd += ["--worker", "--master-host", options.master_host,
+                "--master-port", str(options.master_port)]
+    return cmd
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    outcome: str
+    results: list[ThresholdResult]
+    summary: dict[str, Any]
+    locust: dict[str, Any]
+    aborted: list[str]
+    exit_code: int
+
+
+class _Signals:
+    """SIGINT/SIGTERM in the CLI: remember it and ask Locust to stop (records kept)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.child: subprocess.Popen[bytes] | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.received = signum
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)
+
+
+def run_load(options: LoadOptions, progress: Any = None) -> RunResult:
+    """Run the scenario and judge it; ``progress(elapsed, total, records)`` is optional."""
+    scenario, target = validate(options)
+    run = RunFolder.start(options.out, command="load", target=target, config={
+        "scenario_file": str(options.scenario), "scenario": scenario_summary(scenario),
+        "processes": options.processes, "master": options.master, "worker": options.worker,
+        "max_requests": options.max_requests, "max_duration_s": options.max_duration_s,
+        "keys_file": str(options.keys) if options.keys else None, "ui": options.ui})
+    run_dir = run.path
+    cmd = locust_command(options, scenario, target, run_dir)
+    signals = _Signals()
+    signals.install()
+    aborted: list[str] = []
+    try:
+        with open(run_dir / "locust.out", "wb") as out:
+            child = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+            signals.child = child
+            aborted = _watch(child, scenario, options, run_dir, signals, progress)
+        _reap_group(child)
+    finally:
+        signals.restore()
+    return _finish(run, scenario, child.returncode, signals.received, aborted, options)
+
+
+def _watch(child: subprocess.Popen[bytes], scenario: Scenario, options: LoadOptions,
+           run_dir: Path, signals: _Signals, progress: Any) -> list[str]:
+    started = time.monotonic()
+    if options.ui or options.master:
+        deadline = started + options.max_duration_s + STARTUP_ALLOWANCE_S
+    else:
+        deadline = started + scenario.duration + scenario.drain + STARTUP_ALLOWANCE_S * 2
+    thresholds = scenario.threshold_set()
+    next_abort_check = started + scenario.abort_grace
+    aborted: list[str] = []
+    stop_sent_at: float | None = None
+    while child.poll() is None:
+        time.sleep(0.25)
+        now = time.monotonic()
+        if progress is not None:
+            progress(now - started, scenario.duration)
+        if now > deadline and stop_sent_at is None:
+            child.send_signal(signal.SIGTERM)
+            stop_sent_at = now
+        if signals.received is not None and stop_sent_at is None:
+            stop_sent_at = now
+        if stop_sent_at is not None and now - stop_sent_at > KILL_AFTER_S:
+            _kill_group(child)
+        if (scenario.abort_on_fail and len(thresholds) and not aborted
+                and now >= next_abort_check):
+            next_abort_check = now + ABORT_CHECK_S
+            aborted = _failing(thresholds, run_dir)
+            if aborted:
+                (run_dir / STOP_FILE).write_text("\n".join(aborted) + "\n")
+    return aborted
+
+
+def _failing(thresholds: Any, run_dir: Path) -> list[str]:
+    try:
+        table = read_records(run_dir)
+    except HarnessError:
+        return []
+    if table.num_rows == 0:
+        return []
+    return [r.describe() for r in thresholds.evaluate(table) if not r.passed]
+
+
+def _reap_group(child: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """Wait for Locust's worker processes (same process group) to finish their last
+    flush after the master exited; kill what is left after ``grace_s``."""
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(child.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.1)
+    _kill_group(child)
+
+
+def _kill_group(child: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+
+
+def _finish(run: RunFolder, scenario: Scenario, returncode: int | None,
+            signal_received: int | None, aborted: list[str],
+            options: LoadOptions) -> RunResult:
+    import json
+
+    from loadtests.summary import summarize
+
+    run_dir = run.path
+    if options.worker:
+        outcome = "interrupted" if signal_received else "passed"
+        run.finish(outcome, note="worker: thresholds are judged by the master's run")
+        return RunResult(run_dir, outcome, [], {}, {}, [], 0 if not signal_received else 130)
+    merge_parts(run_dir)
+    table = read_records(run_dir)
+    locust_summary: dict[str, Any] = {}
+    if (run_dir / SUMMARY_FILE).exists():
+        locust_summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    results = scenario.threshold_set().evaluate(table)
+    summary = summarize(table, scenario)
+    crashed = returncode not in (0, None) and not signal_received and not locust_summary
+    if signal_received is not None:
+        outcome, code = "interrupted", 130
+    elif crashed:
+        outcome, code = "error", 2
+    elif aborted or not all(r.passed for r in results):
+        outcome, code = "failed", 1
+    else:
+        outcome, code = "passed", 0
+    run.finish(outcome, records=table.num_rows, summary=summary, locust=locust_summary,
+               aborted_on=aborted, locust_exit_code=returncode,
+               thresholds=[{"scope": r.threshold.scope, "threshold": r.threshold.text,
+                            "actual": r.actual, "passed": r.passed,
+                            "resolved": r.describe()} for r in results])
+    return RunResult(run_dir, outcome, results, summary, locust_summary, aborted, code)

@@ -1,0 +1,36 @@
+"""Per-endpoint figures of a finished load run, computed from its records.
+
+The same :func:`secton_harness.thresholds.measure` that judges thresholds computes these,
+so the table a user reads and the verdict always agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from secton_harness.scenario import ENDPOINT_PATHS, Scenario
+from secton_harness.thresholds import measure
+
+FIGURES = ("requests", "rps", "p50_latency_s", "p95_latency_s", "p99_latency_s",
+           "p99_corrected_latency_s", "errors", "ratelimited", "tokens_per_min")
+
+
+def summarize(table: pa.Table, scenario: Scenario) -> dict[str, Any]:
+    """``{"all": {...}, "/v1/models": {...}, ...}`` with the target rate beside ``rps``."""
+    out: dict[str, Any] = {"all": _figures(table)}
+    for name, load in scenario.endpoint_loads().items():
+        path = ENDPOINT_PATHS[name][1]
+        part = table.filter(pc.equal(table["endpoint"], path)) if table.num_rows else table
+        figures = _figures(part)
+        figures["target_rps"] = scenario.expected_requests(name) / scenario.duration
+        figures["target_requests"] = scenario.expected_requests(name)
+        figures["base_rate"] = load.rate
+        out[path] = figures
+    return out
+
+
+def _figures(table: pa.Table) -> dict[str, Any]:
+    return {name: measure(name, table) for name in FIGURES}

@@ -1,0 +1,196 @@
+"""Locust users for the Secton API: one class per endpoint, each user bound to one key.
+
+Users do not pace themselves: each waits for a :class:`~loadtests.pacing.Ticket` from its
+endpoint's pacer and sends at once, so the *scenario* sets the rate and ``users`` only
+caps concurrency. Every request becomes one record (full-precision latency from our own
+``perf_counter``, tokens from ``usage``, the raw rate-limit headers, the error class) and
+one Locust request event (for Locust's stats and web UI). A 429 is a Locust failure named
+``429 rate limited`` but is *not* an error in the records: it is counted apart.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Any, ClassVar
+
+import gevent
+from locust import constant, task
+from locust.contrib.fasthttp import FastHttpUser
+
+from loadtests.plan import LoadPlan
+from secton_harness.scenario import ENDPOINT_PATHS
+
+IDLE_S = 0.2
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP-date Retry-After: left to the rate-limit mapper
+
+
+def error_class(exc: BaseException) -> str:
+    """The record's error class for a request that got no response."""
+    if isinstance(exc, (TimeoutError, socket.timeout, gevent.Timeout)):
+        return "timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connect"
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        return "reset"
+    return "connect" if isinstance(exc, OSError) else type(exc).__name__.lower()
+
+
+class SectonUser(FastHttpUser):
+    """Base class: ticket loop, key binding, record building. Not run on its own."""
+
+    abstract = True
+    endpoint_name: ClassVar[str] = ""
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self.plan: LoadPlan = self.environment.secton_plan
+        self.key = self.plan.next_key()
+        self.rng = self.plan.user_rng()
+        self.headers = {"Authorization": f"Bearer {self.key.secret}",
+                        "Content-Type": "application/json"}
+        self.method, self.path = ENDPOINT_PATHS[self.endpoint_name]
+
+    @task
+    def send(self) -> None:
+        pacer = self.plan.pacers.get(self.endpoint_name)
+        ticket = pacer.take(IDLE_S) if pacer is not None else None
+        if ticket is None:
+            if pacer is None or pacer.done:
+                gevent.sleep(IDLE_S)
+            return
+        recorder = self.plan.recorder
+        if recorder is not None:
+            recorder.inflight += 1
+        try:
+            self.request_once(ticket.intended_ts, ticket.phase)
+        finally:
+            if recorder is not None:
+                recorder.inflight -= 1
+
+    def build_request(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(keyword arguments for the client, the JSON payload or None)."""
+        raise NotImplementedError
+
+    def request_once(self, intended_ts: float, phase: str) -> None:
+        kwargs, payload = self.build_request()
+        validate = (self.plan.contract is not None
+                    and self.rng.random() < self.plan.scenario.validate_sample)
+        ts = time.time()
+        start = time.perf_counter()
+        with self.client.request(self.method, self.path, name=self.path, catch_response=True,
+                                 headers=self.headers, **kwargs) as resp:
+            latency = time.perf_counter() - start
+            row = self.record(resp, ts, latency, intended_ts, phase, payload, kwargs, validate)
+            if row["status"] == 429:
+                resp.failure("429 rate limited")
+            elif row["error"]:
+                resp.failure(f"{row['error']}: {row['reason'] or row['status']}")
+            else:
+                resp.success()
+        if self.plan.recorder is not None:
+            self.plan.recorder.add(row)
+
+    def record(self, resp: Any, ts: float, latency: float, intended_ts: float, phase: str,
+               payload: dict[str, Any] | None, kwargs: dict[str, Any],
+               validate: bool) -> dict[str, Any]:
+        status = int(resp.status_code or 0)
+        headers = resp.headers if status else None
+        content = (resp.content or b"") if status else b""
+        row: dict[str, Any] = {
+            "ts": ts, "intended_ts": intended_ts, "phase": phase, "endpoint": self.path,
+            "method": self.method, "key_alias": self.key.alias, "org": self.key.org,
+            "status": status, "latency_s": latency, "bytes": len(content), "error": "",
+            "reason": "", "success": False,
+        }
+        if not status:
+            error = getattr(resp, "error", None)
+            row["error"] = error_class(error) if error is not None else "connect"
+            row["reason"] = str(error)[:200] if error is not None else ""
+            return row
+        row["ratelimit_limit"] = _int(headers.get("X-RateLimit-Limit"))
+        row["ratelimit_remaining"] = _int(headers.get("X-RateLimit-Remaining"))
+        row["ratelimit_reset_s"] = _float(headers.get("X-RateLimit-Reset"))
+        row["retry_after_s"] = _float(headers.get("Retry-After"))
+        if status == 429:
+            return row
+        if status >= 400:
+            row["error"] = "http"
+        body: Any = None
+        needs_body = validate or (status < 300 and self.endpoint_name == "chat")
+        if needs_body:
+            if "json" not in (headers.get("Content-Type") or ""):
+                row["error"], row["reason"] = "content_type", headers.get("Content-Type") or ""
+                return row
+            try:
+                body = json.loads(content)
+            except ValueError as error:
+                row["error"], row["reason"] = "invalid_json", str(error)[:200]
+                return row
+        if status < 300 and isinstance(body, dict) and isinstance(body.get("usage"), dict):
+            usage = body["usage"]
+            for kind in ("prompt_tokens", "completion_tokens", "total_tokens"):
+                value = usage.get(kind)
+                row[kind] = value if isinstance(value, int) else None
+        if validate:
+            violations = self.validate(status, body, payload, kwargs)
+            if violations and not row["error"]:
+                row["error"] = "contract"
+            if violations:
+                row["reason"] = str(violations[0])[:200]
+        row["success"] = not row["error"]
+        return row
+
+    def validate(self, status: int, body: Any, payload: dict[str, Any] | None,
+                 kwargs: dict[str, Any]) -> list[Any]:
+        contract = self.plan.contract
+        if status >= 300:
+            return contract.check_error(body)
+        if self.endpoint_name == "models":
+            return contract.check_models(body, kwargs.get("params") or None)
+        return contract.check_chat(payload, body, expected_org=self.key.org)
+
+
+class ModelsUser(SectonUser):
+    """``GET /v1/models`` with query parameters drawn from the scenario's ``params``."""
+
+    endpoint_name = "models"
+    fixed_count = 1
+
+    def build_request(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        params = self.rng.choice(self.plan.scenario.endpoints.models.params)
+        return ({"params": params} if params else {}), None
+
+
+class ChatUser(SectonUser):
+    """``POST /v1/chat/completions`` with a model, prompt and prompt size drawn at random."""
+
+    endpoint_name = "chat"
+    fixed_count = 1
+
+    def build_request(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        chat = self.plan.scenario.endpoints.chat
+        prompt = self.rng.choice(chat.prompts)
+        words = self.rng.choice(chat.prompt_words)
+        if words:
+            base = prompt.split() or ["hello"]
+            prompt = " ".join(base[i % len(base)] for i in range(words))
+        payload: dict[str, Any] = {"model": self.rng.choice(chat.models),
+                                   "messages": [{"role": "user", "content": prompt}]}
+        if chat.temperature is not None:
+            payload["temperature"] = chat.temperature
+        return {"data": json.dumps(payload)}, payload
