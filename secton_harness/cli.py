@@ -8,11 +8,17 @@ stderr and exit code 2 (bad input) or 1 (a check, threshold or expectation faile
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+try:  # typer >= 0.20 vendors its own click; its exceptions are not click's
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 from secton_harness import __version__
 from secton_harness.errors import HarnessError
@@ -112,17 +118,39 @@ def _register_job_commands() -> None:
 _register_job_commands()
 
 
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the app, turning HarnessError into one line + exit."""
+    """Console-script entry point: run the app, turning HarnessError into one line + exit.
+
+    SIGTERM is handled like Ctrl-C (``KeyboardInterrupt``) unless a command installs its
+    own handler, so ``finally`` blocks flush records and mark run.json ``interrupted``
+    instead of the process dying mid-write. An interrupted command exits 130 (click would
+    say 1, which means "a check failed" here).
+    """
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
-        app(args=argv, prog_name="secton-harness", standalone_mode=True)
+        code = app(args=argv, prog_name="secton-harness", standalone_mode=False)
+    except click_exceptions.NoArgsIsHelpError as error:
+        error.show()  # the help text, as click would print it
+        sys.exit(2)
+    except click_exceptions.ClickException as error:
+        # Usage errors (bad option value, unknown option, missing argument): one line,
+        # like every other bad input, instead of click's multi-line box.
+        message = " ".join(error.format_message().split())
+        print(f"secton-harness: error: {message}", file=sys.stderr)
+        sys.exit(2 if isinstance(error, click_exceptions.UsageError) else error.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("secton-harness: interrupted", file=sys.stderr)
+        sys.exit(130)
     except HarnessError as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"secton-harness: error: {message}", file=sys.stderr)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        print("secton-harness: interrupted", file=sys.stderr)
-        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,8 @@ def format_location(loc: tuple[int | str, ...]) -> str:
     """``("keys", 0, "org")`` → ``keys[0].org`` (the way users read their TOML)."""
     text = ""
     for part in loc:
+        if isinstance(part, str) and not part.isprintable():
+            part = repr(part)  # a key with a newline must not break the one-line message
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "(top level)"
 
@@ -118,7 +120,7 @@ def format_validation_error(source: str, error: ValidationError) -> str:
         ):
             message = f"{first['input']!r}: {message}"
     more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-    return f"{source}: {location}: {message}{more}"
+    return " ".join(f"{source}: {location}: {message}{more}".splitlines())
 
 
 def model_from_dict(model: type[M], data: dict[str, Any], source: str) -> M:

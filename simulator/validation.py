@@ -39,12 +39,24 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _encodable(text: str) -> bool:
+    """False for strings JSON can hold but UTF-8 cannot (``"\\ud800"``): echoing them
+    back would fail while encoding the reply, i.e. a 500 for a client's mistake."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_chat(raw: bytes) -> ChatRequest | Problem:
     """Parse and validate a ``POST /v1/chat/completions`` body."""
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         return Problem(400, "invalid_json", "Request body is not valid JSON")
+    except RecursionError:
+        return Problem(400, "invalid_json", "Request body is nested too deeply")
     if not isinstance(body, dict):
         return Problem(400, "invalid_type", "Request body must be a JSON object")
     model = body.get("model")
@@ -52,6 +64,8 @@ def parse_chat(raw: bytes) -> ChatRequest | Problem:
         return Problem(400, "missing_field", "'model' is required")
     if not isinstance(model, str):
         return Problem(400, "invalid_type", "'model' must be a string")
+    if not _encodable(model):
+        return Problem(400, "invalid_value", "'model' is not valid Unicode (lone surrogate)")
     messages = body.get("messages")
     if messages is None:
         return Problem(400, "missing_field", "'messages' is required")
@@ -69,6 +83,9 @@ def parse_chat(raw: bytes) -> ChatRequest | Problem:
             if not isinstance(message[field], str):
                 return Problem(400, "invalid_type",
                                f"'messages[{index}].{field}' must be a string")
+            if not _encodable(message[field]):
+                return Problem(400, "invalid_value", f"'messages[{index}].{field}' is not "
+                               "valid Unicode (lone surrogate)")
         if message["role"] not in ROLES:
             return Problem(400, "invalid_value", f"'messages[{index}].role' must be one of "
                            "system, user, assistant")
