@@ -77,11 +77,19 @@ def ratelimit(
 
 
 def _run(url, pool, out, policy, max_requests, duration, max_rps, endpoint) -> int:
+    import gevent
     from rich.console import Console
 
     from loadtests.ratelimit_driver import MapperSettings, run_mapper
     from loadtests.ratelimit_output import build_result, limit_card
     from secton_harness.runfolder import RunFolder
+
+    # Ctrl-C / SIGTERM arrive while gevent's hub runs; the hub would print the
+    # KeyboardInterrupt as a traceback before passing it on to the main greenlet. It is an
+    # expected way to stop (records are flushed, run.json says "interrupted"), so the hub
+    # is told not to report it; it still reaches the `except KeyboardInterrupt` below.
+    hub = gevent.get_hub()
+    hub.NOT_ERROR = (*hub.NOT_ERROR, KeyboardInterrupt)
 
     console = Console(stderr=False)
     settings = MapperSettings(target=url, endpoint=endpoint, max_requests=max_requests,
@@ -100,7 +108,11 @@ def _run(url, pool, out, policy, max_requests, duration, max_rps, endpoint) -> i
             observations, facts = run_mapper(settings, pool, run.path, progress)
         result = build_result(run.path, url, observations, facts, policy)
         limit_card(result, console)
-        failed = policy is not None and not result["expect"]["passed"]
+        target_down = result.get("stopped_by") == "target_down"
+        if target_down:
+            console.print("[red]the target stopped answering (20 failures in a row): "
+                          "mapping abandoned rather than hammering it[/red]")
+        failed = target_down or (policy is not None and not result["expect"]["passed"])
         outcome = "failed" if failed else "passed"
         console.print(f"wrote {run.path / 'ratelimit.json'}")
         return 1 if failed else 0

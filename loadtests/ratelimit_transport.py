@@ -31,8 +31,14 @@ ENDPOINT_PATHS = {"models": MODELS_PATH, "chat": CHAT_PATH}
 CHAT_BODY = {"model": "copilot-mini", "messages": [{"role": "user", "content": "hi"}]}
 
 
+#: This many answers in a row with no response or a 5xx mean the target is down: the
+#: mapper stops instead of hammering it (the result says ``stopped_by: target_down``).
+DOWN_AFTER_FAILURES = 20
+
+
 class BoundReached(Exception):
-    """A hard bound (``max_requests`` or ``max_duration``) stopped the measurement."""
+    """A hard bound (``max_requests``, ``max_duration``) or a down target stopped the
+    measurement."""
 
     def __init__(self, bound: str) -> None:
         super().__init__(bound)
@@ -109,6 +115,7 @@ class Transport:
         self.pending: list[gevent.Greenlet] = []
         self.longest_reset_s = 0.0   # longest window/reset any header announced
         self.steps: dict[str, int] = {}
+        self.failures_in_a_row = 0
 
     # ---------------------------------------------------------------- clock
     def now(self) -> float:
@@ -128,6 +135,8 @@ class Transport:
     def _pace(self) -> float:
         if self.sent >= self.max_requests:
             raise BoundReached("max_requests")
+        if self.failures_in_a_row >= DOWN_AFTER_FAILURES:
+            raise BoundReached("target_down")
         now = time.perf_counter()
         if now >= self.deadline:
             raise BoundReached("max_duration")
@@ -196,6 +205,8 @@ class Transport:
             self.longest_reset_s = max(self.longest_reset_s, hit.reset_s or 0.0,
                                        hit.window_s or 0.0)
         hit.status = status
+        down = status == 0 or status >= 500
+        self.failures_in_a_row = self.failures_in_a_row + 1 if down else 0
         self.sink.add(
             ts=hit.ts, phase=hit.phase, endpoint=path, method=method, key_alias=key.alias,
             org=key.org, status=status, latency_s=hit.latency_s, error=error, bytes=size,

@@ -184,3 +184,23 @@ def test_ratelimit_finishes_and_records_every_request_under_faults(tmp_path: Pat
     rows = read_records(out).to_pylist()
     assert len(rows) == result["requests_sent"] <= 400
     assert any(r["error"] or r["status"] >= 500 for r in rows), "no fault was seen"
+
+
+def test_ratelimit_stops_when_the_target_is_down(tmp_path: Path) -> None:
+    """Every answer a 500: the mapper gives up after 20 in a row instead of sending its
+    whole --max-requests budget, says why, and exits 1."""
+    config = sim_config(error_500=1.0)
+    out = tmp_path / "rl"
+    with ReferenceServer(write_toml(tmp_path / "sim.toml", config)) as server:
+        done = subprocess.run(
+            [sys.executable, "-m", "secton_harness", "ratelimit", "--target", server.url,
+             "--keys", str(KEYS), "--out", str(out), "--max-requests", "400"],
+            capture_output=True, text=True, timeout=90)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    result = json.loads((out / "ratelimit.json").read_text())
+    assert result["stopped_by"] == "target_down"
+    rows = read_records(out).to_pylist()
+    # 20 failures in a row stop it; requests already in flight may still land.
+    assert 20 <= len(rows) == result["requests_sent"] < 60
+    assert read_run_info(out)["outcome"] == "failed"

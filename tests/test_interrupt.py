@@ -95,8 +95,6 @@ def test_ratelimit_interrupted(sig: signal.Signals, reference_server: object,
     assert not (out / "records.parts").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="gevent prints the hub's KeyboardInterrupt traceback; "
-                   "fixed by the loadtests/ratelimit_command.py diff in the issue-9 report")
 def test_ratelimit_interrupt_prints_no_traceback(reference_server: object,
                                                  tmp_path: Path) -> None:
     server = reference_server(SLOW_MAPPING)  # type: ignore[operator]
