@@ -10,15 +10,20 @@ responses, so the achieved rate equals the target whenever enough users are free
 record carries ``intended_ts`` so latency can be measured from when the request was due
 (wrk2/Vegeta style), not only from when it left.
 
-Times are computed from one start point (``t0 + k * gap``), never by adding sleeps, so timer
-jitter does not accumulate into rate error.
+Times are computed from one start point (``t0 + offset``), never by adding sleeps, so timer
+jitter does not accumulate into rate error. Offsets come from :func:`arrival_offsets`, which
+inverts the cumulative rate: each arrival consumes one unit of "work" (exactly 1 for even
+spacing, an Exp(1) draw for Poisson), spent at the rate in force. Across a step or spike
+boundary the unspent part of a gap carries over at the new rate, so a piecewise-constant
+rate gives an exact non-homogeneous Poisson process (and exact even spacing per phase)
+instead of letting the last gap of one phase run at the old rate.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import gevent
@@ -27,6 +32,46 @@ from gevent.queue import Empty, Queue
 #: A ticket due within this many seconds is released at once: a gevent timer per request
 #: costs more than it buys at high rates (the record keeps the exact intended time).
 EARLY_S = 0.0002
+
+
+#: The rate of a segment is read just after its start, and an arrival due within this of
+#: a boundary belongs to the next segment, so float rounding never puts a request that is
+#: due exactly at a step edge into the phase before it.
+_AFTER_S = 1e-7
+_EDGE_S = 1e-9
+
+
+def arrival_offsets(rate_at: Callable[[float], float], duration_s: float, arrival: str,
+                    rng: random.Random, breakpoints: Iterable[float] = ()) -> Iterator[float]:
+    """Intended send offsets (seconds from the start) for a rate that may change over time.
+
+    ``breakpoints`` are the offsets where ``rate_at`` changes (step and spike edges): the
+    rate is taken as constant between them, and a gap that crosses one is finished at the
+    new rate. Stops at ``duration_s`` or as soon as the rate is 0. Even arrivals start at
+    offset 0; Poisson arrivals start after a first exponential gap.
+    """
+    bounds = sorted({b for b in breakpoints if 0 < b < duration_s} | {duration_s})
+    poisson = arrival == "poisson"
+    t, index = 0.0, 0
+    work = rng.expovariate(1.0) if poisson else 0.0
+    while True:
+        while True:  # spend `work` units of arrivals, segment by segment
+            while bounds[index] <= t:
+                index += 1
+                if index == len(bounds):
+                    return
+            rate = rate_at(t + _AFTER_S)
+            if rate <= 0:
+                return
+            end = bounds[index]
+            reach = t + max(work, 0.0) / rate
+            if reach < end - _EDGE_S:
+                t = reach
+                break
+            work -= (end - t) * rate
+            t = end
+        yield t
+        work = rng.expovariate(1.0) if poisson else 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +90,9 @@ class Pacer:
 
     def __init__(self, rate_at: Callable[[float], float], phase_at: Callable[[float], str],
                  duration_s: float, *, arrival: str = "even", seed: int | str = 1,
-                 max_tickets: int | None = None) -> None:
+                 max_tickets: int | None = None, breakpoints: Iterable[float] = ()) -> None:
         self.rate_at = rate_at
+        self.breakpoints = tuple(breakpoints)
         self.phase_at = phase_at
         self.duration_s = duration_s
         self.arrival = arrival
@@ -83,24 +129,13 @@ class Pacer:
         """Tickets due but not yet taken (all users busy): the generator is behind."""
         return self.queue.qsize()
 
-    def _gap(self, rate: float) -> float:
-        return self.rng.expovariate(rate) if self.arrival == "poisson" else 1.0 / rate
-
     def _run(self) -> None:
         start_perf = time.perf_counter()
         self.started_wall = start_wall = time.time()
-        elapsed = 0.0 if self.arrival == "even" else None
         try:
-            if elapsed is None:
-                rate = self.rate_at(0.0)
-                if rate <= 0:
-                    return
-                elapsed = self._gap(rate)
-            while elapsed < self.duration_s:
+            for elapsed in arrival_offsets(self.rate_at, self.duration_s, self.arrival,
+                                           self.rng, self.breakpoints):
                 if self.max_tickets is not None and self.issued >= self.max_tickets:
-                    return
-                rate = self.rate_at(elapsed)
-                if rate <= 0:
                     return
                 delay = start_perf + elapsed - time.perf_counter()
                 if delay > EARLY_S:
@@ -109,6 +144,5 @@ class Pacer:
                     gevent.sleep(0)  # behind schedule: still let the users run
                 self.queue.put(Ticket(start_wall + elapsed, self.phase_at(elapsed)))
                 self.issued += 1
-                elapsed += self._gap(rate)
         finally:
             self.done = True

@@ -104,6 +104,7 @@ class LoadPlan:
                 arrival=self.scenario.arrival,
                 seed=f"{self.scenario.seed}-{self.key_offset}-{index}",
                 max_tickets=max(1, round(request_budget * own / max(1, mine))),
+                breakpoints=self.scenario.rate_breakpoints(),
             ).start()
 
     @property

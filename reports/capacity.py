@@ -56,6 +56,7 @@ def analyse_capacity(load: pd.DataFrame, *, thresholds: list[dict[str, Any]],
         "rate_limited_rate": n_429 / n,
         "error_rate_excl_429": (n - n_ok - n_429) / n if n else 0.0,
         "latency": latency_summary(load["latency_s"]),
+        "latency_corrected": _corrected_summary(load),
         "by_endpoint": _by_endpoint(load, ok, duration),
         "status_counts": {c: int(v) for c, v in classes.value_counts().items() if v},
         "error_breakdown": _error_breakdown(load, ok, classes),
@@ -71,19 +72,38 @@ def analyse_capacity(load: pd.DataFrame, *, thresholds: list[dict[str, Any]],
     return result
 
 
+def corrected_latency(load: pd.DataFrame) -> pd.Series:
+    """Latency from the *intended* send time (``ts + latency_s - intended_ts``): the
+    coordinated-omission-corrected figure of wrk2/Vegeta. NaN where a record has no
+    ``intended_ts`` (probes, closed-model runs)."""
+    if "intended_ts" not in load:
+        return pd.Series(np.nan, index=load.index)
+    return load["ts"] + load["latency_s"] - load["intended_ts"]
+
+
+def _corrected_summary(load: pd.DataFrame) -> dict[str, float | None] | None:
+    corrected = corrected_latency(load)
+    return latency_summary(corrected) if corrected.notna().any() else None
+
+
 def _by_endpoint(load: pd.DataFrame, ok: pd.Series, duration: float) -> list[dict[str, Any]]:
-    groups = load.assign(_ok=ok).groupby("endpoint", observed=True)
+    groups = load.assign(_ok=ok, _corrected=corrected_latency(load)).groupby(
+        "endpoint", observed=True)
     counts = groups.size()
     oks = groups["_ok"].sum()
     quant = groups["latency_s"].quantile(list(PERCENTILES.values())).unstack()
+    quant_corrected = groups["_corrected"].quantile(list(PERCENTILES.values())).unstack()
     maxes = groups["latency_s"].max()
     rows = []
     for endpoint in counts.sort_values(ascending=False).index:
         total = int(counts[endpoint])
+        corrected = {f"{name}_corrected": quant_corrected.loc[endpoint, q]
+                     for name, q in PERCENTILES.items()}
         rows.append({
             "endpoint": str(endpoint), "requests": total, "rps": total / duration,
             "error_rate": (total - int(oks[endpoint])) / total,
             **{name: float(quant.loc[endpoint, q]) for name, q in PERCENTILES.items()},
+            **{name: None if pd.isna(v) else float(v) for name, v in corrected.items()},
             "max": float(maxes[endpoint]),
         })
     return rows

@@ -206,6 +206,20 @@ class Scenario(Model):
             return self.spike.factor if at <= elapsed_s < at + length else 1.0
         return 1.0
 
+    def rate_breakpoints(self) -> list[float]:
+        """Offsets (seconds) where :meth:`multiplier` changes: step and spike edges.
+
+        The pacer finishes a gap that crosses one at the new rate (see
+        ``loadtests.pacing.arrival_offsets``), so each phase gets exactly its rate.
+        """
+        if self.shape == "step":
+            width = self.duration / self.step.steps
+            return [i * width for i in range(1, self.step.steps)]
+        if self.shape == "spike":
+            at, length = self.spike_window()
+            return [edge for edge in (at, at + length) if 0 < edge < self.duration]
+        return []
+
     def phase_at(self, elapsed_s: float) -> str:
         """The phase label stored with each record (``step-3``, ``spike``, ``steady``...)."""
         if self.shape == "step":
