@@ -37,6 +37,12 @@ SUMMARY_FILE = "locust-summary.json"
 STARTUP_ALLOWANCE_S = 30.0
 KILL_AFTER_S = 20.0
 ABORT_CHECK_S = 2.0
+#: Target-down detection (scenario ``stop_when_down``): over the last DOWN_WINDOW_S of
+#: records, at least DOWN_MIN_REQUESTS and DOWN_SHARE of them without answer or with a 5xx.
+DOWN_WINDOW_S = 10.0
+DOWN_MIN_REQUESTS = 20
+DOWN_SHARE = 0.9
+DOWN_GRACE_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -200,6 +206,7 @@ def _watch(child: subprocess.Popen[bytes], scenario: Scenario, options: LoadOpti
         deadline = started + scenario.duration + scenario.drain + STARTUP_ALLOWANCE_S * 2
     thresholds = scenario.threshold_set()
     next_abort_check = started + scenario.abort_grace
+    next_down_check = started + DOWN_GRACE_S
     aborted: list[str] = []
     stop_sent_at: float | None = None
     while child.poll() is None:
@@ -220,7 +227,43 @@ def _watch(child: subprocess.Popen[bytes], scenario: Scenario, options: LoadOpti
             aborted = _failing(thresholds, run_dir)
             if aborted:
                 (run_dir / STOP_FILE).write_text("\n".join(aborted) + "\n")
+        if (scenario.stop_when_down and not aborted and not options.worker
+                and now >= next_down_check):
+            next_down_check = now + ABORT_CHECK_S
+            aborted = _target_down(run_dir)
+            if aborted:
+                (run_dir / STOP_FILE).write_text("\n".join(aborted) + "\n")
     return aborted
+
+
+def _target_down(run_dir: Path) -> list[str]:
+    """``["target down: ..."]`` when the recent records show the target is not answering.
+
+    Reads only the part files written in the last window (by mtime), so the check stays
+    cheap however long the run is.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from secton_harness.records import PARTS_DIR
+
+    horizon = time.time() - DOWN_WINDOW_S
+    tables = []
+    for part in (run_dir / PARTS_DIR).glob("*.parquet"):
+        with contextlib.suppress(OSError):
+            if part.stat().st_mtime >= horizon:
+                with contextlib.suppress(Exception):
+                    tables.append(pq.read_table(part, columns=["ts", "status"]))
+    statuses = [t.filter(pc.greater_equal(t["ts"], horizon))["status"] for t in tables]
+    total = sum(len(s) for s in statuses)
+    if total < DOWN_MIN_REQUESTS:
+        return []
+    failed = sum(pc.sum(pc.or_(pc.equal(s, 0), pc.greater_equal(s, 500))).as_py() or 0
+                 for s in statuses)
+    if failed / total < DOWN_SHARE:
+        return []
+    return [f"target down: {failed} of the last {total} requests got no answer or a 5xx "
+            f"(stop_when_down)"]
 
 
 def _failing(thresholds: Any, run_dir: Path) -> list[str]:

@@ -143,6 +143,9 @@ class Scenario(Model):
     validate_sample: float = Field(0.1, ge=0, le=1)
     abort_on_fail: bool = False
     abort_grace: Duration = 10.0
+    #: stop by itself when the target looks down: >= 90 % of the last 10 s's requests (at
+    #: least 20) got no answer or a 5xx; a safe default, so a dead target is not hammered
+    stop_when_down: bool = True
     max_duration: Duration | None = None
     step: StepShape = Field(default_factory=StepShape)
     spike: SpikeShape = Field(default_factory=SpikeShape)

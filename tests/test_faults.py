@@ -204,3 +204,25 @@ def test_ratelimit_stops_when_the_target_is_down(tmp_path: Path) -> None:
     # 20 failures in a row stop it; requests already in flight may still land.
     assert 20 <= len(rows) == result["requests_sent"] < 60
     assert read_run_info(out)["outcome"] == "failed"
+
+
+def test_load_stops_itself_when_the_target_is_down(tmp_path: Path) -> None:
+    """A 60 s scenario against a target answering only 500: the run stops itself within
+    seconds (stop_when_down, on by default), keeps every record and says why."""
+    scenario = write_toml(tmp_path / "s.toml", {
+        "duration": "60s", "timeout": "1s", "drain": "1s",
+        "endpoints": {"models": {"rate": "20/s", "users": 4}}})
+    with ReferenceServer(write_toml(tmp_path / "sim.toml", sim_config(error_500=1.0))) as server:
+        done = subprocess.run(
+            [sys.executable, "-m", "secton_harness", "load", "--scenario", str(scenario),
+             "--target", server.url, "--keys", str(KEYS), "--out", str(tmp_path / "run")],
+            capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    info = read_run_info(tmp_path / "run")
+    assert info["outcome"] == "failed"
+    assert any("target down" in reason for reason in info["aborted_on"]), info["aborted_on"]
+    rows = read_records(tmp_path / "run").to_pylist()
+    locust = json.loads((tmp_path / "run" / "locust-summary.json").read_text())
+    assert len(rows) == locust["requests"]
+    assert 20 <= len(rows) < 20 * 30  # stopped long before the 60 s (1200 requests)
+    assert all(r["status"] == 500 for r in rows)
