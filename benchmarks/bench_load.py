@@ -15,6 +15,7 @@ Run: ``.venv/bin/python benchmarks/bench_load.py``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -30,6 +31,7 @@ import tomli_w
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import add_common_args, figure, machine, write_figures  # noqa: E402
 from secton_harness.records import read_records  # noqa: E402
 from secton_harness.refserver import ReferenceServer  # noqa: E402
 from secton_harness.thresholds import measure  # noqa: E402
@@ -71,13 +73,13 @@ def pinned(cpu: int) -> list[str]:
         os.cpu_count() > 1 else []
 
 
-def bare_rps(url: str, work: Path) -> float:
+def bare_rps(url: str, work: Path, duration: float = DURATION_S) -> float:
     locustfile = work / "bare.py"
     locustfile.write_text(BARE_LOCUSTFILE)
     result = work / "bare.json"
     subprocess.run([*pinned(0), sys.executable, "-m", "locust", "-f", str(locustfile),
                     "--host", url, "--headless", "-u", str(USERS), "-r", "1000",
-                    "-t", f"{DURATION_S}s", "--only-summary", "--loglevel", "ERROR"],
+                    "-t", f"{duration:g}s", "--only-summary", "--loglevel", "ERROR"],
                    capture_output=True, text=True, timeout=120,
                    env={**os.environ, "BARE_OUT": str(result)})
     sent = json.loads(result.read_text())
@@ -107,34 +109,44 @@ def replace_section(text: str, body: str) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(parser)
+    args = parser.parse_args()
+    repeats = 1 if args.quick else REPEATS
+    run_s = 4 if args.quick else DURATION_S
+    rates = ((0.5, 6), (5, 4), (50, 4), (500, 4)) if args.quick else \
+        ((0.5, 12), (5, 8), (50, 8), (500, 8))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         config = work / "sim.toml"
         config.write_bytes(tomli_w.dumps(SERVER).encode())
         with ReferenceServer(config, cpu=1 if pinned(1) else None) as server:
             bare, harness = [], []
-            for i in range(REPEATS):
-                bare.append(bare_rps(server.url, work))
-                harness.append(harness_run(server.url, work, bare[-1] * 1.3, DURATION_S,
+            for i in range(repeats):
+                bare.append(bare_rps(server.url, work, run_s))
+                harness.append(harness_run(server.url, work, bare[-1] * 1.3, run_s,
                                            USERS, f"overhead-{i}"))
                 print(f"round {i + 1}: bare {bare[-1]:.0f} req/s, harness "
                       f"{harness[-1]:.0f} req/s", file=sys.stderr)
             accuracy = []
-            for rate, duration in ((0.5, 12), (5, 8), (50, 8), (500, 8)):
-                achieved = harness_run(server.url, work, rate, duration,
-                                       max(2, int(rate / 10)), f"rate-{rate}")
-                accuracy.append((rate, duration, achieved))
+            for rate, duration in rates:
+                runs = [harness_run(server.url, work, rate, duration, max(2, int(rate / 10)),
+                                    f"rate-{rate}-{i}") for i in range(repeats)]
+                achieved = statistics.median(runs)
+                accuracy.append((rate, duration, achieved, runs))
                 print(f"target {rate}/s: achieved {achieved:.3f}/s", file=sys.stderr)
     bare_median, harness_median = statistics.median(bare), statistics.median(harness)
     ratio = harness_median / bare_median
     rows = "\n".join(f"| {rate:g} | {duration} s | {achieved:.3f} | "
+                     f"{', '.join(f'{v:.3f}' for v in runs)} | "
                      f"{(achieved - rate) / rate * 100:+.2f} % |"
-                     for rate, duration, achieved in accuracy)
+                     for rate, duration, achieved, runs in accuracy)
     runs_h = ", ".join(f"{v:.0f}" for v in harness)
     body = f"""
-Measured by `benchmarks/bench_load.py` ({os.cpu_count()} CPUs; generator pinned to CPU 0,
+Measured by `benchmarks/bench_load.py` (generator pinned to CPU 0,
 reference server to CPU 1, zero injected latency, `GET /v1/models`, {USERS} users,
-{DURATION_S} s per run, median of {REPEATS}).
+{run_s} s per run, median of {repeats}; bare and harness runs alternate). Machine:
+{machine()}.
 
 | generator | req/s (median) | runs |
 |---|---|---|
@@ -143,15 +155,22 @@ reference server to CPU 1, zero injected latency, `GET /v1/models`, {USERS} user
 
 **Ratio harness / bare: {ratio:.2f}** (target >= 0.85: {"met" if ratio >= 0.85 else "NOT met"}).
 
-Rate accuracy (even arrivals, achieved = (requests - 1) / (last send - first send)):
+Rate accuracy (even arrivals, achieved = (requests - 1) / (last send - first send),
+median of {repeats}):
 
-| target req/s | duration | achieved req/s | error |
-|---|---|---|---|
+| target req/s | duration | achieved req/s | runs | error |
+|---|---|---|---|---|
 {rows}
 """
-    existing = RESULTS.read_text() if RESULTS.exists() else ""
-    RESULTS.write_text(replace_section(existing, body))
+    existing = args.results.read_text() if args.results.exists() else ""
+    args.results.write_text(replace_section(existing, body))
     print(body)
+    figures = [figure("harness load users / bare FastHttpUser (same target, same run)",
+                      ratio, ">= 0.85", [h / b for h, b in zip(harness, bare, strict=True)])]
+    figures += [figure(f"achieved / target rate at {rate:g} req/s", achieved / rate,
+                       "0.9..1.1", [v / rate for v in runs])
+                for rate, _, achieved, runs in accuracy]
+    write_figures(args.figures, figures)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -31,6 +30,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import add_common_args, figure, machine, write_figures
 from secton_harness.records import SCHEMA
 from secton_harness.runfolder import RunFolder
 
@@ -135,28 +137,32 @@ def measure(task: str, run_dir: Path, records: int = 0) -> tuple[float, float]:
     return json.loads(out.strip().splitlines()[-1])["elapsed_s"], usage.ru_maxrss / 1024
 
 
-def write_results(section: str) -> None:
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
+def write_results(section: str, results: Path = RESULTS) -> None:
+    text = results.read_text(encoding="utf-8") if results.exists() else "# Benchmark results\n"
     pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text)
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    tmp = RESULTS.with_name(f".{RESULTS.name}.tmp")
+    tmp = results.with_name(f".{results.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, RESULTS)
+    os.replace(tmp, results)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    add_common_args(parser)
+    parser.add_argument("--records", type=int, default=None,
+                        help="default 1,000,000 (quick: 100,000)")
+    parser.add_argument("--repeat", type=int, default=None, help="default 3 (quick: 1)")
     parser.add_argument("--child", nargs=2, metavar=("TASK", "RUN_DIR"), help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
+    args.records = args.records or (100_000 if args.quick else 1_000_000)
+    args.repeat = args.repeat or (1 if args.quick else 3)
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         gen_s, _ = measure("generate", run_dir, args.records)
@@ -182,11 +188,14 @@ def main() -> None:
         f"| **ratio report / load** | **{report_s / load_s:.1f}×** | "
         f"{report_mb / load_mb:.2f}× |\n\n"
         f"report.html {html_kb:.0f} kB, summary.json {json_kb:.0f} kB. "
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}.\n")
+        f"Machine: {machine()}.\n")
     print(section)
     if not args.no_write:
-        write_results(section)
+        write_results(section, args.results)
+    ratios = [r / lo for (r, _), (lo, _) in zip(reports, loads, strict=True)]
+    write_figures(args.figures, [figure(
+        f"report / pandas load, {args.records:,} records", report_s / load_s, "<= 5",
+        ratios, note=f"peak RSS report {report_mb:.0f} MiB, pandas {load_mb:.0f} MiB")])
 
 
 if __name__ == "__main__":

@@ -7,14 +7,19 @@ when installed, else a headless Locust FastHttpUser run. The reference server se
 Median of N runs each; prints a markdown row and the ratio, and replaces the section
 ``## Reference server throughput`` in benchmarks/RESULTS.md.
 
-    .venv/bin/python benchmarks/bench_server.py [--runs 3] [--duration 10]
+Headroom figure (issue 8: "the target is never the bottleneck"): the reference server's
+maximum (wrk, above) divided by what ONE Locust FastHttpUser process (``constant(0)``
+wait, no records, pinned to core 1) reaches against the same server (pinned to core 0).
+>= 2.0 means a single generator process uses at most half of what one server core can
+serve, so a one-process load test measures the harness, never the reference server.
+
+    .venv/bin/python benchmarks/bench_server.py [--runs 3] [--duration 10] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -27,6 +32,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import add_common_args, figure, machine, write_figures  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## Reference server throughput"
 KEY = "sk-bench-demo-1"
@@ -143,6 +152,11 @@ def load_locust(url: str, headers: dict[str, str], duration: int, users: int) ->
 
 def measure(cmd: list[str], path: str, headers: dict[str, str], args: argparse.Namespace,
             tool: str) -> float:
+    return statistics.median(measure_runs(cmd, path, headers, args, tool))
+
+
+def measure_runs(cmd: list[str], path: str, headers: dict[str, str],
+                 args: argparse.Namespace, tool: str) -> list[float]:
     rates = []
     for _ in range(args.runs):
         proc, url = start(cmd)
@@ -154,54 +168,81 @@ def measure(cmd: list[str], path: str, headers: dict[str, str], args: argparse.N
                 rates.append(load_locust(url + path, headers, args.duration, args.connections))
         finally:
             stop(proc)
-    return statistics.median(rates)
+    return rates
 
 
-def write_section(text: str) -> None:
+def write_section(text: str, results: Path = RESULTS) -> None:
     """Replace only our section of RESULTS.md (atomically)."""
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    old = results.read_text() if results.exists() else "# Benchmark results\n"
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
     new = pattern.sub(lambda _: text, old) if pattern.search(old) else \
         old.rstrip("\n") + "\n\n" + text
-    tmp = RESULTS.with_suffix(".md.tmp")
+    tmp = results.with_suffix(".md.tmp")
     tmp.write_text(new)
-    os.replace(tmp, RESULTS)
+    os.replace(tmp, results)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--duration", type=int, default=10, help="seconds per run")
+    add_common_args(parser)
+    parser.add_argument("--runs", type=int, default=None, help="default 3 (quick: 1)")
+    parser.add_argument("--duration", type=int, default=None,
+                        help="seconds per run; default 10 (quick: 3)")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--locust-users", type=int, default=20,
+                        help="users of the one-process Locust run (headroom figure)")
     args = parser.parse_args()
+    args.runs = args.runs or (1 if args.quick else 3)
+    args.duration = args.duration or (3 if args.quick else 10)
     tool = "wrk" if shutil.which("wrk") else "locust"
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "bench.toml"
         config.write_text(SIM_CONFIG)
-        sim = measure([sys.executable, "-m", "simulator", "--config", str(config), "--port",
-                       "0"], "/v1/models", {"Authorization": f"Bearer {KEY}"}, args, tool)
+        sim_cmd = [sys.executable, "-m", "simulator", "--config", str(config), "--port", "0"]
+        auth = {"Authorization": f"Bearer {KEY}"}
+        sim_runs = measure_runs(sim_cmd, "/v1/models", auth, args, tool)
         bare = measure([sys.executable, "-c", HELLO], "/", {}, args, tool)
+        one_args = argparse.Namespace(**{**vars(args), "connections": args.locust_users})
+        one_runs = measure_runs(sim_cmd, "/v1/models", auth, one_args, "locust")
+    sim, one = statistics.median(sim_runs), statistics.median(one_runs)
+    headroom = sim / one if one else None
     ratio = sim / bare
-    cpu = platform.processor() or platform.machine()
     row = (f"| {time.strftime('%Y-%m-%d')} | {tool}, {args.connections} conns, "
            f"{args.duration}s x {args.runs} | {sim:,.0f} | {bare:,.0f} | {ratio:.2f} |")
     print("| date | load | reference server req/s | bare Starlette req/s | ratio |")
     print("|---|---|---|---|---|")
     print(row)
     print(f"ratio reference/bare = {ratio:.2f}")
+    verdict = "met" if headroom and headroom >= 2.0 else "NOT met"
+    listed = ", ".join(f"{v:.0f}" for v in one_runs)
+    headroom_text = textwrap.dedent(f"""\
+
+        Headroom: the reference server's maximum ({tool}, above) against what ONE Locust
+        FastHttpUser process ({args.locust_users} users, `constant(0)`, no records) reaches
+        against it, each on its own core, {args.duration}s x {args.runs}:
+
+        | reference server max req/s | one Locust process req/s (runs) | ratio |
+        |---|---|---|
+        | {sim:,.0f} | {one:,.0f} ({listed}) | **{headroom or 0:.2f}** |
+
+        Target >= 2.0 (the target is never the bottleneck of a one-process load): {verdict}.
+        """)
     write_section(textwrap.dedent(f"""\
         {SECTION}
 
         `benchmarks/bench_server.py`: `GET /v1/models` with a valid key (limiter on, limits
         high, latency 0) vs a bare Starlette hello-world, both uvicorn + uvloop + httptools,
         one worker, access log off, server pinned to core 0, {tool} pinned to core 1;
-        median of {args.runs} runs. Machine: {os.cpu_count()} cores, {cpu},
-        Python {platform.python_version()}.
+        median of {args.runs} runs. Machine: {machine()}.
 
         | date | load | reference server req/s | bare Starlette req/s | ratio |
         |---|---|---|---|---|
         {row}
-        """))
+        """) + headroom_text, args.results)
+    write_figures(args.figures, [figure(
+        "reference server max / one Locust FastHttpUser process", headroom, ">= 2.0",
+        [s / o for s, o in zip(sim_runs, one_runs, strict=True) if o],
+        note=f"{tool} vs Locust, one core each")])
 
 
 if __name__ == "__main__":
