@@ -5,25 +5,14 @@ No Locust, gevent or pandas import at module level (cli.py loads this for ``--he
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import typer
 
+from secton_harness.config import require_loopback
 from secton_harness.errors import BadInput
-
-
-def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def ratelimit(
@@ -68,9 +57,7 @@ def ratelimit(
         raise BadInput(f"--target/--max-duration: {error}") from None
     if endpoint not in ("models", "chat"):
         raise BadInput(f"--endpoint: {endpoint!r} is not models or chat")
-    if not is_loopback(url) and not allow_remote:
-        raise BadInput(f"--target {urlsplit(url).hostname} is not loopback: mapping sends "
-                       "bursts until the API refuses; pass --allow-remote to confirm")
+    require_loopback(url, allow_remote, "mapping sends bursts until the API refuses")
     pool = resolve_keys(keys)
     policy = load_policy(expect) if expect is not None else None
     raise typer.Exit(_run(url, pool, out, policy, max_requests, duration, max_rps, endpoint))

@@ -11,7 +11,6 @@ process writes its own part files into the run folder; nothing travels in memory
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import signal
 import socket
@@ -21,9 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from secton_harness.config import parse_http_url
+from secton_harness.config import parse_http_url, require_loopback
 from secton_harness.errors import BadInput, HarnessError
 from secton_harness.keys import resolve_keys
 from secton_harness.records import merge_parts, read_records
@@ -67,15 +65,6 @@ class LoadOptions:
     allow_remote: bool = False
 
 
-def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
 
 def validate(options: LoadOptions) -> tuple[Scenario, str]:
     """Everything a user can get wrong, checked before anything starts (BadInput)."""
@@ -84,8 +73,7 @@ def validate(options: LoadOptions) -> tuple[Scenario, str]:
         target = parse_http_url(options.target)
     except ValueError as error:
         raise BadInput(f"--target: {error}") from None
-    if not is_loopback(target) and not options.allow_remote:
-        raise BadInput(f"--target {target} is not loopback; pass --allow-remote to load it")
+    require_loopback(target, options.allow_remote, "a load test would load it")
     if scenario.duration > options.max_duration_s:
         raise BadInput(f"{options.scenario}: duration {scenario.duration:g}s exceeds "
                        f"--max-duration {options.max_duration_s:g}s; raise --max-duration")

@@ -14,6 +14,7 @@ second) and :data:`HttpUrl` (``http`` or ``https`` with a host).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -77,6 +78,24 @@ def parse_http_url(value: Any) -> str:
     except ValueError:
         raise ValueError(f"{value!r} has an invalid port") from None
     return value.strip().rstrip("/")
+
+
+def is_loopback(url: str) -> bool:
+    """True when the URL's host is ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_loopback(url: str, allow_remote: bool, why: str) -> None:
+    """Refuse a non-loopback target unless ``--allow-remote`` confirms it (load safety)."""
+    if not allow_remote and not is_loopback(url):
+        raise BadInput(f"--target {urlsplit(url).hostname} is not loopback: {why}; "
+                       "pass --allow-remote to confirm")
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]

@@ -14,10 +14,12 @@ from secton_harness.config import (
     HttpUrl,
     Model,
     Rate,
+    is_loopback,
     load_toml_model,
     parse_duration,
     parse_http_url,
     parse_rate,
+    require_loopback,
 )
 from secton_harness.errors import BadInput
 
@@ -120,3 +122,19 @@ def test_duration_parser_never_raises_anything_but_valueerror(text: str) -> None
 @given(st.floats(min_value=0, max_value=1e6, allow_nan=False))
 def test_duration_seconds_round_trip(seconds: float) -> None:
     assert parse_duration(f"{seconds:.6f}s") == pytest.approx(round(seconds, 6))
+
+
+@pytest.mark.parametrize(("url", "loopback"), [
+    ("http://127.0.0.1:8080", True), ("http://localhost", True), ("http://[::1]:9", True),
+    ("http://127.8.9.10", True), ("https://api.secton.org", False), ("http://10.0.0.1", False),
+])
+def test_is_loopback(url: str, loopback: bool) -> None:
+    assert is_loopback(url) is loopback
+
+
+def test_require_loopback_refuses_remote_without_confirmation() -> None:
+    require_loopback("http://127.0.0.1:1", False, "why")
+    require_loopback("https://api.secton.org", True, "why")
+    with pytest.raises(BadInput, match="api.secton.org is not loopback: it bursts; pass "
+                                       "--allow-remote to confirm"):
+        require_loopback("https://api.secton.org", False, "it bursts")
