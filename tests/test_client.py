@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import socket
 import socketserver
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +31,7 @@ from secton_harness.client import (
     mask_key,
 )
 from secton_harness.errors import BadInput
+from secton_harness.refserver import ReferenceServer
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-secret-key-9876"
@@ -315,46 +312,6 @@ def _config(tmp: Path, name: str, body: str) -> Path:
     return path
 
 
-class _Simulator:
-    def __init__(self, config: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "simulator", "--config", str(config), "--port", "0"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.url = self._wait_ready()
-
-    def _wait_ready(self) -> str:
-        assert self.proc.stdout is not None
-        seen: list[str] = []
-        found: list[str] = []
-
-        def read() -> None:
-            assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                seen.append(line)
-                match = re.search(r"serving on (http://\S+)", line)
-                if match and not found:
-                    found.append(match.group(1).rstrip("/"))
-
-        threading.Thread(target=read, daemon=True).start()  # keeps draining the pipe
-        deadline = time.monotonic() + 20
-        while not found and time.monotonic() < deadline and self.proc.poll() is None:
-            time.sleep(0.02)
-        if not found:
-            self.stop()
-            raise RuntimeError("simulator did not start:\n" + "".join(seen[-20:]))
-        return found[0]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 _FAULT_CONFIGS = {
     "plain": "[limits.key]\nlimit = 3\nwindow_s = \"60s\"\n",
     "slow": "[faults]\nslow = 1.0\nslow_s = \"2s\"\n",
@@ -369,11 +326,11 @@ _FAULT_CONFIGS = {
 def simulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], str]]:
     """Start one reference server per fault config on first use; stop them all at the end."""
     tmp = tmp_path_factory.mktemp("simulator")
-    started: dict[str, _Simulator] = {}
+    started: dict[str, ReferenceServer] = {}
 
     def url(name: str) -> str:
         if name not in started:
-            started[name] = _Simulator(_config(tmp, name, _FAULT_CONFIGS[name]))
+            started[name] = ReferenceServer(_config(tmp, name, _FAULT_CONFIGS[name])).start()
         return started[name].url
 
     yield url
