@@ -12,7 +12,6 @@ no records and no run.json) is a one-line :class:`BadInput`.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import pyarrow as pa
 
 from secton_harness.errors import BadInput
 from secton_harness.records import PARTS_DIR, RECORDS_FILE, read_records
-from secton_harness.runfolder import RUN_FILE, read_run_info
+from secton_harness.runfolder import RUN_FILE, read_json_object, read_run_info
 
 #: Columns the analysis reads (``bytes``, ``worker`` and the rate-limit header columns are
 #: never needed, so they are never loaded).
@@ -110,13 +109,7 @@ def _read_ratelimit(run_dir: Path) -> dict[str, Any] | None:
     file = run_dir / RATELIMIT_FILE
     if not file.exists():
         return None
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise BadInput(f"{file}: not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise BadInput(f"{file}: expected a JSON object")
-    return data
+    return read_json_object(file)
 
 
 def _has_records(run_dir: Path) -> bool:

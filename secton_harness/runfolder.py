@@ -112,6 +112,11 @@ def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise BadInput(f"{run_dir}: not a directory; expected a run folder")
     if not file.exists():
         raise BadInput(f"{file}: missing; not a run folder (or the run never started)")
+    return read_json_object(file)
+
+
+def read_json_object(file: Path) -> dict[str, Any]:
+    """A JSON file that must hold an object (run.json, ratelimit.json); else BadInput."""
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
