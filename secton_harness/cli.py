@@ -63,13 +63,27 @@ def serve(
 ) -> None:
     """Run the reference Secton API server (the embedded default target).
 
-    It serves [bold]GET /v1/models[/bold] and [bold]POST /v1/chat/completions[/bold] as the
-    quick start documents them, with per-key and per-org rate limits (fixed window, sliding
-    window, token bucket, leaky bucket or penalty cooldown), a seeded latency model and
-    fault injection, all set in the TOML config. See docs/reference-server.md for every
-    field.
+    It serves [bold]GET /v1/models[/bold] and [bold]POST /v1/chat/completions[/bold]
+    as the quick start documents them, with per-key and per-org rate limits, a
+    seeded latency model and fault injection, all set in one TOML config:
 
-    Example: [cyan]secton-harness serve --port 8080 --config examples/simulator.toml[/cyan]
+    [dim]seed = 42
+    \[limits]  algorithm = fixed_window | sliding_window | token_bucket |
+              leaky_bucket | penalty_cooldown | none
+              endpoints = shared | per_endpoint; headers, retry_after = true
+    \[limits.key]  limit = 60, window_s = "60s", penalty_s, penalty_extends
+    \[limits.org]  limit = 120, window_s = "60s"
+    \[latency]  base_ms = 5, per_token_ms = 0.5, jitter_ms = 5, jitter
+    \[faults]  error_500, error_503, slow + slow_s, malformed_json,
+              wrong_content_type, drop_connection, schema_break (0..1),
+              auth_open = false
+    \[admin]  enabled = false (ground truth at /_admin/stats, loopback)
+    \[\[keys]]  alias, key, org, limit?, window_s?
+    \[\[orgs]]  id, limit?, window_s?[/dim]
+
+    docs/reference-server.md describes every field.
+
+    Example: [cyan]secton-harness serve --port 8080 --config examples/demo-ratelimit-server.toml[/cyan]
     """
     from simulator.server import serve as run_server
 
