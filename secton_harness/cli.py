@@ -67,6 +67,7 @@ def serve(
     as the quick start documents them, with per-key and per-org rate limits, a
     seeded latency model and fault injection, all set in one TOML config:
 
+    \b
     [dim]seed = 42
     \[limits]  algorithm = fixed_window | sliding_window | token_bucket |
               leaky_bucket | penalty_cooldown | none
@@ -130,6 +131,40 @@ def _register_job_commands() -> None:
 
 
 _register_job_commands()
+
+
+def reflow_help(text: str) -> str:
+    """Join the lines of each paragraph so rich wraps them to the terminal's width.
+
+    typer (rich mode) keeps a docstring's single line breaks, so text wrapped for the
+    source file comes out ragged in a terminal. A paragraph whose first line is ``\\b``
+    (click's "do not rewrap" marker) keeps its lines, without the marker.
+    """
+    paragraphs = []
+    for paragraph in text.strip().split("\n\n"):
+        lines = paragraph.splitlines()
+        if lines and lines[0].strip() == "\b":
+            paragraphs.append("\n".join(lines[1:]))
+        else:
+            paragraphs.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs)
+
+
+def _reflow_all(typer_app: typer.Typer) -> None:
+    import inspect
+
+    for info in typer_app.registered_commands:
+        text = info.help or (inspect.getdoc(info.callback) if info.callback else None)
+        if text:
+            info.help = reflow_help(text)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            if group.typer_instance.info.help:
+                group.typer_instance.info.help = reflow_help(group.typer_instance.info.help)
+            _reflow_all(group.typer_instance)
+
+
+_reflow_all(app)
 
 
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:

@@ -94,3 +94,11 @@ def test_demo_runs_the_tour_and_exits_0() -> None:
         assert check in result.stdout
     assert "FAIL" not in result.stdout
     assert "sk-demo" not in result.stdout + result.stderr  # aliases only, never keys
+
+
+def test_help_paragraphs_are_reflowed_but_marked_blocks_kept() -> None:
+    from secton_harness.cli import reflow_help
+
+    text = "First line\ncontinues.\n\nSecond para\nwraps here.\n\n\b\nkeep\n  this layout"
+    assert reflow_help(text) == ("First line continues.\n\nSecond para wraps here.\n\n"
+                                 "keep\n  this layout")
