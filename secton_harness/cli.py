@@ -61,7 +61,7 @@ def serve(
     stats_file: Annotated[Path | None, typer.Option(
         help="Write the ground-truth request counts (JSON) here at shutdown.")] = None,
 ) -> None:
-    """Run the reference Secton API server (the embedded default target).
+    r"""Run the reference Secton API server (the embedded default target).
 
     It serves [bold]GET /v1/models[/bold] and [bold]POST /v1/chat/completions[/bold]
     as the quick start documents them, with per-key and per-org rate limits, a
@@ -84,7 +84,8 @@ def serve(
 
     docs/reference-server.md describes every field.
 
-    Example: [cyan]secton-harness serve --port 8080 --config examples/demo-ratelimit-server.toml[/cyan]
+    Example: [cyan]secton-harness serve --port 8080
+    --config examples/demo-ratelimit-server.toml[/cyan]
     """
     from simulator.server import serve as run_server
 
@@ -143,7 +144,7 @@ def reflow_help(text: str) -> str:
     paragraphs = []
     for paragraph in text.strip().split("\n\n"):
         lines = paragraph.splitlines()
-        if lines and lines[0].strip() == "\b":
+        if lines and lines[0].strip() in ("\b", "\\b"):  # click's marker, or typed as text
             paragraphs.append("\n".join(lines[1:]))
         else:
             paragraphs.append(" ".join(line.strip() for line in lines))
