@@ -233,7 +233,9 @@ def main() -> None:
         `benchmarks/bench_server.py`: `GET /v1/models` with a valid key (limiter on, limits
         high, latency 0) vs a bare Starlette hello-world, both uvicorn + uvloop + httptools,
         one worker, access log off, server pinned to core 0, {tool} pinned to core 1;
-        median of {args.runs} runs. Machine: {machine()}.
+        median of {args.runs} runs. Machine: {machine()}. The reference server is plain
+        ASGI (no framework) on uvicorn's httptools protocol with one socket write per
+        response (`simulator/protocol.py`); the hello-world is stock Starlette + uvicorn.
 
         | date | load | reference server req/s | bare Starlette req/s | ratio |
         |---|---|---|---|---|

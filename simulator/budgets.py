@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from simulator.config import KeyConfig, LimitSpec, SimulatorConfig
 from simulator.limiters import Decision, Limiter, make_limiter
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     """The combined answer: ``decision`` is the most restrictive scope's (the refusing
     scope with the longest wait on a refusal, else the one with the least remaining),
     ``scope`` names it (``key`` or ``org``); ``delay_s`` is the longest queue wait."""
@@ -34,11 +33,15 @@ class Budgets:
     def __init__(self, config: SimulatorConfig, clock: Callable[[], float]) -> None:
         self.config = config
         self.clock = clock
+        self.shared = config.limits.endpoints == "shared"
         self.limiters: dict[tuple[str, str, str], Limiter] = {}
+        # (key alias, budget) -> (key limiter, org limiter): one dict lookup per request
+        self.pairs: dict[tuple[str, str], tuple[Limiter, Limiter]] = {}
 
     def reset(self) -> None:
         """Forget every limiter: every scope is rested."""
         self.limiters.clear()
+        self.pairs.clear()
 
     def _limiter(self, scope: str, ident: str, budget: str, spec: LimitSpec) -> Limiter:
         slot = (scope, ident, budget)
@@ -52,21 +55,29 @@ class Budgets:
     def admit(self, key: KeyConfig, endpoint: str) -> Verdict:
         """Decide one request by ``key`` on ``endpoint`` (``models`` or ``chat``)."""
         now = self.clock()
-        budget = "all" if self.config.limits.endpoints == "shared" else endpoint
-        scoped = (
-            ("key", self._limiter("key", key.alias, budget, self.config.key_limit(key))),
-            ("org", self._limiter("org", key.org, budget, self.config.org_limit(key.org))),
-        )
-        peeks = [(scope, limiter, limiter.peek(now)) for scope, limiter in scoped]
-        if all(decision.allowed for _, _, decision in peeks):
-            for _, limiter, _ in peeks:
-                limiter.commit(now)
-            scope, _, decision = min(peeks, key=lambda p: (p[2].remaining, -p[2].reset_s))
-            delay = max(d.delay_s for _, _, d in peeks)
-            return Verdict(True, decision, scope, delay)
+        budget = "all" if self.shared else endpoint
+        pair = self.pairs.get((key.alias, budget))
+        if pair is None:
+            pair = self.pairs[(key.alias, budget)] = (
+                self._limiter("key", key.alias, budget, self.config.key_limit(key)),
+                self._limiter("org", key.org, budget, self.config.org_limit(key.org)))
+        key_limiter, org_limiter = pair
+        key_peek = key_limiter.peek(now)
+        org_peek = org_limiter.peek(now)
+        if key_peek.allowed and org_peek.allowed:
+            key_limiter.commit(now)
+            org_limiter.commit(now)
+            # the most restrictive: least remaining, then longest reset; the key on ties
+            if (org_peek.remaining, -org_peek.reset_s) < (key_peek.remaining,
+                                                          -key_peek.reset_s):
+                scope, decision = "org", org_peek
+            else:
+                scope, decision = "key", key_peek
+            return Verdict(True, decision, scope, max(key_peek.delay_s, org_peek.delay_s))
         refused = []
-        for scope, limiter, decision in peeks:
-            if not decision.allowed:
+        for scope, limiter, peeked in (("key", key_limiter, key_peek),
+                                       ("org", org_limiter, org_peek)):
+            if not peeked.allowed:
                 limiter.refuse(now)
                 refused.append((scope, limiter.peek(now)))
         scope, decision = max(refused, key=lambda p: p[1].retry_after_s)
@@ -87,6 +98,24 @@ def rate_limit_headers(decision: Decision, retry_after: bool, headers: bool) -> 
         out["RateLimit"] = f"limit={decision.limit}, remaining={decision.remaining}, reset={reset}"
     if retry_after and not decision.allowed:
         out["Retry-After"] = str(max(1, _ceil(decision.retry_after_s)))
+    return out
+
+
+def rate_limit_raw(decision: Decision, retry_after: bool,
+                   headers: bool) -> list[tuple[bytes, bytes]]:
+    """:func:`rate_limit_headers` as raw ASGI headers (lowercase names, latin-1 bytes)."""
+    out: list[tuple[bytes, bytes]] = []
+    if headers:
+        limit, remaining = decision.limit, decision.remaining
+        reset = _ceil(decision.reset_s)
+        out.append((b"x-ratelimit-limit", b"%d" % limit))
+        out.append((b"x-ratelimit-remaining", b"%d" % remaining))
+        out.append((b"x-ratelimit-reset", b"%d" % reset))
+        out.append((b"ratelimit-policy", b"%d;w=%d" % (limit, _ceil(decision.window_s))))
+        out.append((b"ratelimit", b"limit=%d, remaining=%d, reset=%d"
+                    % (limit, remaining, reset)))
+    if retry_after and not decision.allowed:
+        out.append((b"retry-after", b"%d" % max(1, _ceil(decision.retry_after_s))))
     return out
 
 

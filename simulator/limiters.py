@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _EPS = 1e-9
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """One limiter's answer for one request.
+class Decision(NamedTuple):
+    """One limiter's answer for one request (a named tuple: built on every request, and a
+    tuple is several times cheaper to build than a frozen dataclass).
 
     ``remaining`` is the budget left *after* this request if it is allowed; ``reset_s``
     is the time until the budget is fully restored; ``retry_after_s`` is the exact wait

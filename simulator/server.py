@@ -1,8 +1,10 @@
 """Running the reference server: ``serve(config_path, host, port, stats_file)``.
 
 uvicorn with uvloop and httptools when installed, one worker, access log off (a log line
-per request would halve throughput). The socket is bound here, before uvicorn starts, so
-``port=0`` picks a free port and the real one is printed: ``serving on http://HOST:PORT``
+per request would halve throughput), no proxy-headers wrapper (nothing proxies to it),
+one socket write per response (protocol.py).
+The socket is bound here, before uvicorn starts, so ``port=0`` picks a free port and
+the real one is printed: ``serving on http://HOST:PORT``
 (one flushed stdout line, once the server accepts connections).
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import socket
+from typing import Any
 
 import uvicorn
 
@@ -55,12 +58,16 @@ def serve(config_path: str | None, host: str = "127.0.0.1", port: int = 8080,
     real_port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     has_uvloop = importlib.util.find_spec("uvloop") is not None
-    has_httptools = importlib.util.find_spec("httptools") is not None
+    http: Any = "h11"
+    if importlib.util.find_spec("httptools") is not None:
+        from simulator.protocol import CoalescingHttpToolsProtocol
+
+        http = CoalescingHttpToolsProtocol
     uv_config = uvicorn.Config(
-        app, loop="uvloop" if has_uvloop else "asyncio",
-        http="httptools" if has_httptools else "h11",
+        app, loop="uvloop" if has_uvloop else "asyncio", http=http,
         access_log=False, log_level="warning", lifespan="on", workers=1,
-        server_header=False,
+        interface="asgi3", server_header=False,
+        proxy_headers=False,  # loopback, no proxy: one ASGI wrapper less per request
     )
     server = _Server(uv_config, f"http://{shown}:{real_port}")
     try:

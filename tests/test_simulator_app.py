@@ -509,3 +509,48 @@ def test_responses_match_openapi(servers):
           "ChatCompletion")
     check(httpx.get(f"{url}/v1/models"), "Error")
     assert set(spec["paths"]) == {"/v1/models", "/v1/chat/completions"}
+
+
+# --- wire level (plain ASGI on the coalescing protocol) -------------------------------
+
+
+def _raw_exchange(url: str, payload: bytes) -> bytes:
+    import socket
+
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(payload)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def test_pipelined_requests_and_connection_close_get_whole_responses(servers):
+    """Responses leave in one write each (protocol.py): pipelined requests get every
+    response whole and in order, and ``Connection: close`` still sends the response
+    before closing."""
+    request = (f"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {A1}\r\n"
+               "\r\n").encode()
+    health = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    last = b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    received = _raw_exchange(servers["main"], request + health + request + last)
+    statuses = []
+    rest = received
+    while rest:
+        head, _, rest = rest.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+        length = int(headers["content-length"])
+        body, rest = rest[:length], rest[length:]
+        assert len(body) == length and headers["content-type"] == "application/json"
+        statuses.append(int(lines[0].split()[1]))
+    assert statuses == [200, 200, 200, 404]
+
+
+def test_trailing_slash_and_head(servers):
+    url = servers["main"]
+    assert_error(httpx.get(f"{url}/v1/models/", headers=auth(A1)), 404, "not_found")
+    head = httpx.head(f"{url}/v1/models", headers=auth(A1))
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) > 0
