@@ -106,8 +106,8 @@ def test_failure_detail_shows_resolved_values(reference_server: Any) -> None:
 
 
 def test_degraded_is_a_success_with_a_flag(reference_server: Any) -> None:
-    server = reference_server(server_config(slow=1.0, slow_s=0.3))
-    results = run_once(harness([{"label": "ref", "url": server.url}], degraded="0.1s",
+    server = reference_server(server_config(slow=1.0, slow_s=1.0))
+    results = run_once(harness([{"label": "ref", "url": server.url}], degraded="0.5s",
                                failed="3s"))
     assert results["models_list"].success and results["models_list"].degraded
     assert results["models_list"].result == "degraded"
