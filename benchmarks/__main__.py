@@ -36,6 +36,9 @@ BENCHES: dict[str, tuple[str, int, int]] = {
     "report": ("bench_report.py", 300, 120),
 }
 SUMMARY = "## Summary"
+#: Each bench's latest figures, kept so that ``--only NAME`` refreshes its rows and keeps
+#: the others (each row says which run it comes from) instead of dropping them.
+FIGURES = ROOT / "benchmarks" / "figures.json"
 
 
 def run_bench(name: str, quick: bool, results: Path, work: Path) -> tuple[list[dict], str]:
@@ -66,6 +69,25 @@ def fmt(value: float | None) -> str:
     return f"{value:.3f}" if abs(value) < 10 else f"{value:,.1f}"
 
 
+def merge_figures(rows: list[tuple[str, list[dict], str]], started: str,
+                  store: Path = FIGURES) -> list[tuple[str, list[dict], str]]:
+    """This run's rows plus the stored rows of benches not run now (marked with their run)."""
+    stored: dict[str, dict] = json.loads(store.read_text()) if store.exists() else {}
+    for name, figures, status in rows:
+        stored[name] = {"figures": figures, "status": status, "run": started}
+    tmp = store.with_name(f".{store.name}.tmp")
+    tmp.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, store)
+    ran = {name for name, _, _ in rows}
+    merged = []
+    for name in BENCHES:
+        if name in stored:
+            entry = stored[name]
+            status = entry["status"] if name in ran else f"{entry['status']}, run {entry['run']}"
+            merged.append((name, entry["figures"], status))
+    return merged
+
+
 def summary(rows: list[tuple[str, list[dict], str]], quick: bool, started: str,
             wall_s: float) -> str:
     lines = [SUMMARY, "",
@@ -76,7 +98,8 @@ def summary(rows: list[tuple[str, list[dict], str]], quick: bool, started: str,
              + ("server on core 0/1 and generator on the other core with `taskset`, except "
                 "`--processes 2` (unpinned: its two workers need both cores)."
                 if can_pin() else "not available (no taskset or one core)."),
-             "Each figure is the median of the runs listed in its section.", "",
+             "Each figure is the median of the runs listed in its section; a row from an "
+             "earlier `--only` run names that run.", "",
              "| figure | target | measured (median) | result | bench | note |",
              "|---|---|---|---|---|---|"]
     for name, figures, status in rows:
@@ -118,7 +141,8 @@ def main() -> int:
         for name in args.only:
             figures, status = run_bench(name, args.quick, args.results, Path(tmp))
             rows.append((name, figures, status))
-    text = summary(rows, args.quick, started, time.monotonic() - t0)
+    merged = merge_figures(rows, started) if args.results == RESULTS else rows
+    text = summary(merged, args.quick, started, time.monotonic() - t0)
     write_summary(args.results, text)
     print(text)
     failed = [name for name, figures, _ in rows if not figures]

@@ -50,3 +50,15 @@ def test_summary_on_top_sections_kept(tmp_path: Path) -> None:
 def test_targets() -> None:
     assert meets(2.0, ">= 2.0") and not meets(1.99, ">= 2.0")
     assert meets(3, "<= 3") and not meets(None, "<= 3") and not meets(1.11, "0.9..1.1")
+
+
+def test_only_run_keeps_the_other_benches_rows(tmp_path: Path) -> None:
+    """`--only server` refreshes the server rows and keeps every other bench's last rows."""
+    from benchmarks.__main__ import merge_figures
+
+    store = tmp_path / "figures.json"
+    merge_figures([("server", [figure("a", 1.0, ">= 2")], "9 s"),
+                   ("load", [figure("b", 0.9, ">= 0.85")], "8 s")], "run-1", store)
+    rows = merge_figures([("server", [figure("a", 3.0, ">= 2")], "7 s")], "run-2", store)
+    assert [(name, figs[0]["value"], status) for name, figs, status in rows] == [
+        ("server", 3.0, "7 s"), ("load", 0.9, "8 s, run run-1")]
