@@ -14,14 +14,38 @@ from __future__ import annotations
 
 import json
 import math
+import tomllib
 import urllib.request
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from secton_harness.scenario import ENDPOINT_PATHS
+
+DEMO_KEYS_FILE = Path(__file__).resolve().parent.parent / "examples" / "demo-keys.toml"
+
+
+def demo_keys() -> list[dict[str, Any]]:
+    """The demo keys (examples/demo-keys.toml) as reference-server ``[[keys]]`` entries."""
+    keys: list[dict[str, Any]] = tomllib.loads(DEMO_KEYS_FILE.read_text())["keys"]
+    return keys
+
+
+#: The ground-truth server of the tests and the benchmark: seeded latency large enough for
+#: a 5 % + 1 ms comparison; b2 may send 3 per second (it gets ~1/5 of 30/s, so about half
+#: of its requests are 429), everything else is far below its limits.
+TRUTH_SERVER: dict[str, Any] = {
+    "seed": 7,
+    "limits": {"algorithm": "fixed_window", "key": {"limit": 1000, "window_s": "1s"},
+               "org": {"limit": 1000, "window_s": "1s"}},
+    "latency": {"base_ms": 40, "per_token_ms": 0, "jitter_ms": 20, "jitter": "exponential"},
+    "admin": {"enabled": True},
+    "keys": [dict(k, limit=3, window_s="1s") if k["alias"] == "b2" else k
+             for k in demo_keys()],
+}
 
 #: endpoint path in the records -> endpoint name in the server's ground truth
 SERVER_ENDPOINT = {path: name for name, (_, path) in ENDPOINT_PATHS.items()}

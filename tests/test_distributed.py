@@ -24,16 +24,14 @@ import pyarrow.compute as pc
 import pytest
 from conftest import ROOT, free_port, write_toml
 
+from loadtests.truth import demo_keys
 from secton_harness.records import merge_parts, read_records
 from secton_harness.scenario import load_scenario
 from secton_harness.thresholds import measure
 
 pytestmark = pytest.mark.slow
 KEYS = ROOT / "examples" / "demo-keys.toml"
-DEMO_KEYS = [{"alias": a, "key": f"sk-demo-{o.split('_')[1]}-{n}", "org": o}
-             for a, o, n in (("a1", "org_alpha", 1), ("a2", "org_alpha", 2),
-                             ("a3", "org_alpha", 3), ("b1", "org_beta", 1),
-                             ("b2", "org_beta", 2))]
+DEMO_KEYS = demo_keys()
 
 
 def load_cmd(scenario: Path, target: str, out: Path, *extra: str) -> list[str]:

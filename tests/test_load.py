@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pytest
 from conftest import ROOT, free_port, write_toml
 
+from loadtests.truth import demo_keys
 from secton_harness.records import read_records
 from secton_harness.refserver import ReferenceServer
 from secton_harness.runfolder import read_run_info
@@ -31,10 +32,7 @@ from secton_harness.thresholds import measure
 pytestmark = pytest.mark.slow
 KEYS = ROOT / "examples" / "demo-keys.toml"
 MODELS, CHAT = "/v1/models", "/v1/chat/completions"
-DEMO_KEYS = [{"alias": a, "key": f"sk-demo-{o.split('_')[1]}-{n}", "org": o}
-             for a, o, n in (("a1", "org_alpha", 1), ("a2", "org_alpha", 2),
-                             ("a3", "org_alpha", 3), ("b1", "org_beta", 1),
-                             ("b2", "org_beta", 2))]
+DEMO_KEYS = demo_keys()
 
 
 @pytest.fixture(scope="module")

@@ -29,19 +29,8 @@ from secton_harness.runfolder import read_run_info
 pytestmark = pytest.mark.slow
 KEYS = ROOT / "examples" / "demo-keys.toml"
 MODELS, CHAT = "/v1/models", "/v1/chat/completions"
-DEMO_KEYS = [{"alias": a, "key": f"sk-demo-{o.split('_')[1]}-{n}", "org": o}
-             for a, o, n in (("a1", "org_alpha", 1), ("a2", "org_alpha", 2),
-                             ("a3", "org_alpha", 3), ("b1", "org_beta", 1),
-                             ("b2", "org_beta", 2))]
-#: b2 may send 3 per second: it gets ~1/5 of 30/s, so about half of its requests are 429
-TRUTH_SERVER = {
-    "seed": 7,
-    "limits": {"algorithm": "fixed_window", "key": {"limit": 1000, "window_s": "1s"},
-               "org": {"limit": 1000, "window_s": "1s"}},
-    "latency": {"base_ms": 40, "per_token_ms": 0, "jitter_ms": 20, "jitter": "exponential"},
-    "admin": {"enabled": True},
-    "keys": [dict(k, limit=3, window_s="1s") if k["alias"] == "b2" else k for k in DEMO_KEYS],
-}
+DEMO_KEYS = truth.demo_keys()
+TRUTH_SERVER = truth.TRUTH_SERVER
 TRUTH_SCENARIO = {
     "name": "truth", "duration": "6s", "arrival": "poisson", "seed": 3, "drain": "3s",
     "validate_sample": 0.0,
