@@ -2,10 +2,10 @@
 
 Locust's ``constant_throughput`` paces each user on its own, locked to the phase at which
 the user spawned, so the combined arrivals come in bursts and a slow response silently
-delays the next request (coordinated omission). Here one :class:`Pacer` greenlet per
-endpoint and process computes the schedule up front (evenly spaced at ``1/rate``, or a
-Poisson process) and puts a :class:`Ticket` on a queue at each intended time; whichever
-user of that endpoint is free takes it and sends at once. The schedule never waits for
+delays the next request (coordinated omission). Here one :class:`Pacer` per endpoint
+and process holds the schedule (evenly spaced at ``1/rate``, or a Poisson process);
+whichever user of that endpoint is free claims the next :class:`Ticket`, waits until its
+intended time and sends. The schedule never waits for
 responses, so the achieved rate equals the target whenever enough users are free, and each
 record carries ``intended_ts`` so latency can be measured from when the request was due
 (wrk2/Vegeta style), not only from when it left.
@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import gevent
-from gevent.queue import Empty, Queue
 
 #: A ticket due within this many seconds is released at once: a gevent timer per request
 #: costs more than it buys at high rates (the record keeps the exact intended time).
@@ -83,7 +82,15 @@ class Ticket:
 
 
 class Pacer:
-    """Issues tickets for one endpoint at ``rate_at(elapsed_s)`` requests per second.
+    """Hands out one endpoint's schedule at ``rate_at(elapsed_s)`` requests per second.
+
+    There is no pacer greenlet and no queue: a user that is free *claims* the next slot
+    of the schedule (one generator step; gevent only switches at a sleep, so claiming
+    needs no lock), sleeps until the slot is due if it lies ahead, and sends. Slots are
+    claimed in order by whichever user is free first, exactly as a shared ticket queue
+    would hand them out, but when the generator is behind schedule (the slot is already
+    due) the user sends at once without a single greenlet switch: the queue hand-off cost
+    about a fifth of the generator's throughput (benchmarks/FINDINGS.md).
 
     ``rate_at`` returns 0 once the run is over; ``max_tickets`` bounds the request count.
     """
@@ -98,51 +105,49 @@ class Pacer:
         self.arrival = arrival
         self.rng = random.Random(seed)
         self.max_tickets = max_tickets
-        self.queue: Queue[Ticket] = Queue()
         self.issued = 0
-        self.done = False
+        self.waiting = 0
         self.started_wall = 0.0
-        self._greenlet: gevent.Greenlet | None = None
+        self._start_perf = 0.0
+        self._offsets: Iterator[float] | None = None
+        self._exhausted = False
+        self._stopped = False
 
     def start(self) -> Pacer:
-        self._greenlet = gevent.spawn(self._run)
+        self._start_perf = time.perf_counter()
+        self.started_wall = time.time()
+        self._offsets = arrival_offsets(self.rate_at, self.duration_s, self.arrival,
+                                        self.rng, self.breakpoints)
         return self
 
     def stop(self) -> None:
-        self.done = True
-        if self._greenlet is not None:
-            self._greenlet.kill(block=False)
-
-    def take(self, timeout_s: float = 0.5) -> Ticket | None:
-        """The next due ticket, waiting up to ``timeout_s``; None when there is none yet."""
-        try:
-            return self.queue.get_nowait()  # the common case under load: no timer needed
-        except Empty:
-            pass
-        try:
-            return self.queue.get(timeout=timeout_s)
-        except Empty:
-            return None
+        """No more tickets; users sleeping on a claimed slot wake up empty-handed."""
+        self._stopped = self._exhausted = True
 
     @property
-    def backlog(self) -> int:
-        """Tickets due but not yet taken (all users busy): the generator is behind."""
-        return self.queue.qsize()
+    def done(self) -> bool:
+        """Every slot has been handed out and sent off (or the pacer was stopped)."""
+        return self._exhausted and self.waiting == 0
 
-    def _run(self) -> None:
-        start_perf = time.perf_counter()
-        self.started_wall = start_wall = time.time()
-        try:
-            for elapsed in arrival_offsets(self.rate_at, self.duration_s, self.arrival,
-                                           self.rng, self.breakpoints):
-                if self.max_tickets is not None and self.issued >= self.max_tickets:
-                    return
-                delay = start_perf + elapsed - time.perf_counter()
-                if delay > EARLY_S:
-                    gevent.sleep(delay)
-                elif self.issued % 64 == 0:
-                    gevent.sleep(0)  # behind schedule: still let the users run
-                self.queue.put(Ticket(start_wall + elapsed, self.phase_at(elapsed)))
-                self.issued += 1
-        finally:
-            self.done = True
+    def take(self) -> Ticket | None:
+        """Claim the next slot and wait until it is due; None once the schedule is over."""
+        if self._exhausted or self._offsets is None:
+            return None
+        if self.max_tickets is not None and self.issued >= self.max_tickets:
+            self._exhausted = True
+            return None
+        elapsed = next(self._offsets, None)
+        if elapsed is None:
+            self._exhausted = True
+            return None
+        self.issued += 1
+        delay = self._start_perf + elapsed - time.perf_counter()
+        if delay > EARLY_S:
+            self.waiting += 1
+            try:
+                gevent.sleep(delay)
+            finally:
+                self.waiting -= 1
+            if self._stopped:
+                return None
+        return Ticket(self.started_wall + elapsed, self.phase_at(elapsed))

@@ -22,7 +22,7 @@ import gevent
 from gevent.threadpool import ThreadPool
 
 from loadtests.live_metrics import MetricDeltas
-from secton_harness.records import RecordSink
+from secton_harness.records import RecordSink, rows_to_table
 
 FLUSH_INTERVAL_S = 1.0
 
@@ -38,6 +38,9 @@ class Recorder:
         self.count = 0
         self.inflight = 0
         self._rows: list[dict[str, Any]] = []
+        # pyarrow imports pandas on its first conversion: ~0.5 s of GIL-holding imports that
+        # would otherwise land on the writer thread mid-run and stall every user.
+        rows_to_table([{}])
         self._pool = ThreadPool(1)
         # The writer thread must never take SIGTERM/SIGINT: Locust's handlers (and so the
         # final flush) only run when the signal reaches the main thread.

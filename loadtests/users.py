@@ -1,10 +1,10 @@
 """Locust users for the Secton API: one class per endpoint, each user bound to one key.
 
-Users do not pace themselves: each waits for a :class:`~loadtests.pacing.Ticket` from its
-endpoint's pacer and sends at once, so the *scenario* sets the rate and ``users`` only
-caps concurrency. Every request becomes one record (full-precision latency from our own
-``perf_counter``, tokens from ``usage``, the raw rate-limit headers, the error class) and
-one Locust request event (for Locust's stats and web UI). A 429 is a Locust failure named
+Users do not pace themselves: each claims the next :class:`~loadtests.pacing.Ticket` of
+its endpoint's pacer, waits until it is due and sends, so the *scenario* sets the rate and
+``users`` only caps concurrency. Every request becomes one record (full-precision latency
+from our own ``perf_counter``, tokens from ``usage``, the raw rate-limit headers, the error
+class) and one Locust request event (for Locust's stats and web UI). A 429 is a Locust failure named
 ``429 rate limited`` but is *not* an error in the records: it is counted apart.
 """
 
@@ -68,10 +68,13 @@ class SectonUser(FastHttpUser):
     @task
     def send(self) -> None:
         pacer = self.plan.pacers.get(self.endpoint_name)
-        ticket = pacer.take(IDLE_S) if pacer is not None else None
-        if ticket is None:
-            if pacer is None or pacer.done:
-                gevent.sleep(IDLE_S)
+        if pacer is None:  # before the pacers start, or no rate for this endpoint here
+            started = self.plan.pacing_started
+            started.wait(IDLE_S) if not started.is_set() else gevent.sleep(IDLE_S)
+            return
+        ticket = pacer.take()
+        if ticket is None:  # the schedule is over: idle until Locust stops the user
+            gevent.sleep(IDLE_S)
             return
         recorder = self.plan.recorder
         if recorder is not None:
