@@ -1,58 +1,106 @@
 """Prometheus metrics of a load run, correct with any number of Locust workers.
 
-Design: *aggregate at the master*. Every process that runs users counts what its records
-say in a :class:`MetricDeltas` (counters by label set plus the raw latencies since the last
-report). A worker drains its deltas into Locust's own periodic worker report
-(``report_to_master``, every 3 s, and a final one when it quits); the master applies them
-(``worker_report``) to one :class:`~secton_harness.metrics.RequestMetrics` on its own
-registry, served on ``--metrics-port``. A standalone run applies its own deltas once a
-second. So Prometheus scrapes one endpoint whatever the worker count, and every request is
-counted exactly once; the cost is up to one report interval of delay for worker counts.
+Design: *aggregate at the master*, *count in batches*. Every process that runs users
+counts its records once per flushed batch, in the recorder's writer thread, from the
+Arrow table it writes anyway (:func:`batch_deltas`: a group-by for the counters, numpy
+bucketing for the latency histogram), so nothing is counted per request on the load
+path. A worker drains the counts (:class:`MetricDeltas`) into Locust's own periodic
+worker report (``report_to_master``, every 3 s, and a final one when it quits); the master
+applies them (``worker_report``) to one :class:`~secton_harness.metrics.RequestMetrics` on
+its own registry, served on ``--metrics-port``. A standalone run applies its own counts
+once a second. So Prometheus scrapes one endpoint whatever the worker count, and every
+request is counted exactly once; the cost is up to one flush plus one report interval of
+delay. Worker reports carry bucket counts, not raw latencies, so they stay small.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from prometheus_client import CollectorRegistry
 
-from secton_harness.metrics import TARGET_RATE, USERS, RequestMetrics, gauge
+from secton_harness.metrics import TARGET_RATE, USERS, RequestMetrics, bucket_counts, gauge
 
 SOURCE = "load"
 REPORT_KEY = "secton_metrics"
 
 
+def batch_deltas(table: pa.Table) -> dict[str, Any]:
+    """The metric counts of one batch of records, msgpack-friendly.
+
+    ``requests``: [endpoint, status, org, n]; ``ratelimited``: [endpoint, org, n];
+    ``tokens``: [kind, org, n]; ``durations``: {endpoint: [per-bucket counts, sum]} with
+    the buckets of :data:`~secton_harness.metrics.LATENCY_BUCKETS` plus ``+Inf``.
+    """
+    if table.num_rows == 0:
+        return {}
+    grouped = table.group_by(["endpoint", "status", "org"], use_threads=False).aggregate(
+        [([], "count_all")])
+    requests = [[e, str(s), o or "", n] for e, s, o, n in zip(
+        *(grouped[c].to_pylist() for c in ("endpoint", "status", "org", "count_all")),
+        strict=True)]
+    ratelimited = [[e, o, n] for e, s, o, n in requests if s == "429"]
+    tokens: list[list[Any]] = []
+    by_org = table.group_by("org", use_threads=False).aggregate([("prompt_tokens", "sum"),
+                                             ("completion_tokens", "sum")])
+    for kind in ("prompt", "completion"):
+        for org, total in zip(by_org["org"].to_pylist(),
+                              by_org[f"{kind}_tokens_sum"].to_pylist(), strict=True):
+            if total:
+                tokens.append([kind, org or "", int(total)])
+    durations: dict[str, list[Any]] = {}
+    endpoints = table["endpoint"]
+    for endpoint in pc.unique(endpoints).to_pylist():
+        latencies = table.filter(pc.equal(endpoints, endpoint))["latency_s"]
+        values = latencies.to_numpy(zero_copy_only=False)
+        durations[endpoint] = [bucket_counts(values), float(values.sum())]
+    return {"requests": requests, "ratelimited": ratelimited, "tokens": tokens,
+            "durations": durations}
+
+
 class MetricDeltas:
-    """What happened since the last drain, in a form that travels in a worker report."""
+    """Counts not yet reported: filled by the writer thread, drained by the main greenlet.
+
+    The hand-off is a :class:`collections.deque` (append and popleft are atomic), so the
+    two sides need no lock.
+    """
 
     def __init__(self) -> None:
-        self.requests: Counter[tuple[str, str, str]] = Counter()
-        self.ratelimited: Counter[tuple[str, str]] = Counter()
-        self.tokens: Counter[tuple[str, str]] = Counter()
-        self.latencies: dict[str, list[float]] = {}
+        self._pending: deque[dict[str, Any]] = deque()
 
-    def observe(self, row: dict[str, Any]) -> None:
-        endpoint, org, status = row["endpoint"], row.get("org") or "", row.get("status", 0)
-        self.requests[(endpoint, str(status), org)] += 1
-        if status == 429:
-            self.ratelimited[(endpoint, org)] += 1
-        self.latencies.setdefault(endpoint, []).append(row["latency_s"])
-        for kind in ("prompt", "completion"):
-            count = row.get(f"{kind}_tokens")
-            if count:
-                self.tokens[(kind, org)] += count
+    def add(self, deltas: dict[str, Any]) -> None:
+        if deltas:
+            self._pending.append(deltas)
 
     def drain(self) -> dict[str, Any]:
-        """The deltas as msgpack-friendly lists; resets this object."""
-        data = {
-            "requests": [[*labels, n] for labels, n in self.requests.items()],
-            "ratelimited": [[*labels, n] for labels, n in self.ratelimited.items()],
-            "tokens": [[*labels, n] for labels, n in self.tokens.items()],
-            "latencies": self.latencies,
+        """Everything added since the last drain, merged into one report."""
+        requests: Counter[tuple[str, str, str]] = Counter()
+        ratelimited: Counter[tuple[str, str]] = Counter()
+        tokens: Counter[tuple[str, str]] = Counter()
+        durations: dict[str, list[Any]] = {}
+        while self._pending:
+            batch = self._pending.popleft()
+            for *labels, n in batch.get("requests", []):
+                requests[tuple(labels)] += n
+            for *labels, n in batch.get("ratelimited", []):
+                ratelimited[tuple(labels)] += n
+            for *labels, n in batch.get("tokens", []):
+                tokens[tuple(labels)] += n
+            for endpoint, (counts, total) in batch.get("durations", {}).items():
+                if endpoint in durations:
+                    old_counts, old_total = durations[endpoint]
+                    counts = [a + b for a, b in zip(old_counts, counts, strict=True)]
+                    total += old_total
+                durations[endpoint] = [counts, total]
+        return {
+            "requests": [[*labels, n] for labels, n in requests.items()],
+            "ratelimited": [[*labels, n] for labels, n in ratelimited.items()],
+            "tokens": [[*labels, n] for labels, n in tokens.items()],
+            "durations": durations,
         }
-        self.__init__()  # type: ignore[misc]
-        return data
 
 
 class LiveMetrics:
@@ -72,10 +120,8 @@ class LiveMetrics:
             m.ratelimited.labels(SOURCE, endpoint, org).inc(n)
         for kind, org, n in data.get("tokens", []):
             m.tokens.labels(SOURCE, kind, org).inc(n)
-        for endpoint, values in data.get("latencies", {}).items():
-            histogram = m.duration.labels(SOURCE, endpoint)
-            for value in values:
-                histogram.observe(value)
+        for endpoint, (counts, total) in data.get("durations", {}).items():
+            m.duration.add((SOURCE, endpoint), counts, total)
 
     def serve(self, host: str, port: int) -> Any:
         """Serve /metrics from a gevent WSGI server (a greenlet, not a thread)."""

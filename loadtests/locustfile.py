@@ -221,9 +221,12 @@ ENDPOINTS = {"models": "/v1/models", "chat": "/v1/chat/completions"}
 
 
 def _flush(**_: Any) -> None:
+    """Write and count everything recorded so far: a worker's final report (sent right
+    after test_stop) must carry every request's metrics."""
     plan = _State.plan
     if plan is not None and plan.recorder is not None:
         plan.recorder.flush()
+        plan.recorder.wait()
         _apply_local_deltas()
 
 

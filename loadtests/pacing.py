@@ -4,7 +4,7 @@ Locust's ``constant_throughput`` paces each user on its own, locked to the phase
 the user spawned, so the combined arrivals come in bursts and a slow response silently
 delays the next request (coordinated omission). Here one :class:`Pacer` per endpoint
 and process holds the schedule (evenly spaced at ``1/rate``, or a Poisson process);
-whichever user of that endpoint is free claims the next :class:`Ticket`, waits until its
+whichever user of that endpoint is free claims the next :data:`Ticket`, waits until its
 intended time and sends. The schedule never waits for
 responses, so the achieved rate equals the target whenever enough users are free, and each
 record carries ``intended_ts`` so latency can be measured from when the request was due
@@ -21,10 +21,11 @@ instead of letting the last gap of one phase run at the old rate.
 
 from __future__ import annotations
 
+import bisect
+import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
 import gevent
 
@@ -73,12 +74,9 @@ def arrival_offsets(rate_at: Callable[[float], float], duration_s: float, arriva
         work = rng.expovariate(1.0) if poisson else 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class Ticket:
-    """One request that is due: when (epoch seconds) and in which phase of the shape."""
-
-    intended_ts: float
-    phase: str
+#: One request that is due: (intended send time in epoch seconds, phase of the shape).
+#: A plain tuple: it is made once per request on the generator's hot path.
+Ticket = tuple[float, str]
 
 
 class Pacer:
@@ -93,6 +91,8 @@ class Pacer:
     about a fifth of the generator's throughput (benchmarks/FINDINGS.md).
 
     ``rate_at`` returns 0 once the run is over; ``max_tickets`` bounds the request count.
+    ``phase_at`` is taken to change only at ``breakpoints`` (true of every scenario shape),
+    so it is asked once per segment, not once per request.
     """
 
     def __init__(self, rate_at: Callable[[float], float], phase_at: Callable[[float], str],
@@ -105,6 +105,10 @@ class Pacer:
         self.arrival = arrival
         self.rng = random.Random(seed)
         self.max_tickets = max_tickets
+        self._budget = max_tickets if max_tickets is not None else math.inf
+        self._phase_edges = sorted(self.breakpoints)
+        self._phase_until = -math.inf
+        self._phase = ""
         self.issued = 0
         self.waiting = 0
         self.started_wall = 0.0
@@ -131,9 +135,7 @@ class Pacer:
 
     def take(self) -> Ticket | None:
         """Claim the next slot and wait until it is due; None once the schedule is over."""
-        if self._exhausted or self._offsets is None:
-            return None
-        if self.max_tickets is not None and self.issued >= self.max_tickets:
+        if self._exhausted or self._offsets is None or self.issued >= self._budget:
             self._exhausted = True
             return None
         elapsed = next(self._offsets, None)
@@ -141,6 +143,11 @@ class Pacer:
             self._exhausted = True
             return None
         self.issued += 1
+        if elapsed >= self._phase_until:
+            self._phase = self.phase_at(elapsed)
+            edges = self._phase_edges
+            self._phase_until = edges[bisect.bisect_right(edges, elapsed)] \
+                if edges and elapsed < edges[-1] else math.inf
         delay = self._start_perf + elapsed - time.perf_counter()
         if delay > EARLY_S:
             self.waiting += 1
@@ -150,4 +157,4 @@ class Pacer:
                 self.waiting -= 1
             if self._stopped:
                 return None
-        return Ticket(self.started_wall + elapsed, self.phase_at(elapsed))
+        return self.started_wall + elapsed, self._phase

@@ -8,8 +8,9 @@ monkey-patched), which writes it through a :class:`~secton_harness.records.Recor
 one part file. pyarrow releases the GIL while it encodes and writes, so the gevent hub
 (and every in-flight request's timing) is not held up by file I/O. Each process writes
 parts with its own prefix (``load-<worker>-<pid>-N``) into the same run folder; the CLI
-merges them when the run ends. The same rows feed the live metrics
-(:class:`~loadtests.live_metrics.MetricDeltas`).
+merges them when the run ends. The writer also counts each batch for the live metrics
+(:func:`~loadtests.live_metrics.batch_deltas` into :attr:`Recorder.deltas`), so the load
+path itself only appends a dict per request.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import gevent
 from gevent.threadpool import ThreadPool
 
-from loadtests.live_metrics import MetricDeltas
+from loadtests.live_metrics import MetricDeltas, batch_deltas
 from secton_harness.records import RecordSink, rows_to_table
 
 FLUSH_INTERVAL_S = 1.0
@@ -33,14 +34,16 @@ class Recorder:
     def __init__(self, run_dir: str | Path, worker: str) -> None:
         self.worker = worker
         self.sink = RecordSink(run_dir, source="load", batch_size=1 << 62,
-                               flush_interval_s=float("inf"), part_prefix=f"load-{worker}")
+                               flush_interval_s=float("inf"), part_prefix=f"load-{worker}",
+                               defaults={"worker": worker})
         self.deltas = MetricDeltas()
         self.count = 0
         self.inflight = 0
         self._rows: list[dict[str, Any]] = []
-        # pyarrow imports pandas on its first conversion: ~0.5 s of GIL-holding imports that
-        # would otherwise land on the writer thread mid-run and stall every user.
-        rows_to_table([{}])
+        # pyarrow imports pandas (and its compute kernels) on first use: ~0.5 s of
+        # GIL-holding imports that would otherwise land on the writer thread mid-run and
+        # stall every user. One dummy batch, counted and thrown away, does it now.
+        batch_deltas(rows_to_table([{"endpoint": "", "latency_s": 0.0}]))
         self._pool = ThreadPool(1)
         # The writer thread must never take SIGTERM/SIGINT: Locust's handlers (and so the
         # final flush) only run when the signal reaches the main thread.
@@ -49,10 +52,8 @@ class Recorder:
         self._greenlet = gevent.spawn(self._flush_forever)
 
     def add(self, row: dict[str, Any]) -> None:
-        row["worker"] = self.worker
         self._rows.append(row)
         self.count += 1
-        self.deltas.observe(row)
 
     def flush(self) -> None:
         """Hand everything buffered so far to the writer thread (never blocks)."""
@@ -60,9 +61,15 @@ class Recorder:
         if rows:
             self._pool.spawn(self._write, rows)
 
+    def wait(self) -> None:
+        """Wait (cooperatively) until every batch handed over is written and counted."""
+        self._pool.join()
+
     def _write(self, rows: list[dict[str, Any]]) -> None:
         self.sink.extend(rows)
-        self.sink.flush()
+        table = self.sink.flush()
+        if table is not None:
+            self.deltas.add(batch_deltas(table))
 
     def _flush_forever(self) -> None:
         while True:
@@ -73,4 +80,4 @@ class Recorder:
         """Final flush and wait for the writer; the parts stay for the CLI to merge."""
         self._greenlet.kill(block=False)
         self.flush()
-        self._pool.join()  # waits (cooperatively) for every queued batch to be written
+        self.wait()

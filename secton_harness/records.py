@@ -75,7 +75,7 @@ class RecordSink:
 
     def __init__(self, run_dir: str | os.PathLike[str], *, source: str = "",
                  batch_size: int = 5000, flush_interval_s: float = 2.0,
-                 part_prefix: str = "part") -> None:
+                 part_prefix: str = "part", defaults: dict[str, Any] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.parts_dir = self.run_dir / PARTS_DIR
         self.parts_dir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +83,8 @@ class RecordSink:
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.part_prefix = part_prefix
+        #: column values for rows that do not set them (filled per batch, not per row)
+        self.defaults = {**({"source": source} if source else {}), **(defaults or {})}
         self.count = 0
         self._rows: list[dict[str, Any]] = []
         self._parts = 0
@@ -92,31 +94,31 @@ class RecordSink:
 
     def add(self, record: dict[str, Any] | None = None, /, **fields: Any) -> None:
         """Add one record (a dict and/or keyword fields); unknown columns are an error."""
-        row = {**record, **fields} if record is not None else fields
-        if self.source and "source" not in row:
-            row["source"] = self.source
+        self.extend([{**record, **fields} if record is not None else fields])
+
+    def extend(self, records: Iterable[dict[str, Any]]) -> None:
+        """Add many records at once (the rows are kept as given, not copied)."""
         with self._lock:
-            self._rows.append(row)
-            self.count += 1
+            before = len(self._rows)
+            self._rows.extend(records)
+            self.count += len(self._rows) - before
             due = (len(self._rows) >= self.batch_size
                    or time.monotonic() - self._last_flush >= self.flush_interval_s)
         if due:
             self.flush()
 
-    def extend(self, records: Iterable[dict[str, Any]]) -> None:
-        for record in records:
-            self.add(record)
-
-    def flush(self) -> None:
-        """Write what is buffered as one new part file (atomically)."""
+    def flush(self) -> pa.Table | None:
+        """Write what is buffered as one new part file (atomically); returns that batch."""
         with self._lock:
             rows, self._rows = self._rows, []
             self._last_flush = time.monotonic()
             if not rows:
-                return
+                return None
             self._parts += 1
             name = f"{self.part_prefix}-{os.getpid()}-{self._parts:06d}.parquet"
-        write_table_atomic(rows_to_table(rows), self.parts_dir / name)
+        table = rows_to_table(rows, self.defaults)
+        write_table_atomic(table, self.parts_dir / name)
+        return table
 
     def close(self, merge: bool = True) -> Path:
         """Flush, then (if ``merge``) merge all parts of the folder into records.parquet."""
@@ -134,18 +136,23 @@ class RecordSink:
         self.close()
 
 
-def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+def rows_to_table(rows: list[dict[str, Any]],
+                  defaults: dict[str, Any] | None = None) -> pa.Table:
     """Rows (dicts with any subset of the columns) as a table with the full schema.
 
-    Arrow converts the dicts in C++ (``from_pylist``) and the string defaults are filled
-    column-wise: on a Locust process's writer thread, every microsecond spent here per row
-    is taken from the load generator's core (it holds the GIL).
+    A column a row leaves out gets ``defaults[column]``, else the schema default ("" for
+    text columns, 0 for status), else null. Arrow converts the dicts in C++
+    (``from_pylist``) and the defaults are filled column-wise: on a Locust process's
+    writer thread, every microsecond spent here per row is taken from the load
+    generator's core (it holds the GIL).
     """
-    unknown = set().union(*rows) - _COLUMN_SET
+    unknown = (set().union(*rows) | set(defaults or ())) - _COLUMN_SET
     if unknown:
         raise ValueError(f"unknown record column(s): {', '.join(sorted(unknown))}")
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    for name, default in _FILL.items():
+    fills = {**_FILL, **{name: pa.scalar(value, SCHEMA.field(name).type)
+                         for name, value in (defaults or {}).items()}}
+    for name, default in fills.items():
         index = table.schema.get_field_index(name)
         column = table.column(index)
         if column.null_count:

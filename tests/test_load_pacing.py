@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import random
 import statistics
 
 import gevent
 import pytest
 
-from loadtests.pacing import Pacer
+from loadtests.pacing import Pacer, arrival_offsets
 
 
 def _drain(pacer: Pacer) -> list[float]:
@@ -16,7 +17,7 @@ def _drain(pacer: Pacer) -> list[float]:
     while not pacer.done:
         ticket = pacer.take()
         if ticket is not None:
-            times.append(ticket.intended_ts)
+            times.append(ticket[0])
     return times
 
 
@@ -43,3 +44,26 @@ def test_max_tickets_and_rate_zero_stop() -> None:
     stopped = Pacer(lambda t: 1000.0 if t < 0.05 else 0.0, lambda _t: "x", 10.0).start()
     gevent.sleep(0)
     assert len(_drain(stopped)) == pytest.approx(50, abs=1)
+
+
+def test_phase_follows_the_breakpoints() -> None:
+    """The phase is looked up once per segment; every ticket still carries the phase of
+    its own intended time (the label of the step it was due in)."""
+    edges = [0.1, 0.2, 0.3]
+
+    def phase_at(t: float) -> str:
+        return f"step-{sum(t >= e for e in edges) + 1}"
+
+    def rate_at(t: float) -> float:
+        return 200.0 * (1 + int(t / 0.1))
+
+    pacer = Pacer(rate_at, phase_at, 0.4, breakpoints=edges).start()
+    tickets = []
+    while not pacer.done:
+        ticket = pacer.take()
+        if ticket is not None:
+            tickets.append(ticket)
+    offsets = list(arrival_offsets(rate_at, 0.4, "even", random.Random(1), edges))
+    assert [phase for _, phase in tickets] == [phase_at(t) for t in offsets]
+    counts = {p: sum(1 for _, q in tickets if q == p) for p in ("step-1", "step-4")}
+    assert counts == {"step-1": 20, "step-4": 80}

@@ -1,0 +1,102 @@
+"""Load metrics counted per batch: the same numbers a per-request count would give.
+
+The load path no longer touches Prometheus per request (see loadtests/live_metrics.py);
+these tests hold the batch counts and the bulk histogram to what prometheus-client's own
+Histogram and a plain per-row count say for the same records.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from loadtests.live_metrics import LiveMetrics, MetricDeltas, batch_deltas
+from secton_harness.metrics import LATENCY_BUCKETS, REQUEST_DURATION, BulkHistogram, bucket_counts
+from secton_harness.records import rows_to_table
+
+
+def _series(text: str, name: str) -> dict[str, float]:
+    """``{series line without value: value}`` for one metric family, _created left out."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name) and "_created" not in line:
+            series, _, value = line.rpartition(" ")
+            out[series] = float(value)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(LATENCY_BUCKETS),  # values exactly on a bound
+                          st.floats(0, 120, allow_nan=False)), max_size=200))
+def test_bulk_histogram_matches_prometheus_histogram(values: list[float]) -> None:
+    reference, bulk = CollectorRegistry(), CollectorRegistry()
+    histogram = Histogram(REQUEST_DURATION, "h", ["endpoint"], buckets=LATENCY_BUCKETS,
+                          registry=reference)
+    child = histogram.labels("/v1/models")  # the series exists even with no observation
+    for value in values:
+        child.observe(value)
+    collector = BulkHistogram(REQUEST_DURATION, "h", ["endpoint"], LATENCY_BUCKETS, bulk)
+    half = len(values) // 2  # added in two batches: counts accumulate
+    collector.add(("/v1/models",), bucket_counts(values[:half]), sum(values[:half]))
+    collector.add(("/v1/models",), bucket_counts(values[half:]), sum(values[half:]))
+    want = _series(generate_latest(reference).decode(), REQUEST_DURATION)
+    got = _series(generate_latest(bulk).decode(), REQUEST_DURATION)
+    assert want.keys() == got.keys()
+    for series, value in want.items():
+        assert abs(got[series] - value) <= 1e-9 * max(1.0, abs(value)), series
+
+
+def _rows(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        endpoint = rng.choice(["/v1/models", "/v1/chat/completions"])
+        status = rng.choice([200, 200, 200, 429, 500, 0])
+        row = {"ts": float(i), "endpoint": endpoint, "org": rng.choice(["org_a", "org_b"]),
+               "status": status, "latency_s": rng.expovariate(20.0)}
+        if endpoint.endswith("completions") and status == 200:
+            row["prompt_tokens"], row["completion_tokens"] = rng.randint(1, 50), rng.randint(1, 9)
+        rows.append(row)
+    return rows
+
+
+def test_batch_deltas_count_like_a_per_row_count() -> None:
+    rows = _rows(3000, seed=5)
+    deltas = MetricDeltas()
+    for start in range(0, len(rows), 700):  # several batches, merged by drain()
+        deltas.add(batch_deltas(rows_to_table(rows[start:start + 700])))
+    data = deltas.drain()
+    requests = Counter((r["endpoint"], str(r["status"]), r["org"]) for r in rows)
+    assert {tuple(x[:3]): x[3] for x in data["requests"]} == requests
+    limited = Counter((r["endpoint"], r["org"]) for r in rows if r["status"] == 429)
+    assert {tuple(x[:2]): x[2] for x in data["ratelimited"]} == limited
+    tokens = Counter()
+    for r in rows:
+        for kind in ("prompt", "completion"):
+            tokens[(kind, r["org"])] += r.get(f"{kind}_tokens", 0)
+    assert {tuple(x[:2]): x[2] for x in data["tokens"]} == +tokens
+    for endpoint in ("/v1/models", "/v1/chat/completions"):
+        latencies = [r["latency_s"] for r in rows if r["endpoint"] == endpoint]
+        counts, total = data["durations"][endpoint]
+        assert counts == bucket_counts(latencies)
+        assert abs(total - sum(latencies)) < 1e-9
+    assert deltas.drain() == {"requests": [], "ratelimited": [], "tokens": [], "durations": {}}
+
+
+def test_live_metrics_expose_the_batches() -> None:
+    rows = _rows(500, seed=9)
+    deltas = MetricDeltas()
+    deltas.add(batch_deltas(rows_to_table(rows)))
+    live = LiveMetrics()
+    live.apply(deltas.drain())
+    text = generate_latest(live.registry).decode()
+    count = sum(v for k, v in _series(text, REQUEST_DURATION).items() if "_count" in k)
+    assert count == len(rows)
+    ok = _series(text, "secton_requests_total")
+    assert ok['secton_requests_total{endpoint="/v1/models",org="org_a",source="load",'
+              'status="200"}'] == sum(1 for r in rows if (r["endpoint"], r["org"], r["status"])
+                                      == ("/v1/models", "org_a", 200))
