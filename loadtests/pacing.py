@@ -46,13 +46,15 @@ def arrival_offsets(rate_at: Callable[[float], float], duration_s: float, arriva
     """Intended send offsets (seconds from the start) for a rate that may change over time.
 
     ``breakpoints`` are the offsets where ``rate_at`` changes (step and spike edges): the
-    rate is taken as constant between them, and a gap that crosses one is finished at the
-    new rate. Stops at ``duration_s`` or as soon as the rate is 0. Even arrivals start at
-    offset 0; Poisson arrivals start after a first exponential gap.
+    rate is read once per segment (it runs once per request otherwise), and a gap that
+    crosses a breakpoint is finished at the new rate. Stops at ``duration_s`` or at the
+    first segment whose rate is 0. Even arrivals start at offset 0; Poisson arrivals
+    start after a first exponential gap.
     """
     bounds = sorted({b for b in breakpoints if 0 < b < duration_s} | {duration_s})
     poisson = arrival == "poisson"
     t, index = 0.0, 0
+    rate_index, rate = -1, 0.0
     work = rng.expovariate(1.0) if poisson else 0.0
     while True:
         while True:  # spend `work` units of arrivals, segment by segment
@@ -60,7 +62,8 @@ def arrival_offsets(rate_at: Callable[[float], float], duration_s: float, arriva
                 index += 1
                 if index == len(bounds):
                     return
-            rate = rate_at(t + _AFTER_S)
+            if index != rate_index:
+                rate_index, rate = index, rate_at(t + _AFTER_S)
             if rate <= 0:
                 return
             end = bounds[index]

@@ -67,14 +67,16 @@ class SectonUser(FastHttpUser):
 
     abstract = True
     endpoint_name: ClassVar[str] = ""
+    sends_json: ClassVar[bool] = False
     wait_time = constant(0)
 
     def on_start(self) -> None:
         self.plan: LoadPlan = self.environment.secton_plan
         self.key = self.plan.next_key()
         self.rng = self.plan.user_rng()
-        self.headers = {"Authorization": f"Bearer {self.key.secret}",
-                        "Content-Type": "application/json"}
+        self.headers = {"Authorization": f"Bearer {self.key.secret}"}
+        if self.sends_json:  # a GET has no body to describe (and every header costs)
+            self.headers["Content-Type"] = "application/json"
         self.method, self.path = ENDPOINT_PATHS[self.endpoint_name]
 
     @task
@@ -188,7 +190,8 @@ class ModelsUser(SectonUser):
     fixed_count = 1
 
     def build_request(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        params = self.rng.choice(self.plan.scenario.endpoints.models.params)
+        choices = self.plan.scenario.endpoints.models.params
+        params = self.rng.choice(choices) if len(choices) > 1 else choices[0]
         return ({"params": params} if params else {}), None
 
 
@@ -196,6 +199,7 @@ class ChatUser(SectonUser):
     """``POST /v1/chat/completions`` with a model, prompt and prompt size drawn at random."""
 
     endpoint_name = "chat"
+    sends_json = True
     fixed_count = 1
 
     def build_request(self) -> tuple[dict[str, Any], dict[str, Any] | None]:

@@ -41,7 +41,8 @@ def test_schedule_rate_and_shape(arrival: str) -> None:
 def test_max_tickets_and_rate_zero_stop() -> None:
     pacer = Pacer(lambda _t: 1000.0, lambda _t: "x", 10.0, max_tickets=25).start()
     assert len(_drain(pacer)) == 25
-    stopped = Pacer(lambda t: 1000.0 if t < 0.05 else 0.0, lambda _t: "x", 10.0).start()
+    stopped = Pacer(lambda t: 1000.0 if t < 0.05 else 0.0, lambda _t: "x", 10.0,
+                    breakpoints=[0.05]).start()
     gevent.sleep(0)
     assert len(_drain(stopped)) == pytest.approx(50, abs=1)
 
