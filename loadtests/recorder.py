@@ -23,9 +23,14 @@ import gevent
 from gevent.threadpool import ThreadPool
 
 from loadtests.live_metrics import MetricDeltas, batch_deltas
-from secton_harness.records import RecordSink, rows_to_table
+from secton_harness.records import RecordSink, rows_to_table, tuples_to_table
 
 FLUSH_INTERVAL_S = 1.0
+#: The fields of a load record, in the order the users' records (tuples) hold them.
+RECORD_FIELDS = ("ts", "intended_ts", "phase", "endpoint", "method", "key_alias", "org",
+                 "status", "latency_s", "bytes", "error", "reason", "success",
+                 "ratelimit_limit", "ratelimit_remaining", "ratelimit_reset_s",
+                 "retry_after_s", "prompt_tokens", "completion_tokens", "total_tokens")
 
 
 class Recorder:
@@ -33,16 +38,16 @@ class Recorder:
 
     def __init__(self, run_dir: str | Path, worker: str) -> None:
         self.worker = worker
-        self.sink = RecordSink(run_dir, source="load", batch_size=1 << 62,
-                               flush_interval_s=float("inf"), part_prefix=f"load-{worker}",
+        self.sink = RecordSink(run_dir, source="load", part_prefix=f"load-{worker}",
                                defaults={"worker": worker})
         self.deltas = MetricDeltas()
         self.count = 0
         self.inflight = 0
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[tuple[Any, ...]] = []
         # pyarrow imports pandas (and its compute kernels) on first use: ~0.5 s of
         # GIL-holding imports that would otherwise land on the writer thread mid-run and
         # stall every user. One dummy batch, counted and thrown away, does it now.
+        batch_deltas(tuples_to_table([], RECORD_FIELDS, self.sink.defaults))
         batch_deltas(rows_to_table([{"endpoint": "", "latency_s": 0.0}]))
         self._pool = ThreadPool(1)
         # The writer thread must never take SIGTERM/SIGINT: Locust's handlers (and so the
@@ -51,7 +56,7 @@ class Recorder:
                          {signal.SIGTERM, signal.SIGINT})
         self._greenlet = gevent.spawn(self._flush_forever)
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, row: tuple[Any, ...]) -> None:
         self._rows.append(row)
         self.count += 1
 
@@ -65,11 +70,10 @@ class Recorder:
         """Wait (cooperatively) until every batch handed over is written and counted."""
         self._pool.join()
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
-        self.sink.extend(rows)
-        table = self.sink.flush()
-        if table is not None:
-            self.deltas.add(batch_deltas(table))
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        table = tuples_to_table(rows, RECORD_FIELDS, self.sink.defaults)
+        self.sink.write_table(table)
+        self.deltas.add(batch_deltas(table))
 
     def _flush_forever(self) -> None:
         while True:

@@ -106,3 +106,20 @@ def test_time_based_flush(tmp_path: Path) -> None:
     sink.add(ts=2.0)  # the flush is due: both rows reach disk
     assert read_records(tmp_path).num_rows == 2
     sink.close()
+
+
+def test_tuples_and_dicts_make_the_same_table() -> None:
+    """The load generator's tuple records convert to exactly what the dict form gives."""
+    from secton_harness.records import rows_to_table, tuples_to_table
+
+    fields = ("ts", "endpoint", "status", "latency_s", "error", "prompt_tokens", "success")
+    tuples = [(1.0, "/v1/models", 200, 0.01, "", None, True),
+              (2.0, "/v1/chat/completions", 0, 1.5, "timeout", 12, False),
+              (3.0, "/v1/models", 429, 0.002, None, None, False)]
+    dicts = [dict(zip(fields, row, strict=True)) for row in tuples]
+    dicts[2].pop("error")  # left out and None both take the column default
+    defaults = {"source": "load", "worker": "w1"}
+    assert tuples_to_table(tuples, fields, defaults).equals(rows_to_table(dicts, defaults))
+    assert tuples_to_table([], fields, defaults).num_rows == 0
+    with pytest.raises(ValueError, match="unknown record column"):
+        tuples_to_table(tuples, (*fields[:-1], "nope"))
