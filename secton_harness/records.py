@@ -65,7 +65,6 @@ SCHEMA = pa.schema([
 COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
 _DEFAULTS: dict[str, Any] = {"error": "", "reason": "", "detail": "", "phase": "", "target": "",
                              "check": "", "worker": "", "status": 0}
-_FILL = {name: pa.scalar(value, SCHEMA.field(name).type) for name, value in _DEFAULTS.items()}
 _COLUMN_SET = frozenset(COLUMNS)
 
 
@@ -173,9 +172,14 @@ def tuples_to_table(rows: list[tuple[Any, ...]], fields: tuple[str, ...],
 
 
 def _fill_defaults(table: pa.Table, defaults: dict[str, Any] | None) -> pa.Table:
-    fills = {**_FILL, **{name: pa.scalar(value, SCHEMA.field(name).type)
-                         for name, value in (defaults or {}).items()}}
-    for name, default in fills.items():
+    """Nulls of the default-carrying columns replaced, column-wise.
+
+    Scalars are made here, not at import: pyarrow's first scalar imports pandas (~0.3 s),
+    which every command that merely imports this module would otherwise pay.
+    """
+    fills = {**_DEFAULTS, **(defaults or {})}
+    for name, value in fills.items():
+        default = pa.scalar(value, SCHEMA.field(name).type)
         index = table.schema.get_field_index(name)
         column = table.column(index)
         if column.null_count:
