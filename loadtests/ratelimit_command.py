@@ -5,6 +5,7 @@ No Locust, gevent or pandas import at module level (cli.py loads this for ``--he
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -71,12 +72,17 @@ def _run(url, pool, out, policy, max_requests, duration, max_rps, endpoint) -> i
     from loadtests.ratelimit_output import build_result, limit_card
     from secton_harness.runfolder import RunFolder
 
-    # Ctrl-C / SIGTERM arrive while gevent's hub runs; the hub would print the
-    # KeyboardInterrupt as a traceback before passing it on to the main greenlet. It is an
-    # expected way to stop (records are flushed, run.json says "interrupted"), so the hub
-    # is told not to report it; it still reaches the `except KeyboardInterrupt` below.
+    # Ctrl-C / SIGTERM become a KeyboardInterrupt thrown into *this* (the main) greenlet
+    # from gevent's signal watcher. Python's own handler raises it in whatever runs at
+    # that instant: in a helper greenlet (rich's status refresher is a monkey-patched
+    # thread) it was swallowed and the mapping ran on to exit 0. It is an expected way to
+    # stop (records are flushed, run.json says "interrupted"), so the hub is told not to
+    # report it as an error; it reaches the `except KeyboardInterrupt` below.
     hub = gevent.get_hub()
     hub.NOT_ERROR = (*hub.NOT_ERROR, KeyboardInterrupt)
+    main = gevent.getcurrent()
+    watchers = [gevent.signal_handler(signum, main.throw, KeyboardInterrupt)
+                for signum in (signal.SIGINT, signal.SIGTERM)]
 
     console = Console(stderr=False)
     settings = MapperSettings(target=url, endpoint=endpoint, max_requests=max_requests,
@@ -107,6 +113,8 @@ def _run(url, pool, out, policy, max_requests, duration, max_rps, endpoint) -> i
         outcome = "interrupted"
         raise
     finally:
+        for watcher in watchers:
+            watcher.cancel()
         run.finish(outcome)
 
 

@@ -23,7 +23,7 @@ import gevent
 from gevent.threadpool import ThreadPool
 
 from loadtests.live_metrics import MetricDeltas, batch_deltas
-from secton_harness.records import RecordSink, rows_to_table, tuples_to_table
+from secton_harness.records import RecordSink, tuples_to_table
 
 FLUSH_INTERVAL_S = 1.0
 #: The fields of a load record, in the order the users' records (tuples) hold them.
@@ -44,11 +44,12 @@ class Recorder:
         self.count = 0
         self.inflight = 0
         self._rows: list[tuple[Any, ...]] = []
-        # pyarrow imports pandas (and its compute kernels) on first use: ~0.5 s of
-        # GIL-holding imports that would otherwise land on the writer thread mid-run and
-        # stall every user. One dummy batch, counted and thrown away, does it now.
-        batch_deltas(tuples_to_table([], RECORD_FIELDS, self.sink.defaults))
-        batch_deltas(rows_to_table([{"endpoint": "", "latency_s": 0.0}]))
+        # The sink has warmed pyarrow's conversion up (it imports pandas on first use);
+        # the metric counting's kernels are warmed here, so no first use lands on the
+        # writer thread mid-run, holding the GIL while every user waits.
+        dummy = tuple({"endpoint": "", "status": 0, "latency_s": 0.0}.get(field)
+                      for field in RECORD_FIELDS)
+        batch_deltas(tuples_to_table([dummy], RECORD_FIELDS, self.sink.defaults))
         self._pool = ThreadPool(1)
         # The writer thread must never take SIGTERM/SIGINT: Locust's handlers (and so the
         # final flush) only run when the signal reaches the main thread.

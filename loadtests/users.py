@@ -86,8 +86,10 @@ class SectonUser(FastHttpUser):
     def send(self) -> None:
         pacer = self.plan.pacers.get(self.endpoint_name)
         if pacer is None:  # before the pacers start, or no rate for this endpoint here
-            started = self.plan.pacing_started
-            started.wait(IDLE_S) if not started.is_set() else gevent.sleep(IDLE_S)
+            if self.plan.pacing_started.is_set():
+                gevent.sleep(IDLE_S)
+            else:  # wake as soon as the pacers start, not up to IDLE_S late
+                self.plan.pacing_started.wait(IDLE_S)
             return
         ticket = pacer.take()
         if ticket is None:  # the schedule is over: idle until Locust stops the user

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import time
@@ -90,6 +91,7 @@ class RecordSink:
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
         self._closed = False
+        _warm_up()
 
     def add(self, record: dict[str, Any] | None = None, /, **fields: Any) -> None:
         """Add one record (a dict and/or keyword fields); unknown columns are an error."""
@@ -118,7 +120,11 @@ class RecordSink:
         return table
 
     def write_table(self, table: pa.Table) -> None:
-        """Write a batch already in table form (the full schema) as one new part file."""
+        """Write a batch already in table form (the full schema) as one new part file.
+
+        For producers that build their own tables (the load recorder); :attr:`count`
+        only counts rows given to :meth:`add`/:meth:`extend`.
+        """
         with self._lock:
             self._parts += 1
             name = f"{self.part_prefix}-{os.getpid()}-{self._parts:06d}.parquet"
@@ -185,6 +191,14 @@ def _fill_defaults(table: pa.Table, defaults: dict[str, Any] | None) -> pa.Table
         if column.null_count:
             table = table.set_column(index, name, pc.fill_null(column, default))
     return table
+
+
+@functools.cache
+def _warm_up() -> None:
+    """Convert one dummy row now: pyarrow's first conversion imports pandas (~0.3 s with
+    the GIL held), which would otherwise stall the first flush in the middle of a run
+    (a load generator's users, a rate-limit mapper's timed burst)."""
+    rows_to_table([{}])
 
 
 def write_table_atomic(table: pa.Table, path: Path) -> None:
