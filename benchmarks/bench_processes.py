@@ -10,7 +10,7 @@ rates, so the gap to 2.0 can be read: what the second process adds is limited by
 cores left after the target, the master and the CLI.
 
 Both runs use the same scenario: ``GET /v1/models``, even arrivals at a rate far above
-what the generator reaches (so it is saturated), 20 users, ``validate_sample = 0``.
+what the generator reaches (so it is saturated), 40 users, ``validate_sample = 0``.
 Achieved = (requests - 1) / (last send - first send) over the merged records.
 Median of N alternating runs; ratio = two processes / one (target >= 1.6).
 
@@ -46,7 +46,7 @@ from secton_harness.thresholds import measure  # noqa: E402
 
 SECTION = "## Processes: --processes 2 vs one process"
 KEYS = ROOT / "examples" / "demo-keys.toml"
-USERS = 20
+USERS = 40
 RATE = 30000  # far above what two generator processes reach here
 
 
