@@ -138,7 +138,9 @@ class Pacer:
 
     def take(self) -> Ticket | None:
         """Claim the next slot and wait until it is due; None once the schedule is over."""
-        if self._exhausted or self._offsets is None or self.issued >= self._budget:
+        if self._exhausted or self._offsets is None:  # over, or not started yet
+            return None
+        if self.issued >= self._budget:
             self._exhausted = True
             return None
         elapsed = next(self._offsets, None)
