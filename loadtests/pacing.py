@@ -118,7 +118,6 @@ class Pacer:
         self._start_perf = 0.0
         self._offsets: Iterator[float] | None = None
         self._exhausted = False
-        self._stopped = False
 
     def start(self) -> Pacer:
         self._start_perf = time.perf_counter()
@@ -127,13 +126,9 @@ class Pacer:
                                         self.rng, self.breakpoints)
         return self
 
-    def stop(self) -> None:
-        """No more tickets; users sleeping on a claimed slot wake up empty-handed."""
-        self._stopped = self._exhausted = True
-
     @property
     def done(self) -> bool:
-        """Every slot has been handed out and sent off (or the pacer was stopped)."""
+        """Every slot has been handed out and its user has woken up to send it."""
         return self._exhausted and self.waiting == 0
 
     def take(self) -> Ticket | None:
@@ -160,6 +155,4 @@ class Pacer:
                 gevent.sleep(delay)
             finally:
                 self.waiting -= 1
-            if self._stopped:
-                return None
         return self.started_wall + elapsed, self._phase

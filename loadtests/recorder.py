@@ -37,7 +37,6 @@ class Recorder:
     """Buffer records in memory; flush them to part files in a native thread."""
 
     def __init__(self, run_dir: str | Path, worker: str) -> None:
-        self.worker = worker
         self.sink = RecordSink(run_dir, source="load", part_prefix=f"load-{worker}",
                                defaults={"worker": worker})
         self.deltas = MetricDeltas()

@@ -79,7 +79,6 @@ class RecordSink:
         self.run_dir = Path(run_dir)
         self.parts_dir = self.run_dir / PARTS_DIR
         self.parts_dir.mkdir(parents=True, exist_ok=True)
-        self.source = source
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.part_prefix = part_prefix
