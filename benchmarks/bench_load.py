@@ -35,11 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import add_common_args, figure, machine, write_figures  # noqa: E402
+from loadtests.thresholds import measure  # noqa: E402
 from secton_harness.records import read_records  # noqa: E402
-from secton_harness.refserver import ReferenceServer  # noqa: E402
-from secton_harness.thresholds import measure  # noqa: E402
+from simulator.launcher import ReferenceServer  # noqa: E402
 
-KEYS = ROOT / "examples" / "demo-keys.toml"
+KEYS = ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## Load generator overhead"
 USERS = 20

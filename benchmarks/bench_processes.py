@@ -41,11 +41,11 @@ from benchmarks.common import (  # noqa: E402
     replace_section,
     write_figures,
 )
+from loadtests.thresholds import measure  # noqa: E402
 from secton_harness.records import read_records  # noqa: E402
-from secton_harness.thresholds import measure  # noqa: E402
 
 SECTION = "## Processes: --processes 2 vs one process"
-KEYS = ROOT / "examples" / "demo-keys.toml"
+KEYS = ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
 USERS = 40
 RATE = 30000  # far above what two generator processes reach here
 

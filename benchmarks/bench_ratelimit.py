@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import add_common_args, machine, write_figures  # noqa: E402
 from benchmarks.common import figure as headline  # noqa: E402
-from secton_harness.refserver import ReferenceServer  # noqa: E402
+from simulator.launcher import ReferenceServer  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 HEADING = "## Rate-limit mapping accuracy"

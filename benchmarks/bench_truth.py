@@ -37,12 +37,12 @@ import tomli_w
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests import truth  # noqa: E402
+from benchmarks import truth  # noqa: E402
+from loadtests.thresholds import measure  # noqa: E402
 from secton_harness.records import read_records  # noqa: E402
-from secton_harness.refserver import ReferenceServer  # noqa: E402
-from secton_harness.thresholds import measure  # noqa: E402
+from simulator.launcher import ReferenceServer  # noqa: E402
 
-KEYS = ROOT / "examples" / "demo-keys.toml"
+KEYS = ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## Measurement truth"
 REPEATS = 3

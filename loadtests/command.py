@@ -1,6 +1,6 @@
 """``secton-harness load``: run a load scenario against a target and judge its thresholds.
 
-Registered by ``secton_harness/cli.py``. Nothing heavy is imported at module level: the
+Registered by ``secton_cli/app.py``. Nothing heavy is imported at module level: the
 command runs Locust in a child process (see ``loadtests/run.py``).
 """
 
@@ -64,7 +64,7 @@ def load(
     2 bad input, 130 interrupted (records kept).
 
     Example: [cyan]secton-harness load --scenario examples/capacity.toml --target
-    http://127.0.0.1:8080 --keys examples/demo-keys.toml[/cyan]
+    http://127.0.0.1:8080 --keys secton_cli/demo_inputs/demo-keys.toml[/cyan]
     """
     from rich.console import Console
 
@@ -121,7 +121,7 @@ class _progress:
 def print_result(console: Any, result: Any) -> None:
     from rich.table import Table
 
-    from secton_harness.thresholds import format_value
+    from loadtests.thresholds import format_value
 
     figures = Table(title=f"load: {result.run_dir}")
     for column in ("endpoint", "requests", "rps", "target rps", "p50 ms", "p95 ms",

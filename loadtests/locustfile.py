@@ -5,7 +5,7 @@ it directly, giving the scenario and keys as Locust custom arguments or environm
 variables::
 
     locust -f loadtests/locustfile.py --host http://127.0.0.1:8080 \\
-        --secton-scenario examples/capacity.toml --secton-keys examples/demo-keys.toml
+        --secton-scenario examples/capacity.toml --secton-keys secton_cli/demo_inputs/demo-keys.toml
 
 The wiring is all Locust events: ``init`` builds the per-process :class:`LoadPlan`,
 ``spawning_complete`` starts the pacers (each process paces its share of every endpoint's

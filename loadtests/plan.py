@@ -17,9 +17,9 @@ import gevent.event
 
 from loadtests.pacing import Pacer
 from loadtests.recorder import Recorder
+from loadtests.scenario import Scenario, load_scenario
 from secton_harness.errors import BadInput
 from secton_harness.keys import ApiKey, KeyPool, resolve_keys
-from secton_harness.scenario import Scenario, load_scenario
 
 
 def spread_keys(pool: KeyPool, aliases: list[str], orgs: list[str]) -> list[ApiKey]:

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadtests.scenario import Scenario, load_scenario, scenario_summary
+from loadtests.thresholds import ThresholdResult
 from secton_harness.config import parse_http_url, require_loopback
 from secton_harness.errors import BadInput, HarnessError
 from secton_harness.keys import resolve_keys
 from secton_harness.records import merge_parts, read_records
 from secton_harness.runfolder import RunFolder
-from secton_harness.scenario import Scenario, load_scenario, scenario_summary
-from secton_harness.thresholds import ThresholdResult
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STOP_FILE = "stop-requested"

@@ -1,6 +1,6 @@
 """Per-endpoint figures of a finished load run, computed from its records.
 
-The same :func:`secton_harness.thresholds.measure` that judges thresholds computes these,
+The same :func:`loadtests.thresholds.measure` that judges thresholds computes these,
 so the table a user reads and the verdict always agree.
 """
 
@@ -11,8 +11,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from secton_harness.scenario import ENDPOINT_PATHS, Scenario
-from secton_harness.thresholds import measure
+from loadtests.scenario import ENDPOINT_PATHS, Scenario
+from loadtests.thresholds import measure
 
 FIGURES = ("requests", "rps", "p50_latency_s", "p95_latency_s", "p99_latency_s",
            "p50_corrected_latency_s", "p95_corrected_latency_s", "p99_corrected_latency_s",

@@ -21,7 +21,7 @@ from locust.contrib.fasthttp import FastHttpUser
 
 from loadtests.plan import LoadPlan
 from loadtests.recorder import RECORD_FIELDS
-from secton_harness.scenario import ENDPOINT_PATHS
+from loadtests.scenario import ENDPOINT_PATHS
 
 IDLE_S = 0.2
 _STATUS, _ERROR, _REASON = (RECORD_FIELDS.index(name) for name in ("status", "error", "reason"))

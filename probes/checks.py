@@ -8,7 +8,7 @@ type, schema and invariants, so a failure has exactly one reason. Latency thresh
 applied by the runner from the config (``degraded``/``failed`` per check).
 
 To add a check: add a row to :data:`CHECKS` and its defaults in
-``secton_harness.probe_config`` (``CHECK_NAMES``/``BUILTIN_DEFAULTS``).
+``probes.config`` (``CHECK_NAMES``/``BUILTIN_DEFAULTS``).
 
 Placeholders (all resolved for every answer):
 
@@ -32,9 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from probes.config import CHECK_NAMES
 from secton_harness.client import CHAT_PATH, MODELS_PATH, ApiResponse
 from secton_harness.contract import Contract
-from secton_harness.probe_config import CHECK_NAMES
 
 from .conditions import Condition
 

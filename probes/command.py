@@ -64,12 +64,12 @@ def probe(
     --duration, 1 if any check failed). Every result is written to the run folder.
 
     Example: [cyan]secton-harness probe --once --target http://127.0.0.1:8080 --keys
-    examples/demo-keys.toml[/cyan]
+    secton_cli/demo_inputs/demo-keys.toml[/cyan]
 
     Example: [cyan]secton-harness probe --config examples/harness.toml --port 9464[/cyan]
 
     Example: [cyan]secton-harness probe --target http://127.0.0.1:8080 --keys
-    examples/demo-keys.toml --ratelimit-file runs/rl/ratelimit.json[/cyan]
+    secton_cli/demo_inputs/demo-keys.toml --ratelimit-file runs/rl/ratelimit.json[/cyan]
     """
     from probes.service import ProbeRun
 

@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from probes.config import CheckSettings, ProbesConfig
 from secton_harness.client import ApiResponse, AsyncSectonClient, chat_payload
 from secton_harness.contract import Contract
 from secton_harness.keys import ApiKey, KeyPool
-from secton_harness.probe_config import CheckSettings, ProbesConfig
 
 from .checks import CheckSpec, RequestSpec, resolve_values
 from .conditions import Condition, first_failure

@@ -19,9 +19,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from probes.config import CheckSettings, HarnessConfig
 from secton_harness.client import AsyncSectonClient
 from secton_harness.contract import Contract
-from secton_harness.probe_config import CheckSettings, HarnessConfig
 
 from .checks import CHECKS
 from .runner import CheckResult, ProbeTarget, applicable, run_check

@@ -17,15 +17,15 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from rich.console import Console
 
-from secton_harness.contract import Contract
-from secton_harness.errors import BadInput
-from secton_harness.keys import KeyPool, load_keys, resolve_keys
-from secton_harness.probe_config import (
+from probes.config import (
     HarnessConfig,
     TargetConfig,
     apply_overrides,
     load_harness_config,
 )
+from secton_harness.contract import Contract
+from secton_harness.errors import BadInput
+from secton_harness.keys import KeyPool, load_keys, resolve_keys
 from secton_harness.records import RecordSink
 from secton_harness.runfolder import RunFolder
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import tomli_w
 
-from secton_harness.refserver import ReferenceServer
+from simulator.launcher import ReferenceServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,7 +60,7 @@ def default_server() -> Iterator[ReferenceServer]:
 
 @pytest.fixture
 def demo_keys_file() -> Path:
-    return ROOT / "examples" / "demo-keys.toml"
+    return ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
 
 
 @pytest.fixture(scope="session")

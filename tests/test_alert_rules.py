@@ -70,6 +70,7 @@ def test_example_prometheus_config(promtool_binary: str) -> None:
 
 
 def test_docs_mention_every_check_metric_and_field() -> None:
+    from probes.config import CHECK_NAMES, ProbesConfig, TargetConfig
     from secton_harness.metrics import (
         PROBE_CHECKS,
         PROBE_DEGRADED,
@@ -79,7 +80,6 @@ def test_docs_mention_every_check_metric_and_field() -> None:
         PROBE_LAST_SUCCESS,
         PROBE_SUCCESS,
     )
-    from secton_harness.probe_config import CHECK_NAMES, ProbesConfig, TargetConfig
 
     doc = (ROOT / "docs" / "probes.md").read_text()
     for name in (*CHECK_NAMES, PROBE_CHECKS, PROBE_DEGRADED, PROBE_DURATION, PROBE_FAILURES,

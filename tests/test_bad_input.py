@@ -16,14 +16,14 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from probes.config import HarnessConfig
 from secton_harness.config import load_toml_model
 from secton_harness.errors import BadInput
 from secton_harness.keys import load_keys
-from secton_harness.probe_config import HarnessConfig
 from simulator.config import SimulatorConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-KEYS = str(ROOT / "examples" / "demo-keys.toml")
+KEYS = str(ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml")
 LOOP = "http://127.0.0.1:9"
 
 #: id -> (files to write {name: text}, argv after `secton-harness`, text the line must hold)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import typer.main
 
-from secton_harness.cli import app
+from secton_cli.app import app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,7 +75,7 @@ def test_light_modules_import_without_locust_or_gevent() -> None:
     """Only loadtests/ may import locust/gevent (they monkey-patch the whole process)."""
     code = (
         "import sys\n"
-        "import secton_harness, secton_harness.cli, secton_harness.client, "
+        "import secton_harness, secton_cli.app, secton_harness.client, "
         "secton_harness.contract, secton_harness.records, simulator.app, probes.service, "
         "reports.build, reports.command, probes.command\n"
         "bad = [m for m in ('locust', 'gevent') if m in sys.modules]\n"
@@ -97,7 +97,7 @@ def test_demo_runs_the_tour_and_exits_0() -> None:
 
 
 def test_help_paragraphs_are_reflowed_but_marked_blocks_kept() -> None:
-    from secton_harness.cli import reflow_help
+    from secton_cli.app import reflow_help
 
     text = "First line\ncontinues.\n\nSecond para\nwraps here.\n\n\b\nkeep\n  this layout"
     assert reflow_help(text) == ("First line continues.\n\nSecond para wraps here.\n\n"

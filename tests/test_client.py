@@ -31,7 +31,7 @@ from secton_harness.client import (
     mask_key,
 )
 from secton_harness.errors import BadInput
-from secton_harness.refserver import ReferenceServer
+from simulator.launcher import ReferenceServer
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-secret-key-9876"

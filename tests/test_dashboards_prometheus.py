@@ -30,10 +30,10 @@ from conftest import ROOT, free_port, write_toml
 from prometheus_helper import api, query, start_prometheus, stop_prometheus, wait_for
 
 from dashboards.export import build_all
-from secton_harness.refserver import ReferenceServer
+from simulator.launcher import ReferenceServer
 
 pytestmark = pytest.mark.slow
-KEYS = ROOT / "examples" / "demo-keys.toml"
+KEYS = ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
 PROBE_LABEL = "dash"
 METRIC_RE = re.compile(r"\bsecton_[a-z0-9_]+\b")
 #: Grafana's built-ins as a 1 s scrape interval and a 5-minute view would give them.

@@ -24,13 +24,13 @@ import pyarrow.compute as pc
 import pytest
 from conftest import ROOT, free_port, write_toml
 
-from loadtests.truth import demo_keys
+from benchmarks.truth import demo_keys
+from loadtests.scenario import load_scenario
+from loadtests.thresholds import measure
 from secton_harness.records import merge_parts, read_records
-from secton_harness.scenario import load_scenario
-from secton_harness.thresholds import measure
 
 pytestmark = pytest.mark.slow
-KEYS = ROOT / "examples" / "demo-keys.toml"
+KEYS = ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
 DEMO_KEYS = demo_keys()
 
 

@@ -25,11 +25,11 @@ import pytest
 from conftest import ROOT, free_port, write_toml
 
 from secton_harness.records import read_records
-from secton_harness.refserver import ReferenceServer
 from secton_harness.runfolder import read_run_info
+from simulator.launcher import ReferenceServer
 
 pytestmark = pytest.mark.slow
-KEYS = ROOT / "examples" / "demo-keys.toml"
+KEYS = ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
 REASONS = {"status", "schema", "invariant", "timeout", "connect", "latency", "content_type",
            "ratelimited"}
 FAST_PROBES = {"probes": {"interval": "0.3s", "timeout": "1s", "jitter": 0.1,

@@ -21,11 +21,11 @@ import pytest
 from conftest import ROOT, free_port, write_toml
 
 from secton_harness.records import read_records
-from secton_harness.refserver import ReferenceServer
 from secton_harness.runfolder import read_run_info
+from simulator.launcher import ReferenceServer
 
 pytestmark = pytest.mark.slow
-KEYS = ROOT / "examples" / "demo-keys.toml"
+KEYS = ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
 SLOW_MAPPING = {"limits": {"algorithm": "token_bucket", "key": {"limit": 20, "window_s": 10},
                            "org": {"limit": 60, "window_s": 10}},
                 "latency": {"base_ms": 1, "per_token_ms": 0, "jitter_ms": 0},

@@ -23,14 +23,14 @@ import pyarrow.compute as pc
 import pytest
 from conftest import ROOT, free_port, write_toml
 
-from loadtests.truth import demo_keys
+from benchmarks.truth import demo_keys
+from loadtests.thresholds import measure
 from secton_harness.records import read_records
-from secton_harness.refserver import ReferenceServer
 from secton_harness.runfolder import read_run_info
-from secton_harness.thresholds import measure
+from simulator.launcher import ReferenceServer
 
 pytestmark = pytest.mark.slow
-KEYS = ROOT / "examples" / "demo-keys.toml"
+KEYS = ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
 MODELS, CHAT = "/v1/models", "/v1/chat/completions"
 DEMO_KEYS = demo_keys()
 

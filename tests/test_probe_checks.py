@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
+from probes.config import CHECK_NAMES, HarnessConfig
 from probes.runner import CheckResult
 from probes.scheduler import ProbeScheduler
 from probes.service import probe_targets
 from secton_harness.contract import default_contract
-from secton_harness.probe_config import CHECK_NAMES, HarnessConfig
 from secton_harness.records import read_records
 from simulator.config import DEFAULT_CONFIG
 
-DEMO_KEYS = Path(__file__).resolve().parent.parent / "examples" / "demo-keys.toml"
+DEMO_KEYS = Path(__file__).resolve().parent.parent / "secton_cli" / "demo_inputs" / "demo-keys.toml"
 
 
 def server_config(**faults: Any) -> dict[str, Any]:

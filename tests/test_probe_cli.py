@@ -14,7 +14,7 @@ from typing import Any
 
 from conftest import free_port, write_toml
 
-from secton_harness.probe_config import CHECK_NAMES
+from probes.config import CHECK_NAMES
 from secton_harness.records import PARTS_DIR, read_records
 from simulator.config import DEFAULT_CONFIG
 

@@ -16,10 +16,10 @@ from conftest import ROOT, free_port, write_toml
 from prometheus_client import CollectorRegistry
 from prometheus_helper import api, query, start_prometheus, stop_prometheus, wait_for
 
+from probes.config import CHECK_NAMES
 from probes.exporter import ProbeMetrics
 from probes.runner import CheckResult
 from secton_harness import metrics
-from secton_harness.probe_config import CHECK_NAMES
 
 RULES = ROOT / "probes" / "rules" / "secton-probes.yml"
 
@@ -59,7 +59,7 @@ def probing(tmp_path_factory: pytest.TempPathFactory, default_server: Any,
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "secton_harness", "probe", "--config", str(config), "--keys",
-         str(ROOT / "examples" / "demo-keys.toml"), "--port", str(port), "--out",
+         str(ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"), "--port", str(port), "--out",
          str(tmp / "run"), "--duration", "2m"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url, prometheus = start_prometheus(tmp, [f"127.0.0.1:{port}"], rule_files=[RULES],

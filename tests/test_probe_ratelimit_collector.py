@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from probes.config import load_harness_config
 from probes.exporter import ProbeMetrics
 from probes.ratelimit_collector import RatelimitCollector, normalise_url
-from secton_harness.probe_config import load_harness_config
 
 OBSERVED = "secton_ratelimit_observed"
 VERIFIED = "secton_ratelimit_verified"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from conftest import ROOT, write_toml
 
+from loadtests.scenario import load_scenario
 from secton_harness.errors import BadInput
-from secton_harness.scenario import load_scenario
 
 BASE: dict[str, Any] = {"duration": "10s", "endpoints": {"models": {"rate": "2/s"}}}
 

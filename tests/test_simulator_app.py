@@ -472,7 +472,8 @@ def test_default_config_serves_demo_keys_and_writes_stats_file(tmp_path):
 def test_demo_keys_file_matches_default_config():
     import tomllib
 
-    demo = tomllib.loads((ROOT / "examples" / "demo-keys.toml").read_text())["keys"]
+    demo_file = ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
+    demo = tomllib.loads(demo_file.read_text())["keys"]
     default = load_config(None)
     assert [(k["alias"], k["key"], k["org"]) for k in demo] == [
         (k.alias, k.key, k.org) for k in default.keys]

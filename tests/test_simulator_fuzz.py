@@ -58,7 +58,7 @@ AUTH_HEADERS = st.sampled_from([
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from conftest import write_toml
 
-    from secton_harness.refserver import ReferenceServer
+    from simulator.launcher import ReferenceServer
 
     path = write_toml(tmp_path_factory.mktemp("fuzz") / "sim.toml", FUZZ_CONFIG)
     with ReferenceServer(path) as server:

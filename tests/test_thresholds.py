@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from loadtests.thresholds import ThresholdSet, measure, parse_threshold
 from secton_harness.errors import BadInput
 from secton_harness.records import rows_to_table
-from secton_harness.thresholds import ThresholdSet, measure, parse_threshold
 
 
 def test_parse_simple_and_units() -> None:

@@ -14,9 +14,9 @@ from collections import Counter
 
 import pytest
 
+from benchmarks.truth import burstiness, poisson_cv
 from loadtests.pacing import arrival_offsets
-from loadtests.truth import burstiness, poisson_cv
-from secton_harness.scenario import Scenario
+from loadtests.scenario import Scenario
 
 
 def scenario(**fields: object) -> Scenario:

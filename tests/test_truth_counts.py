@@ -21,13 +21,13 @@ import pyarrow.compute as pc
 import pytest
 from conftest import ROOT, write_toml
 
-from loadtests import truth
+from benchmarks import truth
 from secton_harness.records import read_records
-from secton_harness.refserver import ReferenceServer
 from secton_harness.runfolder import read_run_info
+from simulator.launcher import ReferenceServer
 
 pytestmark = pytest.mark.slow
-KEYS = ROOT / "examples" / "demo-keys.toml"
+KEYS = ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
 MODELS, CHAT = "/v1/models", "/v1/chat/completions"
 DEMO_KEYS = truth.demo_keys()
 TRUTH_SERVER = truth.TRUTH_SERVER

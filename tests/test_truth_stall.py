@@ -23,14 +23,14 @@ import pytest
 from conftest import ROOT, write_toml
 from test_truth_counts import DEMO_KEYS
 
-from loadtests import truth
+from benchmarks import truth
+from loadtests.thresholds import measure
 from secton_harness.records import read_records
-from secton_harness.refserver import ReferenceServer
 from secton_harness.runfolder import read_run_info
-from secton_harness.thresholds import measure
+from simulator.launcher import ReferenceServer
 
 pytestmark = pytest.mark.slow
-KEYS = ROOT / "examples" / "demo-keys.toml"
+KEYS = ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
 STALL_S = 1.0
 STALL_SERVER = {"limits": {"algorithm": "none"}, "admin": {"enabled": True},
                 "latency": {"base_ms": 5, "per_token_ms": 0, "jitter_ms": 0},

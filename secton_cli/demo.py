@@ -21,10 +21,10 @@ from rich.console import Console
 
 from secton_harness.errors import BadInput
 from secton_harness.keys import load_keys
-from secton_harness.refserver import ReferenceServer
+from simulator.launcher import ReferenceServer
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO_KEYS = ROOT / "examples" / "demo-keys.toml"
+INPUTS = Path(__file__).resolve().parent / "demo_inputs"
+DEMO_KEYS = INPUTS / "demo-keys.toml"
 
 
 def run_cli(console: Console, title: str, args: list[str], timeout_s: float) -> int:
@@ -46,37 +46,28 @@ class TourStep:
     """One later step of the tour: a ``secton-harness`` command run as a child process."""
 
     title: str
-    command: str                       # the CLI command this step needs (skipped if absent)
     args: Callable[[str, Path], list[str]]  # (target url, demo folder) -> CLI arguments
     timeout_s: float
     run_dir: str | None = None         # sub-folder the step writes, fed to the report
     server_config: Path | None = None  # its own reference-server config (None: the default)
 
 
-def _command_available(name: str) -> bool:
-    import typer.main
-
-    from secton_harness.cli import app
-
-    return name in typer.main.get_group(app).commands
-
-
 TOUR: list[TourStep] = [
-    TourStep("Synthetic probes, once", "probe",
+    TourStep("Synthetic probes, once",
              lambda url, out: ["probe", "--once", "--target", url, "--label", "reference",
                                "--keys", str(DEMO_KEYS), "--out", str(out / "probe")],
              120, "probe"),
-    TourStep("Capacity ramp with thresholds", "load",
-             lambda url, out: ["load", "--scenario", str(ROOT / "examples" / "demo-capacity.toml"),
+    TourStep("Capacity ramp with thresholds",
+             lambda url, out: ["load", "--scenario", str(INPUTS / "demo-capacity.toml"),
                                "--target", url, "--keys", str(DEMO_KEYS),
                                "--out", str(out / "load")],
              120, "load"),
-    TourStep("Rate-limit mapping and verification", "ratelimit",
+    TourStep("Rate-limit mapping and verification",
              lambda url, out: ["ratelimit", "--target", url, "--keys", str(DEMO_KEYS),
                                "--out", str(out / "ratelimit"),
-                               "--expect", str(ROOT / "examples" / "demo-ratelimit-policy.toml"),
+                               "--expect", str(INPUTS / "demo-ratelimit-policy.toml"),
                                "--max-duration", "90s"],
-             180, "ratelimit", ROOT / "examples" / "demo-ratelimit-server.toml"),
+             180, "ratelimit", INPUTS / "demo-ratelimit-server.toml"),
 ]
 
 
@@ -84,17 +75,15 @@ def run_demo(out: Path | None) -> int:
     """Run the tour; 0 when every step passed."""
     console = Console()
     if not DEMO_KEYS.exists():
-        raise BadInput(f"{DEMO_KEYS}: demo keys file missing; run the demo from a clone")
+        raise BadInput(f"{DEMO_KEYS}: demo keys file missing; reinstall secton-harness")
     keys = load_keys(DEMO_KEYS)
-    out = out or ROOT / "runs" / f"demo-{time.strftime('%Y%m%dT%H%M%S')}"
+    out = out or Path("runs") / f"demo-{time.strftime('%Y%m%dT%H%M%S')}"
     failures = 0
     with ReferenceServer() as server:
         console.print(f"reference server: [bold]{server.url}[/bold] "
                       f"(keys: {', '.join(str(k) for k in keys)})")
         run_dirs: list[Path] = []
         for step in TOUR:
-            if not _command_available(step.command):
-                continue
             if step.server_config is not None:
                 with ReferenceServer(step.server_config) as own_server:
                     code = run_cli(console, step.title, step.args(own_server.url, out),
@@ -106,7 +95,7 @@ def run_demo(out: Path | None) -> int:
             if code != 0:
                 console.print(f"[red]{step.title}: exit code {code}[/red]")
                 failures += 1
-    if run_dirs and _command_available("report"):
+    if run_dirs:
         code = run_cli(console, "Report of the tour", [
             "report", *map(str, run_dirs), "--out", str(out / "report")], 300)
         failures += code != 0

@@ -1,6 +1,8 @@
 """The ``secton-harness`` command line: one typer app, errors handled in one place.
 
-Each job registers its command here, but the job's heavy imports (Locust and gevent above
+This is the entry layer: it sits above the jobs and imports each job's ``command`` module
+by name; nothing imports it (the core, ``secton_harness``, imports no job). Each job
+registers its command here, but the job's heavy imports (Locust and gevent above
 all) happen inside the command function, so ``secton-harness --help`` and the commands of
 other jobs never load them. User-facing errors (:class:`HarnessError`) become one line on
 stderr and exit code 2 (bad input) or 1 (a check, threshold or expectation failed).
@@ -20,6 +22,12 @@ try:  # typer >= 0.20 vendors its own click; its exceptions are not click's
 except ImportError:  # pragma: no cover - older typer on plain click
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
+import dashboards.command
+import loadtests.command
+import loadtests.ratelimit_command
+import probes.command
+import reports.command
+import simulator.command
 from secton_harness import __version__
 from secton_harness.errors import HarnessError
 
@@ -52,48 +60,6 @@ def _root(
 
 
 @app.command()
-def serve(
-    config: Annotated[Path | None, typer.Option(
-        "--config", "-c", help="Reference-server config (TOML). Default: the built-in demo "
-        "config (two orgs, five keys, fixed-window limits, small seeded latency).")] = None,
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = 8080,
-    stats_file: Annotated[Path | None, typer.Option(
-        help="Write the ground-truth request counts (JSON) here at shutdown.")] = None,
-) -> None:
-    r"""Run the reference Secton API server (the embedded default target).
-
-    It serves [bold]GET /v1/models[/bold] and [bold]POST /v1/chat/completions[/bold]
-    as the quick start documents them, with per-key and per-org rate limits, a
-    seeded latency model and fault injection, all set in one TOML config:
-
-    \b
-    [dim]seed = 42
-    \[limits]  algorithm = fixed_window | sliding_window | token_bucket |
-              leaky_bucket | penalty_cooldown | none
-              endpoints = shared | per_endpoint; headers, retry_after = true
-    \[limits.key]  limit = 60, window_s = "60s", penalty_s, penalty_extends
-    \[limits.org]  limit = 120, window_s = "60s"
-    \[latency]  base_ms = 5, per_token_ms = 0.5, jitter_ms = 5, jitter
-    \[faults]  error_500, error_503, slow + slow_s, malformed_json,
-              wrong_content_type, drop_connection, schema_break (0..1),
-              auth_open = false
-    \[admin]  enabled = false (ground truth at /_admin/stats, loopback)
-    \[\[keys]]  alias, key, org, limit?, window_s?
-    \[\[orgs]]  id, limit?, window_s?[/dim]
-
-    docs/reference-server.md describes every field.
-
-    Example: [cyan]secton-harness serve --port 8080
-    --config examples/demo-ratelimit-server.toml[/cyan]
-    """
-    from simulator.server import serve as run_server
-
-    run_server(str(config) if config else None, host, port,
-               str(stats_file) if stats_file else None)
-
-
-@app.command()
 def demo(
     out: Annotated[Path | None, typer.Option(
         help="Folder for the demo's run folders. Default: runs/demo-<time>.")] = None,
@@ -106,32 +72,18 @@ def demo(
 
     Example: [cyan]secton-harness demo[/cyan]
     """
-    from secton_harness.demo import run_demo
+    from secton_cli.demo import run_demo
 
     raise typer.Exit(run_demo(out))
 
 
-#: Job modules that add commands to the app; each has ``register(app: typer.Typer)`` and must
-#: not import heavy dependencies (Locust, gevent, pandas) at module level.
-JOB_COMMANDS = ("probes.command", "loadtests.command", "loadtests.ratelimit_command",
-                "reports.command", "dashboards.command")
+#: The commands' modules, in the order ``--help`` lists them; each has ``register(app)``
+#: and imports its heavy dependencies (Locust, gevent, pandas) inside the command only.
+COMMAND_MODULES = (simulator.command, probes.command, loadtests.command,
+                   loadtests.ratelimit_command, reports.command, dashboards.command)
 
-
-def _register_job_commands() -> None:
-    import importlib
-    import importlib.util
-
-    for module_name in JOB_COMMANDS:
-        try:
-            found = importlib.util.find_spec(module_name) is not None
-        except ModuleNotFoundError:  # the job's package itself is absent
-            found = False
-        if not found:
-            continue  # that job has not landed yet: only commands that work are listed
-        importlib.import_module(module_name).register(app)
-
-
-_register_job_commands()
+for _module in COMMAND_MODULES:
+    _module.register(app)
 
 
 def reflow_help(text: str) -> str:

@@ -9,13 +9,13 @@ from conftest import ROOT, write_toml
 
 from probes.checks import CHECKS
 from probes.conditions import Condition
-from secton_harness.errors import BadInput
-from secton_harness.probe_config import (
+from probes.config import (
     CHECK_NAMES,
     HarnessConfig,
     apply_overrides,
     load_harness_config,
 )
+from secton_harness.errors import BadInput
 
 
 def test_example_config_loads_with_per_check_overrides() -> None:

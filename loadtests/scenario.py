@@ -37,8 +37,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from loadtests.thresholds import ThresholdSet, parse_threshold
 from secton_harness.config import Duration, Model, Rate, load_toml_model
-from secton_harness.thresholds import ThresholdSet, parse_threshold
 
 ENDPOINT_PATHS: dict[str, tuple[str, str]] = {
     "models": ("GET", "/v1/models"),

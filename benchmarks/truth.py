@@ -23,13 +23,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from secton_harness.scenario import ENDPOINT_PATHS
+from loadtests.scenario import ENDPOINT_PATHS
 
-DEMO_KEYS_FILE = Path(__file__).resolve().parent.parent / "examples" / "demo-keys.toml"
+DEMO_KEYS_FILE = (Path(__file__).resolve().parent.parent / "secton_cli" / "demo_inputs"
+                  / "demo-keys.toml")
 
 
 def demo_keys() -> list[dict[str, Any]]:
-    """The demo keys (examples/demo-keys.toml) as reference-server ``[[keys]]`` entries."""
+    """The demo keys (secton_cli/demo_inputs/demo-keys.toml) as reference-server
+    ``[[keys]]`` entries."""
     keys: list[dict[str, Any]] = tomllib.loads(DEMO_KEYS_FILE.read_text())["keys"]
     return keys
 
