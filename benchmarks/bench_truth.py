@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import truth  # noqa: E402
 from loadtests.thresholds import measure  # noqa: E402
+from secton_harness.endpoints import MODELS  # noqa: E402
 from secton_harness.records import read_records  # noqa: E402
 from simulator.launcher import ReferenceServer  # noqa: E402
 
@@ -112,7 +113,7 @@ def counts_round(work: Path, i: int) -> dict[str, Any]:
                                               np.array(stats["injected_latency_s"][name]))
     with ReferenceServer(write(work / f"zero-{i}.toml", ZERO_SERVER)) as server:
         zero = read_records(run_load(TRUTH_SCENARIO, server.url, work, f"zero-{i}"))
-    floor = float(np.median(truth.ok_latencies(zero, "/v1/models")))
+    floor = float(np.median(truth.ok_latencies(zero, MODELS.path)))
     return {"records": table.num_rows, "server": stats["requests_total"],
             "exact": recorded == served, "keys": len(truth.by_alias(served)),
             "cells": len(served), "r429": truth.by_status(recorded)[429],

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from secton_harness.atomicfile import write_text_atomic
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
@@ -67,9 +69,7 @@ def replace_section(path: Path, heading: str, body: str) -> None:
     pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     new = (pattern.sub(lambda _: block + "\n", old).rstrip("\n") + "\n"
            if pattern.search(old) else old.rstrip("\n") + "\n\n" + block)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, new)
 
 
 def figure(name: str, value: float | None, target: str, runs: Sequence[float] = (),

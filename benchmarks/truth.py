@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from loadtests.scenario import ENDPOINT_PATHS
+from secton_harness.endpoints import ENDPOINTS
 
 DEMO_KEYS_FILE = (Path(__file__).resolve().parent.parent / "secton_cli" / "demo_inputs"
                   / "demo-keys.toml")
@@ -50,7 +50,7 @@ TRUTH_SERVER: dict[str, Any] = {
 }
 
 #: endpoint path in the records -> endpoint name in the server's ground truth
-SERVER_ENDPOINT = {path: name for name, (_, path) in ENDPOINT_PATHS.items()}
+SERVER_ENDPOINT = {endpoint.path: endpoint.name for endpoint in ENDPOINTS}
 PERCENTILES = (50.0, 95.0, 99.0)
 REL_TOLERANCE = 0.05
 ABS_TOLERANCE_S = 0.001

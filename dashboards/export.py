@@ -8,10 +8,10 @@ Regenerate with ``secton-harness dashboards export`` (or ``make dashboards``).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from secton_harness.atomicfile import write_text_atomic
 
 from . import load_board, probes_board, ratelimits_board
 from .panels import Json
@@ -37,24 +37,11 @@ def render(board: Json) -> str:
     return json.dumps(board, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; Grafana's container user must read it
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export(out: Path = GENERATED) -> list[Path]:
     """Write ``<uid>.json`` for every dashboard into ``out``; the paths written."""
     written = []
     for uid, board in build_all().items():
         path = out / f"{uid}.json"
-        write_atomic(path, render(board))
+        write_text_atomic(path, render(board))
         written.append(path)
     return written

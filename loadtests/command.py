@@ -1,7 +1,7 @@
 """``secton-harness load``: run a load scenario against a target and judge its thresholds.
 
 Registered by ``secton_cli/app.py``. Nothing heavy is imported at module level: the
-command runs Locust in a child process (see ``loadtests/run.py``).
+command runs Locust in a child process (see ``loadtests/locust_process.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from loadtests.scenario import DEFAULT_MAX_REQUESTS
 from secton_harness.config import parse_duration
 from secton_harness.errors import BadInput
 
@@ -49,7 +50,7 @@ def load(
     metrics_linger: Annotated[str, typer.Option(help="Keep serving metrics this long after "
                                                 "the run, for a last scrape.")] = "0s",
     max_requests: Annotated[int, typer.Option(help="Hard cap on requests sent (all "
-                                              "processes).")] = 1_000_000,
+                                              "processes).")] = DEFAULT_MAX_REQUESTS,
     max_duration: Annotated[str, typer.Option(help="Hard cap on the run time; a longer "
                                               "scenario is refused.")] = "1h",
     allow_remote: Annotated[bool, typer.Option(help="Allow a non-loopback "
@@ -68,7 +69,7 @@ def load(
     """
     from rich.console import Console
 
-    from loadtests.run import LoadOptions, run_load
+    from loadtests.locust_process import LoadOptions, run_load
 
     try:
         max_duration_s = parse_duration(max_duration)

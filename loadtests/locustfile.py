@@ -30,8 +30,10 @@ from locust import LoadTestShape, events
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from loadtests.live_metrics import REPORT_KEY, LiveMetrics
-from loadtests.plan import LoadPlan
+from loadtests.process_plan import LoadPlan
+from loadtests.scenario import DEFAULT_MAX_REQUESTS
 from loadtests.users import ChatUser, ModelsUser
+from secton_harness.endpoints import BY_NAME
 from secton_harness.errors import HarnessError
 
 __all__ = ["ChatUser", "ModelsUser", "ScenarioShape"]
@@ -51,7 +53,7 @@ def _arguments(parser: Any) -> None:
                        help="Keys TOML (or env SECTON_KEYS / SECTON_API_KEY)")
     group.add_argument("--secton-run-dir", default=os.environ.get("SECTON_RUN_DIR", ""),
                        help="Run folder for records (default: none, records not kept)")
-    group.add_argument("--secton-max-requests", type=int, default=1_000_000,
+    group.add_argument("--secton-max-requests", type=int, default=DEFAULT_MAX_REQUESTS,
                        help="Stop issuing requests after this many (all processes)")
     group.add_argument("--secton-metrics-port", type=int, default=0,
                        help="Serve Prometheus metrics on this port (master/standalone)")
@@ -212,12 +214,9 @@ def _gauges_forever(environment: Any) -> None:
         metrics.users.set(environment.runner.user_count if environment.runner else 0)
         elapsed = time.time() - _State.started if _State.started else -1.0
         for name, load in plan.scenario.endpoint_loads().items():
-            metrics.target_rate.labels(ENDPOINTS[name]).set(
+            metrics.target_rate.labels(BY_NAME[name].path).set(
                 load.rate * plan.scenario.multiplier(elapsed) if elapsed >= 0 else 0.0)
         gevent.sleep(1.0)
-
-
-ENDPOINTS = {"models": "/v1/models", "chat": "/v1/chat/completions"}
 
 
 def _flush(**_: Any) -> None:

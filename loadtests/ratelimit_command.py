@@ -45,7 +45,7 @@ def ratelimit(
     (exit 1 on any fail). See docs/ratelimit.md.
 
     Example: [cyan]secton-harness ratelimit --target http://127.0.0.1:8080 --keys
-    secton_cli/demo_inputs/demo-keys.toml --out runs/rl --expect examples/policy-demo.toml[/cyan]
+    keys.toml --out runs/rl --expect examples/ratelimit-policy.toml[/cyan]
     """
     from secton_harness.config import parse_duration, parse_http_url
     from secton_harness.keys import resolve_keys

@@ -8,10 +8,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from secton_harness.atomicfile import write_json_atomic
 from secton_harness.policy import Policy, check_policy
 from secton_harness.ratelimit_infer import cost_summary, infer_scope
 from secton_harness.records import read_records
-from secton_harness.runfolder import write_json_atomic
 
 RESULT_FILE = "ratelimit.json"
 FIGURES = ("burst", "sustained_per_min", "cooldown_s", "full_recovery_s", "algorithm",

@@ -21,13 +21,11 @@ import gevent
 from locust import FastHttpUser
 from locust.env import Environment
 
+from secton_harness.endpoints import BY_NAME
 from secton_harness.keys import ApiKey
 from secton_harness.ratelimit_headers import parse_ratelimit
 from secton_harness.records import RecordSink
 
-MODELS_PATH = "/v1/models"
-CHAT_PATH = "/v1/chat/completions"
-ENDPOINT_PATHS = {"models": MODELS_PATH, "chat": CHAT_PATH}
 CHAT_BODY = {"model": "copilot-mini", "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -176,7 +174,7 @@ class Transport:
         self.pending = [g for g in self.pending if not g.dead]
 
     def _do(self, hit: Hit, key: ApiKey, on_done: Callable[[Hit], None] | None = None) -> None:
-        path = ENDPOINT_PATHS[hit.endpoint]
+        path = BY_NAME[hit.endpoint].path
         headers = {"Authorization": f"Bearer {key.secret}", "Accept": "application/json"}
         kwargs: dict[str, Any] = {"headers": headers, "name": path}
         method = "GET"

@@ -10,7 +10,7 @@ one part file. pyarrow releases the GIL while it encodes and writes, so the geve
 parts with its own prefix (``load-<worker>-<pid>-N``) into the same run folder; the CLI
 merges them when the run ends. The writer also counts each batch for the live metrics
 (:func:`~loadtests.live_metrics.batch_deltas` into :attr:`Recorder.deltas`), so the load
-path itself only appends a dict per request.
+path itself only appends a tuple per request (``RECORD_FIELDS`` order).
 """
 
 from __future__ import annotations

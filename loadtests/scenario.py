@@ -39,11 +39,10 @@ from pydantic import Field, field_validator, model_validator
 
 from loadtests.thresholds import ThresholdSet, parse_threshold
 from secton_harness.config import Duration, Model, Rate, load_toml_model
+from secton_harness.endpoints import BY_NAME, ENDPOINTS
 
-ENDPOINT_PATHS: dict[str, tuple[str, str]] = {
-    "models": ("GET", "/v1/models"),
-    "chat": ("POST", "/v1/chat/completions"),
-}
+#: The cap on a load run's requests when the user gives none (``--max-requests``).
+DEFAULT_MAX_REQUESTS = 1_000_000
 #: Longest duration each shape accepts without the user saying so explicitly (seconds).
 SHAPE_CAPS_S: dict[str, float] = {"steady": 3600.0, "step": 3600.0, "spike": 3600.0,
                                   "soak": 24 * 3600.0}
@@ -157,9 +156,9 @@ class Scenario(Model):
     @classmethod
     def _thresholds(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         for scope, expressions in value.items():
-            if scope != "all" and scope not in ENDPOINT_PATHS:
+            if scope != "all" and scope not in BY_NAME:
                 raise ValueError(f"thresholds.{scope}: unknown scope; use 'all', "
-                                 f"{', '.join(repr(name) for name in ENDPOINT_PATHS)}")
+                                 f"{', '.join(repr(name) for name in BY_NAME)}")
             for expression in expressions:
                 parse_threshold(expression, scope)  # ValueError names the expression
         return value
@@ -183,12 +182,12 @@ class Scenario(Model):
 
     def endpoint_loads(self) -> dict[str, EndpointLoad]:
         """The configured endpoints by name (``models``, ``chat``)."""
-        found = {"models": self.endpoints.models, "chat": self.endpoints.chat}
+        found = {e.name: getattr(self.endpoints, e.name) for e in ENDPOINTS}
         return {name: load for name, load in found.items() if load is not None}
 
     def threshold_set(self) -> ThresholdSet:
         return ThresholdSet.parse(self.thresholds,
-                                  {name: path for name, (_, path) in ENDPOINT_PATHS.items()})
+                                  {e.name: e.path for e in ENDPOINTS})
 
     def spike_window(self) -> tuple[float, float]:
         at = self.spike.at if self.spike.at is not None else self.duration / 3

@@ -11,8 +11,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loadtests.scenario import ENDPOINT_PATHS, Scenario
+from loadtests.scenario import Scenario
 from loadtests.thresholds import measure
+from secton_harness.endpoints import BY_NAME
 
 FIGURES = ("requests", "rps", "p50_latency_s", "p95_latency_s", "p99_latency_s",
            "p50_corrected_latency_s", "p95_corrected_latency_s", "p99_corrected_latency_s",
@@ -23,7 +24,7 @@ def summarize(table: pa.Table, scenario: Scenario) -> dict[str, Any]:
     """``{"all": {...}, "/v1/models": {...}, ...}`` with the target rate beside ``rps``."""
     out: dict[str, Any] = {"all": _figures(table)}
     for name, load in scenario.endpoint_loads().items():
-        path = ENDPOINT_PATHS[name][1]
+        path = BY_NAME[name].path
         part = table.filter(pc.equal(table["endpoint"], path)) if table.num_rows else table
         figures = _figures(part)
         figures["target_rps"] = scenario.expected_requests(name) / scenario.duration

@@ -19,9 +19,9 @@ import gevent
 from locust import constant, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from loadtests.plan import LoadPlan
+from loadtests.process_plan import LoadPlan
 from loadtests.recorder import RECORD_FIELDS
-from loadtests.scenario import ENDPOINT_PATHS
+from secton_harness.endpoints import BY_NAME
 
 IDLE_S = 0.2
 _STATUS, _ERROR, _REASON = (RECORD_FIELDS.index(name) for name in ("status", "error", "reason"))
@@ -80,7 +80,8 @@ class SectonUser(FastHttpUser):
         self.headers = {"Authorization": f"Bearer {self.key.secret}"}
         if self.sends_json:  # a GET has no body to describe (and every header costs)
             self.headers["Content-Type"] = "application/json"
-        self.method, self.path = ENDPOINT_PATHS[self.endpoint_name]
+        endpoint = BY_NAME[self.endpoint_name]
+        self.method, self.path = endpoint.method, endpoint.path
 
     @task
     def send(self) -> None:

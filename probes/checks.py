@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from probes.config import CHECK_NAMES
-from secton_harness.client import CHAT_PATH, MODELS_PATH, ApiResponse
+from secton_harness.client import ApiResponse
 from secton_harness.contract import Contract
+from secton_harness.endpoints import CHAT, MODELS
 
 from .conditions import Condition
 
@@ -76,31 +77,31 @@ CONTRACT = (("[SCHEMA_ERRORS] == 0", "schema"), ("[INVARIANT_ERRORS] == 0", "inv
 
 CHECKS: dict[str, CheckSpec] = {spec.name: spec for spec in (
     CheckSpec("auth_valid", "a valid key is accepted: GET /v1/models -> 200 JSON",
-              (RequestSpec("GET", MODELS_PATH, "key", "none"),), _conditions(*ACCEPTED)),
+              (RequestSpec("GET", MODELS.path, "key", "none"),), _conditions(*ACCEPTED)),
     CheckSpec("auth_missing", "no Authorization header -> 401 with a JSON error body",
-              (RequestSpec("GET", MODELS_PATH, "none", "error"),), _conditions(*REFUSED)),
+              (RequestSpec("GET", MODELS.path, "none", "error"),), _conditions(*REFUSED)),
     CheckSpec("auth_invalid", "an unknown key -> 401 with a JSON error body",
-              (RequestSpec("GET", MODELS_PATH, "invalid", "error"),), _conditions(*REFUSED)),
+              (RequestSpec("GET", MODELS.path, "invalid", "error"),), _conditions(*REFUSED)),
     CheckSpec("auth_malformed", "'Bearer' with no token, and a key under a wrong scheme -> 401",
-              (RequestSpec("GET", MODELS_PATH, "bearer_empty", "error"),
-               RequestSpec("GET", MODELS_PATH, "wrong_scheme", "error")),
+              (RequestSpec("GET", MODELS.path, "bearer_empty", "error"),
+               RequestSpec("GET", MODELS.path, "wrong_scheme", "error")),
               _conditions(*REFUSED)),
     CheckSpec("models_list", "GET /v1/models?category=&sort=name: schema, filter and order "
               "honoured, expected models listed",
-              (RequestSpec("GET", MODELS_PATH, "key", "models"),),
+              (RequestSpec("GET", MODELS.path, "key", "models"),),
               _conditions(*ACCEPTED, *CONTRACT,
                           ("[MODEL_IDS] contains [EXPECTED_MODELS]", "invariant"))),
     CheckSpec("chat_completion", "POST /v1/chat/completions: schema and the contract's "
               "invariants (usage sums, conversation echo, model echo)",
-              (RequestSpec("POST", CHAT_PATH, "key", "chat"),),
+              (RequestSpec("POST", CHAT.path, "key", "chat"),),
               _conditions(*ACCEPTED, *CONTRACT)),
     CheckSpec("org_isolation", "every key's chat answer carries its own organization_id",
-              (RequestSpec("POST", CHAT_PATH, "each_key", "none"),),
+              (RequestSpec("POST", CHAT.path, "each_key", "none"),),
               _conditions(*ACCEPTED, ("[JSON_BODY] == true", "schema"),
                           ("[ORG] == [KEY_ORG]", "invariant")), min_orgs=2),
     CheckSpec("ratelimit_headers", "rate-limit headers, when sent, parse and agree "
               "(remaining <= limit, reset within the window, ...)",
-              (RequestSpec("GET", MODELS_PATH, "key", "none"),),
+              (RequestSpec("GET", MODELS.path, "key", "none"),),
               _conditions(*TRANSPORT, ("[RATELIMIT_PARSE_ERRORS] == 0", "schema"),
                           ("[RATELIMIT_INCONSISTENCIES] == 0", "invariant"))),
 )}

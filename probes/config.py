@@ -20,7 +20,8 @@ probe them::
     degraded = "5s"
     failed = "20s"
 
-Other top-level sections belong to other jobs (load tests, reports) and are ignored here.
+Any other top-level table is an error naming it (a ``[probe]`` typo must not load as the
+defaults).
 Overrides, strongest first: ``--target URL`` (label ``default`` or ``--label``), then the
 environment variable ``SECTON_BASE_URL``, then ``[[targets]]``. Keys: ``--keys FILE``, a
 target's own ``keys``, then ``SECTON_API_KEY`` (see :func:`secton_harness.keys.resolve_keys`).
@@ -153,7 +154,7 @@ class CheckSettings(Model):
 
 
 class HarnessConfig(Model):
-    """The parts of the harness config the probes read."""
+    """The harness config file: its targets and the probes' settings (nothing else)."""
 
     targets: list[TargetConfig] = Field(default_factory=list)
     probes: ProbesConfig = Field(default_factory=ProbesConfig)
@@ -184,8 +185,7 @@ def load_harness_config(path: str | os.PathLike[str] | None) -> HarnessConfig:
     if path is None:
         return HarnessConfig()
     data = read_toml(path, "harness config")
-    ours = {k: data[k] for k in ("targets", "probes") if k in data}
-    config = model_from_dict(HarnessConfig, ours, str(path))
+    config = model_from_dict(HarnessConfig, data, str(path))
     base = Path(path).resolve().parent
     targets = [t.model_copy(update={"keys": str(base / t.keys)}) if t.keys else t
                for t in config.targets]

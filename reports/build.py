@@ -24,8 +24,8 @@ from reports.render import render_html, render_markdown
 from reports.rundata import RunData, load_runs
 from reports.stats import clean
 from reports.uptime import analyse_uptime
+from secton_harness.atomicfile import write_json_atomic, write_text_atomic
 from secton_harness.errors import BadInput
-from secton_harness.runfolder import write_json_atomic
 
 HTML_FILE, MD_FILE, SUMMARY_FILE = "report.html", "report.md", "summary.json"
 
@@ -102,12 +102,6 @@ def analyse(data: RunData, *, slo: float, knee_latency_ratio: float = 1.5,
     })
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def build_report(run_dirs: list[str | os.PathLike[str]], *, out: str | os.PathLike[str] | None,
                  slo: float = 0.999, baseline: str | os.PathLike[str] | None = None,
                  bounds: str | None = None, knee_latency_ratio: float = 1.5,
@@ -136,8 +130,8 @@ def build_report(run_dirs: list[str | os.PathLike[str]], *, out: str | os.PathLi
     html, md, js = out_dir / HTML_FILE, out_dir / MD_FILE, out_dir / SUMMARY_FILE
     try:
         write_json_atomic(js, summary)
-        _write_text_atomic(md, render_markdown(summary))
-        _write_text_atomic(html, render_html(summary))
+        write_text_atomic(md, render_markdown(summary))
+        write_text_atomic(html, render_html(summary))
     except OSError as error:
         raise BadInput(f"{out_dir}: cannot write the report: {error.strerror}") from None
     return ReportResult(html, md, js, summary)

@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from secton_harness import __version__
+from secton_harness.endpoints import CHAT, MODELS
 from secton_harness.errors import BadInput
 from secton_harness.keys import mask as mask_key
 from secton_harness.ratelimit_headers import RateLimitInfo, parse_ratelimit
@@ -65,8 +66,8 @@ __all__ = [
 ERROR_CLASSES: tuple[str, ...] = (
     "timeout", "connect", "reset", "invalid_json", "content_type", "http",
 )
-MODELS_PATH = "/v1/models"
-CHAT_PATH = "/v1/chat/completions"
+MODELS_PATH = MODELS.path
+CHAT_PATH = CHAT.path
 #: Raw text kept on a response; ``bytes`` and ``body`` always reflect the whole body.
 TEXT_LIMIT_CHARS = 64 * 1024
 _DETAIL_LIMIT_CHARS = 200

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from secton_harness.atomicfile import atomic_path
 from secton_harness.errors import BadInput
 
 RECORDS_FILE = "records.parquet"
@@ -201,9 +202,8 @@ def _warm_up() -> None:
 
 
 def write_table_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def _part_files(run_dir: Path) -> list[Path]:

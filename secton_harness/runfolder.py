@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from secton_harness.atomicfile import write_json_atomic
 from secton_harness.errors import BadInput
 
 RUN_FILE = "run.json"
@@ -45,13 +46,6 @@ def versions() -> dict[str, str]:
         with contextlib.suppress(metadata.PackageNotFoundError):
             found[dist] = metadata.version(dist)
     return found
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n",
-                   encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def default_run_dir(command: str, base: str | os.PathLike[str] = "runs") -> Path:

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from secton_harness.endpoints import ENDPOINTS
 from simulator.config import SimulatorConfig
 from simulator.handlers import (
     DROP,
@@ -47,7 +48,8 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Handler = Callable[[Simulator, Scope, Receive, Trace], Awaitable[Reply]]
 
-ENDPOINTS = {"/v1/models": "models", "/v1/chat/completions": "chat", "/healthz": "healthz"}
+#: Path -> the endpoint name the ground-truth stats count under.
+STATS_NAMES = {endpoint.path: endpoint.name for endpoint in ENDPOINTS} | {"/healthz": "healthz"}
 log = logging.getLogger("simulator")
 
 
@@ -96,9 +98,12 @@ def _route(method: str, handler: Handler) -> Route:
     return Route(method, handler, b"GET, HEAD" if method == "GET" else method.encode())
 
 
+#: The API's endpoints by name (secton_harness.endpoints), served by these handlers.
+API_HANDLERS: dict[str, Handler] = {"models": models, "chat": chat_completions}
+
 ROUTES = {
-    "/v1/models": _route("GET", models),
-    "/v1/chat/completions": _route("POST", chat_completions),
+    **{endpoint.path: _route(endpoint.method, API_HANDLERS[endpoint.name])
+       for endpoint in ENDPOINTS},
     "/healthz": _route("GET", healthz),
     "/_admin/stats": _route("GET", admin_stats),
     "/_admin/reset": _route("POST", admin_reset),
@@ -137,7 +142,7 @@ class SimulatorApp:
                 await send({"type": "http.response.body", "body": reply.body})
         finally:
             if not path.startswith("/_admin/"):
-                self.sim.stats.record(trace.alias, trace.org, ENDPOINTS.get(path, "other"),
+                self.sim.stats.record(trace.alias, trace.org, STATS_NAMES.get(path, "other"),
                                       status, trace.injected, trace.fault)
 
     async def handle(self, path: str, scope: Scope, receive: Receive, trace: Trace) -> Reply:

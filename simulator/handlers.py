@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
+from simulator.assistant_reply import reply_for
 from simulator.budgets import Budgets, rate_limit_raw
 from simulator.catalog import CATEGORIES, SORTS, list_models
 from simulator.config import KeyConfig, SimulatorConfig
 from simulator.faults import FaultInjector
 from simulator.keys import AuthFailure, KeyStore
 from simulator.latency import LatencyModel
-from simulator.replies import reply_for
 from simulator.responses import (
     RawHeaders,
     Reply,

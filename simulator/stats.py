@@ -8,13 +8,13 @@ the faults injected. Only aliases appear, never key material. Served as JSON by
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from secton_harness.atomicfile import write_json_atomic
 
 
 class GroundTruth:
@@ -54,9 +54,4 @@ class GroundTruth:
 
     def write(self, path: str | os.PathLike[str]) -> None:
         """Write the snapshot atomically (temp file, then ``os.replace``)."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self.snapshot(), handle, indent=1)
-        os.replace(tmp, target)
+        write_json_atomic(Path(path), self.snapshot(), indent=1)

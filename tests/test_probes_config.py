@@ -93,3 +93,11 @@ def test_every_check_orders_transport_before_status_before_body() -> None:
         assert reasons[:2] == ["timeout", "connect"], spec.name
         positions = [order.index(r) for r in reasons]
         assert positions == sorted(positions), spec.name
+
+
+def test_unknown_top_level_table_is_an_error_naming_it(tmp_path: Path) -> None:
+    """A ``[probe]`` typo used to load silently as the defaults."""
+    path = write_toml(tmp_path / "harness.toml", {"probe": {"interval": "5x"}})
+    with pytest.raises(BadInput) as caught:
+        load_harness_config(path)
+    assert "probe" in str(caught.value) and "harness.toml" in str(caught.value)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtests.scenario import Scenario, load_scenario, scenario_summary
+from loadtests.scenario import DEFAULT_MAX_REQUESTS, Scenario, load_scenario, scenario_summary
 from loadtests.thresholds import ThresholdResult
 from secton_harness.config import parse_http_url, require_loopback
 from secton_harness.errors import BadInput, HarnessError
@@ -60,7 +60,7 @@ class LoadOptions:
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     metrics_linger_s: float = 0.0
-    max_requests: int = 1_000_000
+    max_requests: int = DEFAULT_MAX_REQUESTS
     max_duration_s: float = 3600.0
     allow_remote: bool = False
 

@@ -17,7 +17,7 @@ import gevent.event
 
 from loadtests.pacing import Pacer
 from loadtests.recorder import Recorder
-from loadtests.scenario import Scenario, load_scenario
+from loadtests.scenario import DEFAULT_MAX_REQUESTS, Scenario, load_scenario
 from secton_harness.errors import BadInput
 from secton_harness.keys import ApiKey, KeyPool, resolve_keys
 
@@ -69,7 +69,7 @@ class LoadPlan:
         run_dir_text = getattr(options, "secton_run_dir", "") or os.environ.get(
             "SECTON_RUN_DIR", "")
         run_dir = Path(run_dir_text) if run_dir_text else None
-        max_requests = int(getattr(options, "secton_max_requests", 0) or 1_000_000)
+        max_requests = int(getattr(options, "secton_max_requests", 0) or DEFAULT_MAX_REQUESTS)
         plan = cls(scenario, keys, run_dir, worker, max_requests)
         if scenario.validate_sample > 0:
             plan.contract = _load_contract()

@@ -1,0 +1,50 @@
+"""The Secton API's endpoints, defined once: everything that names an endpoint iterates here.
+
+The scenario's endpoint tables, the load users, the rate-limit mapper's transport, the
+probes, the contract's schema files, the thresholds' scopes and the reference server's
+routes all read this table, so adding an endpoint starts with one row here (see "How to
+add an endpoint" in docs/architecture.md).
+
+Example::
+
+    from secton_harness.endpoints import ENDPOINTS, by_name
+    for endpoint in ENDPOINTS:
+        print(endpoint.name, endpoint.method, endpoint.path)
+    by_name("chat").path        # "/v1/chat/completions"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One API endpoint: its short name (scenario tables, threshold scopes, metrics), its
+    HTTP method and path (the ``endpoint`` column of records holds the path), and the
+    contract schema its 2xx answers must match."""
+
+    name: str
+    method: Literal["GET", "POST"]
+    path: str
+    schema: str
+
+
+MODELS = Endpoint("models", "GET", "/v1/models", "models")
+CHAT = Endpoint("chat", "POST", "/v1/chat/completions", "chat")
+
+#: Every endpoint, in the order tables, reports and ``--help`` list them.
+ENDPOINTS: tuple[Endpoint, ...] = (MODELS, CHAT)
+
+#: Short name → endpoint, and path → endpoint.
+BY_NAME: dict[str, Endpoint] = {endpoint.name: endpoint for endpoint in ENDPOINTS}
+BY_PATH: dict[str, Endpoint] = {endpoint.path: endpoint for endpoint in ENDPOINTS}
+
+
+def by_name(name: str) -> Endpoint:
+    """The endpoint called ``name`` (``KeyError`` naming the known ones otherwise)."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown endpoint {name!r}; known: {', '.join(BY_NAME)}") from None
