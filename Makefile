@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench dashboards clean
+.PHONY: demo test deps lint bench dashboards clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/secton-harness demo
 
-test: $(STAMP)
+# The Debian packages the tests run for real (Prometheus, nginx, HAProxy), installed when
+# missing: the same step CI runs (.ci/install-deps).
+deps:
+	.ci/install-deps
+
+test: $(STAMP) deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
