@@ -36,6 +36,7 @@ import jsonschema
 from jsonschema.protocols import Validator
 
 from secton_harness.client import ApiResponse
+from secton_harness.endpoints import ENDPOINTS
 from secton_harness.errors import BadInput
 
 __all__ = [
@@ -50,8 +51,7 @@ __all__ = [
 DEFAULT_SCHEMA_DIR = Path(__file__).with_name("schemas")
 #: Schema name -> file name, in both the packaged and a user schema directory.
 SCHEMA_FILES: dict[str, str] = {
-    "models": "models_list.schema.json",
-    "chat": "chat_completion.schema.json",
+    **{endpoint.name: endpoint.schema for endpoint in ENDPOINTS},
     "error": "error.schema.json",
 }
 VIOLATION_KINDS = ("schema", "invariant", "content_type", "status")

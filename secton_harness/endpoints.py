@@ -22,8 +22,9 @@ from typing import Literal
 @dataclass(frozen=True)
 class Endpoint:
     """One API endpoint: its short name (scenario tables, threshold scopes, metrics), its
-    HTTP method and path (the ``endpoint`` column of records holds the path), and the
-    contract schema its 2xx answers must match."""
+    HTTP method and path (the ``endpoint`` column of records holds the path), and the file
+    name of the contract schema its 2xx answers must match (``secton_harness/schemas/``;
+    the contract knows the schema by the endpoint's name)."""
 
     name: str
     method: Literal["GET", "POST"]
@@ -31,8 +32,8 @@ class Endpoint:
     schema: str
 
 
-MODELS = Endpoint("models", "GET", "/v1/models", "models")
-CHAT = Endpoint("chat", "POST", "/v1/chat/completions", "chat")
+MODELS = Endpoint("models", "GET", "/v1/models", "models_list.schema.json")
+CHAT = Endpoint("chat", "POST", "/v1/chat/completions", "chat_completion.schema.json")
 
 #: Every endpoint, in the order tables, reports and ``--help`` list them.
 ENDPOINTS: tuple[Endpoint, ...] = (MODELS, CHAT)
