@@ -14,6 +14,7 @@ import typer
 
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(
+        metavar="RUN_DIR",
         help="Run folders (load, probe, ratelimit runs); their records are combined.",
         show_default=False)],
     baseline: Annotated[Path | None, typer.Option(

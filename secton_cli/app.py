@@ -13,9 +13,13 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
+import typer.rich_utils
+from rich.columns import Columns
+from rich.text import Text
 
 try:  # typer >= 0.20 vendors its own click; its exceptions are not click's
     from typer._click import exceptions as click_exceptions
@@ -67,8 +71,10 @@ def demo(
     """Tour the harness against the embedded reference server.
 
     Starts the reference server on a free loopback port with demo keys (two orgs, several
-    keys), runs a smoke check of both endpoints and of auth, prints what it found, and
-    stops everything it started. Exit code 0 when every check passed.
+    keys), then runs each job through the real CLI: the probes once (auth, the contract of
+    both endpoints, org isolation), a capacity ramp with thresholds, the rate-limit mapping
+    checked against the demo policy, and one report over all of them. Prints what each
+    found and stops everything it started. Exit code 0 when every step passed.
 
     Example: [cyan]secton-harness demo[/cyan]
     """
@@ -118,6 +124,50 @@ def _reflow_all(typer_app: typer.Typer) -> None:
 
 
 _reflow_all(app)
+
+
+def _value_kind(param: typer.core.TyperOption | typer.core.TyperArgument,
+                ctx: object) -> str | None:
+    """What ``--help`` shows beside an option: click's word for the value (``PATH``,
+    ``INTEGER``, ``TEXT``; ``PATH...`` for several), nothing for an on/off flag.
+
+    typer 0.29 shows Python type names instead (``<bool>`` beside a flag, which suggests
+    ``--once false`` works; ``<list[Path]>``); users read click's words in every other
+    click-based tool.
+    """
+    if param.metavar is not None:  # an argument's metavar is its name: shown beside already
+        return None if isinstance(param, typer.core.TyperArgument) else param.metavar
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return None
+    descriptor = param.type_descriptor
+    if descriptor.is_choice:
+        return _TYPER_DISPLAY_TYPE(param, ctx)  # the choices themselves, e.g. <csv|json>
+    bare = param.bare_type()
+    element = bare[5:-1] if bare.startswith("list[") else bare
+    kind = _CLICK_WORDS.get(element, element.upper())
+    return f"{kind}..." if bare.startswith("list[") or param.nargs != 1 else kind
+
+
+_TYPER_DISPLAY_TYPE = typer.core.TyperOption.display_type_rich
+#: Python type name -> the word click-based tools print for it.
+_CLICK_WORDS = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "Path": "PATH",
+                "bool": "BOOLEAN"}
+
+
+def _help_folded(**kwargs: Any) -> Columns:
+    """An option's help with long words (URLs, paths, defaults) folded onto the next line
+    instead of cut with an ellipsis (``examples/capacity.tom…``) in an 80-column help."""
+    columns: Columns = _TYPER_PARAMETER_HELP(**kwargs)
+    for item in columns.renderables:
+        if isinstance(item, Text):
+            item.overflow = "fold"
+    return columns
+
+
+_TYPER_PARAMETER_HELP = typer.rich_utils._get_parameter_help
+typer.core.TyperOption.display_type_rich = _value_kind  # type: ignore[method-assign]
+typer.core.TyperArgument.display_type_rich = _value_kind  # type: ignore[method-assign]
+typer.rich_utils._get_parameter_help = _help_folded
 
 
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:

@@ -33,6 +33,10 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
     result = run(command, "--help", timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Example" in result.stdout, f"{command} --help shows no example"
+    # Help in click's words, nothing cut: no Python type names beside options (``<bool>``
+    # beside a flag suggests ``--once false``), no ellipsis in an 80-column help.
+    for leak in ("<bool>", "<str>", "<path>", "list[", "…"):
+        assert leak not in result.stdout, f"{command} --help shows {leak!r}"
 
 
 def test_readme_and_docs_mention_every_command() -> None:
