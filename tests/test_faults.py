@@ -14,8 +14,11 @@ each failure, loses no record; probes recover when the target comes back.
 from __future__ import annotations
 
 import json
+import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -103,29 +106,58 @@ def test_probe_service_classifies_every_fault(tmp_path: Path) -> None:
         assert {r["reason"] for r in of_check} == {reason}, name
 
 
+def _wait_for_line(lines: queue.Queue[str], *words: str, timeout_s: float = 60) -> float:
+    """Block until the probe prints a line holding every word; the time it was read."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        if all(word in line for word in words):
+            return time.time()
+
+
 def test_probe_service_recovers_when_the_target_restarts(tmp_path: Path) -> None:
+    """Driven by what the service prints (its state-change lines), not by sleeps, so a busy
+    machine that starts the service slowly cannot leave a phase without probes."""
     port = free_port()
     sim = write_toml(tmp_path / "sim.toml", sim_config())
     config = write_toml(tmp_path / "harness.toml", FAST_PROBES)
     out = tmp_path / "run"
     server = ReferenceServer(sim, port=port).start()
-    probe = subprocess.Popen(probe_cmd(config, server.url, out, "--duration", "9s"),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    probe = subprocess.Popen(probe_cmd(config, server.url, out, "--duration", "20s"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "COLUMNS": "200"})
+    lines: queue.Queue[str] = queue.Queue()
+    stdout: list[str] = []
+
+    def read_stdout() -> None:
+        assert probe.stdout is not None
+        for line in probe.stdout:
+            stdout.append(line)
+            lines.put(line)
+
+    reader = threading.Thread(target=read_stdout, daemon=True)
+    reader.start()
     try:
-        time.sleep(2.5)
+        _wait_for_line(lines, "auth_valid", "PASS")
+        time.sleep(1.0)  # a few successful runs before the outage
         assert server.process is not None
         server.process.kill()  # no goodbye: connections simply stop being accepted
         server.process.wait()
         killed_at = time.time()
-        time.sleep(2.5)
+        _wait_for_line(lines, "auth_valid", "FAIL")
+        time.sleep(2.0)  # several failed runs during the outage
         restarted_at = time.time()
         server = ReferenceServer(sim, port=port).start()
         assert server.url.endswith(f":{port}")
-        _stdout, stderr = probe.communicate(timeout=60)
+        _wait_for_line(lines, "auth_valid", "PASS")
+        probe.wait(timeout=60)
+        assert probe.stderr is not None
+        stderr = probe.stderr.read()
     finally:
         if probe.poll() is None:
             probe.kill()
         server.stop()
+    reader.join(timeout=10)
     assert probe.returncode == 1, stderr[-1000:]  # checks failed during the outage
     assert "Traceback" not in stderr
     rows = check_bookkeeping(out)
