@@ -85,7 +85,9 @@ def test_probe_service_classifies_every_fault(tmp_path: Path) -> None:
             server = ReferenceServer(write_toml(tmp_path / f"{name}.toml", sim_config(**faults)))
             servers.append(server.start())
             probes[name] = subprocess.Popen(
-                probe_cmd(config, server.url, tmp_path / name, "--duration", "4s"),
+                # 8 s: >= 2 runs of a 1 s timeout check even when six services start
+                # slowly side by side on a busy machine (4 s gave 1 run once)
+                probe_cmd(config, server.url, tmp_path / name, "--duration", "8s"),
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for name, process in probes.items():
             out, err = process.communicate(timeout=60)
