@@ -16,10 +16,12 @@ path itself only appends a tuple per request (``RECORD_FIELDS`` order).
 from __future__ import annotations
 
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 import gevent
+import pyarrow as pa
 from gevent.threadpool import ThreadPool
 
 from loadtests.live_metrics import MetricDeltas, batch_deltas
@@ -43,6 +45,7 @@ class Recorder:
         self.count = 0
         self.inflight = 0
         self._rows: list[tuple[Any, ...]] = []
+        self._unwritten: list[pa.Table] = []  # batches whose write failed, oldest first
         # The sink has warmed pyarrow's conversion up (it imports pandas on first use);
         # the metric counting's kernels are warmed here, so no first use lands on the
         # writer thread mid-run, holding the GIL while every user waits.
@@ -71,9 +74,19 @@ class Recorder:
         self._pool.join()
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        """Convert (a misfit value costs only itself, see :func:`tuples_to_table`) and
+        write; a batch whose write fails waits for the next one instead of being lost."""
         table = tuples_to_table(rows, RECORD_FIELDS, self.sink.defaults)
-        self.sink.write_table(table)
         self.deltas.add(batch_deltas(table))
+        self._unwritten.append(table)
+        while self._unwritten:
+            try:
+                self.sink.write_table(self._unwritten[0])
+            except OSError as error:
+                print(f"records: writing a batch failed ({error}); retried with the next "
+                      "batch", file=sys.stderr, flush=True)
+                return
+            self._unwritten.pop(0)
 
     def _flush_forever(self) -> None:
         while True:

@@ -16,8 +16,9 @@ source (in ``sources``)        headers
 
 When several families carry the same figure, the newest dialect wins (``ratelimit``, then
 ``ratelimit-fields``, then ``x-ratelimit``) and a disagreement is recorded as a problem.
-Nothing here raises on header content: a value that cannot be parsed becomes ``None`` and
-a line in ``problems``, which probes report as inconsistent headers.
+Nothing here raises on header content: a value that cannot be parsed, or a count beyond
+:data:`MAX_COUNT` (the records' int64), becomes ``None`` and a line in ``problems``, which
+probes report as inconsistent headers.
 
 Example::
 
@@ -37,7 +38,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 
-__all__ = ["EPOCH_THRESHOLD_S", "RateLimitInfo", "parse_ratelimit", "parse_retry_after"]
+__all__ = ["EPOCH_THRESHOLD_S", "MAX_COUNT", "RateLimitInfo", "parse_ratelimit",
+           "parse_retry_after"]
 
 #: A reset value above this many seconds is an epoch timestamp, not a delta (2001-09-09).
 EPOCH_THRESHOLD_S = 1e9
@@ -49,6 +51,9 @@ _NUMBER_RE = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$")
 _DELTA_SECONDS_RE = re.compile(r"^\d+(?:\.\d+)?$")
 _MAX_SHOWN = 40
 _MAX_DIGITS = 30  # longer numbers are junk (and int() refuses > 4300 digits)
+#: The largest count kept: the records store counts as int64, and a batch write must never
+#: fail on a value the target sent (``X-RateLimit-Remaining: 99999999999999999999``).
+MAX_COUNT = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,10 +194,14 @@ class _Parser:
         text = value.strip()
         # RateLimit-Limit (draft 00-02) may append quota policies: "10, 10;w=1, 50;w=60".
         text = re.split(r"[,;]", text, maxsplit=1)[0].strip()
-        if _INT_RE.match(text) and len(text) <= _MAX_DIGITS:
-            return int(text)
-        self.problems.append(f"{header}: {_show(value)} is not an integer")
-        return None
+        if not (_INT_RE.match(text) and len(text) <= _MAX_DIGITS):
+            self.problems.append(f"{header}: {_show(value)} is not an integer")
+            return None
+        number = int(text)
+        if abs(number) > MAX_COUNT:
+            self.problems.append(f"{header}: {_show(value)} is out of range (> 2^63-1)")
+            return None
+        return number
 
     def reset(self, header: str, value: str) -> float | None:
         """Seconds until reset from a delta or an epoch timestamp (s or ms)."""

@@ -116,7 +116,12 @@ class RecordSink:
         if not rows:
             return None
         table = rows_to_table(rows, self.defaults)
-        self.write_table(table)
+        try:
+            self.write_table(table)
+        except OSError:  # e.g. a full disk: the rows wait for the next flush, not lost
+            with self._lock:
+                self._rows[:0] = rows
+            raise
         return table
 
     def write_table(self, table: pa.Table) -> None:
@@ -152,12 +157,54 @@ def rows_to_table(rows: list[dict[str, Any]],
 
     A column a row leaves out gets ``defaults[column]``, else the schema default ("" for
     text columns, 0 for status), else null. Arrow converts the dicts in C++
-    (``from_pylist``) and the defaults are filled column-wise.
+    (``from_pylist``) and the defaults are filled column-wise. A value its column cannot
+    hold (``99999999999999999999`` in an int64 column) never fails the batch: that row is
+    converted alone, the value becomes null and ``detail`` names it.
     """
     unknown = (set().union(*rows) | set(defaults or ())) - _COLUMN_SET
     if unknown:
         raise ValueError(f"unknown record column(s): {', '.join(sorted(unknown))}")
-    return _fill_defaults(pa.Table.from_pylist(rows, schema=SCHEMA), defaults)
+    try:
+        table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    except _CONVERSION_ERRORS:  # one value that does not fit must not cost the batch
+        table = pa.Table.from_pylist([_fitting(row) for row in rows], schema=SCHEMA)
+    return _fill_defaults(table, defaults)
+
+
+#: What Arrow raises for a value its column cannot hold (an int beyond int64, text in a
+#: number column): ArrowInvalid, ArrowTypeError, OverflowError.
+_CONVERSION_ERRORS = (pa.ArrowException, OverflowError, TypeError, ValueError)
+_SHOWN_VALUE = 40
+
+
+def _fitting(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` if Arrow can store it, else a copy whose misfit values are null and named in
+    ``detail`` (the row is kept: the offending value is isolated, not the batch lost)."""
+    try:
+        pa.Table.from_pylist([row], schema=SCHEMA)
+        return row
+    except _CONVERSION_ERRORS:
+        pass
+    fixed, notes = dict(row), []
+    for name, value in row.items():
+        try:
+            pa.array([value], SCHEMA.field(name).type)
+        except _CONVERSION_ERRORS:
+            fixed[name] = None
+            notes.append(f"{name} {_shown(value)} does not fit {SCHEMA.field(name).type}")
+    note = "record: " + "; ".join(notes) + " (stored as null)"
+    detail = fixed.get("detail")
+    fixed["detail"] = f"{detail}; {note}" if isinstance(detail, str) and detail else note
+    return fixed
+
+
+def _shown(value: Any) -> str:
+    """A misfit value as a note may show it: numbers cut short, anything else by type only
+    (a text value could be response content, and this note bypasses no redaction)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        text = repr(value)
+        return text if len(text) <= _SHOWN_VALUE else text[:_SHOWN_VALUE] + "…"
+    return f"(a {type(value).__name__})"
 
 
 def tuples_to_table(rows: list[tuple[Any, ...]], fields: tuple[str, ...],
@@ -172,8 +219,11 @@ def tuples_to_table(rows: list[tuple[Any, ...]], fields: tuple[str, ...],
     if unknown:
         raise ValueError(f"unknown record column(s): {', '.join(sorted(unknown))}")
     columns = dict(zip(fields, zip(*rows, strict=True), strict=True)) if rows else {}
-    arrays = [pa.array(columns[name], SCHEMA.field(name).type) if name in columns
-              else pa.nulls(len(rows), SCHEMA.field(name).type) for name in COLUMNS]
+    try:
+        arrays = [pa.array(columns[name], SCHEMA.field(name).type) if name in columns
+                  else pa.nulls(len(rows), SCHEMA.field(name).type) for name in COLUMNS]
+    except _CONVERSION_ERRORS:  # a misfit value: the row-wise path isolates it
+        return rows_to_table([dict(zip(fields, row, strict=True)) for row in rows], defaults)
     return _fill_defaults(pa.Table.from_arrays(arrays, schema=SCHEMA), defaults)
 
 

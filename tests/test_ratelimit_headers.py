@@ -142,6 +142,20 @@ def test_huge_numbers_do_not_raise() -> None:
     assert (info.limit, info.reset_s, info.retry_after_s) == (None, None, None)
 
 
+@pytest.mark.parametrize("headers", [
+    {"X-RateLimit-Remaining": "99999999999999999999"},
+    {"RateLimit-Limit": "-99999999999999999999"},
+    {"RateLimit": "limit=10, remaining=99999999999999999999, reset=3"},
+    {"RateLimit": '"default";r=99999999999999999999;t=3'},
+    {"RateLimit-Policy": '"default";q=99999999999999999999;w=60'},
+])
+def test_counts_beyond_int64_are_problems_not_values(headers: dict[str, str]) -> None:
+    """A count the records cannot store (int64) is refused here, named in ``problems``."""
+    info = parse_ratelimit(headers, now=NOW)
+    assert info.limit in (None, 10) and info.remaining is None
+    assert any("out of range" in problem for problem in info.problems)
+
+
 def test_accepts_httpx_headers() -> None:
     import httpx
 
@@ -168,6 +182,29 @@ def test_never_raises_on_arbitrary_header_text(headers: dict[str, str], now: flo
     info.is_consistent()  # must not raise either
     if info.retry_after_s is not None:
         assert info.retry_after_s >= 0
+    _fits_a_record(info)
+
+
+_NUMBERS = st.one_of(st.integers(min_value=-(10**25), max_value=10**25).map(str),
+                     st.sampled_from(["99999999999999999999", "9223372036854775808",
+                                      "-9223372036854775809", "9223372036854775807", "1e308"]))
+
+
+@given(st.dictionaries(_HEADER_NAMES, _NUMBERS))
+def test_every_parsed_count_fits_a_record(headers: dict[str, str]) -> None:
+    """Whatever number a target sends, the parsed figures go through the real record
+    conversion unchanged (a value that did not fit once lost the whole batch)."""
+    _fits_a_record(parse_ratelimit(headers, now=NOW))
+
+
+def _fits_a_record(info: RateLimitInfo) -> None:
+    from secton_harness.records import rows_to_table
+
+    row = {"retry_after_s": info.retry_after_s, "ratelimit_limit": info.limit,
+           "ratelimit_remaining": info.remaining, "ratelimit_reset_s": info.reset_s}
+    stored = rows_to_table([row]).to_pylist()[0]
+    assert {name: stored[name] for name in row} == row
+    assert stored["detail"] == ""
 
 
 @given(st.integers(min_value=0, max_value=10**9))

@@ -123,3 +123,57 @@ def test_tuples_and_dicts_make_the_same_table() -> None:
     assert tuples_to_table([], fields, defaults).num_rows == 0
     with pytest.raises(ValueError, match="unknown record column"):
         tuples_to_table(tuples, (*fields[:-1], "nope"))
+
+
+HUGE = 99999999999999999999  # > int64: what a hostile X-RateLimit-Remaining can carry
+
+
+def test_a_value_no_column_can_hold_costs_only_that_value(tmp_path: Path) -> None:
+    """A value Arrow cannot store (an int beyond int64) once lost the whole batch; now the
+    row is converted alone, the value becomes null and ``detail`` names it."""
+    sink = RecordSink(tmp_path, source="probe", batch_size=1000, flush_interval_s=3600)
+    for i in range(5):
+        sink.add(ts=float(i), status=200, ratelimit_remaining=7, detail="ok")
+    sink.add(ts=5.0, status=200, ratelimit_remaining=HUGE, prompt_tokens=-HUGE, detail="x")
+    sink.add(ts=6.0, status=429, ratelimit_limit=10)
+    sink.close()
+    frame = read_records(tmp_path).to_pandas()
+    assert len(frame) == 7
+    bad = frame[frame["ts"] == 5.0].iloc[0]
+    assert bad["status"] == 200 and bad["source"] == "probe"
+    assert bad["ratelimit_remaining"] != bad["ratelimit_remaining"]  # null (NaN in pandas)
+    assert bad["detail"].startswith("x; record: ratelimit_remaining 99999999999999999999 "
+                                    "does not fit int64")
+    assert "prompt_tokens" in bad["detail"]
+    assert list(frame["ratelimit_remaining"][:5]) == [7] * 5
+    assert frame[frame["ts"] == 6.0].iloc[0]["ratelimit_limit"] == 10
+    assert frame[frame["ts"] == 6.0].iloc[0]["detail"] == ""
+
+
+def test_tuple_records_isolate_a_misfit_value_too() -> None:
+    """The load generator's path (tuples, column-wise) falls back to row-wise isolation."""
+    from secton_harness.records import tuples_to_table
+
+    fields = ("ts", "status", "ratelimit_remaining", "total_tokens")
+    table = tuples_to_table([(1.0, 200, 3, 10), (2.0, 200, HUGE, 10**30)], fields,
+                            {"source": "load"})
+    assert table.num_rows == 2
+    assert table.column("ratelimit_remaining").to_pylist() == [3, None]
+    assert table.column("total_tokens").to_pylist() == [10, None]
+    assert table.column("detail").to_pylist()[0] == ""
+    assert "ratelimit_remaining" in table.column("detail").to_pylist()[1]
+
+
+def test_a_failed_write_keeps_the_rows_for_the_next_flush(tmp_path: Path) -> None:
+    sink = RecordSink(tmp_path, batch_size=1000, flush_interval_s=3600)
+    sink.add(ts=1.0, status=200)
+    parts = tmp_path / PARTS_DIR
+    parts.rmdir()
+    parts.write_text("not a directory")  # every write into it fails (even as root)
+    with pytest.raises(OSError):
+        sink.flush()
+    parts.unlink()
+    parts.mkdir()
+    sink.add(ts=2.0, status=200)
+    sink.close()
+    assert read_records(tmp_path).column("ts").to_pylist() == [1.0, 2.0]
