@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from secton_harness.metrics import PROBE_REASONS
+from secton_harness.metrics import CHECK_REASONS
 
 _CONDITION_RE = re.compile(r"^\[([A-Z_]+)\]\s*(==|!=|<=|>=|<|>|=~|in|contains)\s*(.+?)\s*$")
 _PLACEHOLDER_RE = re.compile(r"^\[([A-Z_]+)\]$")
@@ -79,9 +79,9 @@ class Condition:
         if not match:
             raise ValueError(f"condition {text!r}: expected '[PLACEHOLDER] OP VALUE', "
                              "e.g. '[STATUS] == 200'")
-        if reason not in PROBE_REASONS:
+        if reason not in CHECK_REASONS:
             raise ValueError(f"condition {text!r}: reason {reason!r} not in "
-                             f"{', '.join(PROBE_REASONS)}")
+                             f"{', '.join(CHECK_REASONS)}")
         placeholder, op, expected = match.groups()
         if op == "=~":
             re.compile(expected)

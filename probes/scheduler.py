@@ -9,6 +9,12 @@ interval the next one starts right after it (no catch-up bursts). Intervals are 
 
 Results go to listeners (the metrics, the record sink, the console), one call per run;
 listeners run on the event loop and must not block for long.
+
+A run that raises (a bug in a check, a listener that fails, e.g. a record write) does not
+end its loop: the run becomes a failed result with reason ``harness_error`` (so the
+metrics show the check failing instead of keeping their last values), ``on_error`` gets a
+line saying what raised, and the loop goes on at its next due time. One listener raising
+never keeps the others from the result.
 """
 
 from __future__ import annotations
@@ -16,17 +22,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from probes.config import CheckSettings, HarnessConfig
 from secton_harness.client import AsyncSectonClient
 from secton_harness.contract import Contract
+from secton_harness.metrics import HARNESS_ERROR
 
 from .checks import CHECKS
 from .runner import CheckResult, ProbeTarget, applicable, run_check
 
 Listener = Callable[[CheckResult], None]
+ErrorLog = Callable[[str], None]
 #: How long in-flight runs may finish after a stop before they are cancelled.
 STOP_GRACE_S = 2.0
 
@@ -47,11 +57,13 @@ class ProbeScheduler:
     """Owns the clients and the tasks; ``run_once()`` or ``run(stop)``."""
 
     def __init__(self, config: HarnessConfig, targets: list[ProbeTarget], contract: Contract,
-                 listeners: list[Listener], rng: random.Random | None = None) -> None:
+                 listeners: list[Listener], rng: random.Random | None = None,
+                 on_error: ErrorLog | None = None) -> None:
         self.config = config
         self.contract = contract
         self.listeners = listeners
         self.rng = rng or random.Random()
+        self.on_error = on_error or _to_stderr
         self.jobs = [Job(target, settings) for target in targets
                      for settings in config.enabled_checks()]
 
@@ -60,15 +72,42 @@ class ProbeScheduler:
         """Jobs that can run (e.g. org_isolation needs keys of two orgs)."""
         return [job for job in self.jobs if not job.skip_reason]
 
-    def _emit(self, result: CheckResult) -> None:
+    def _emit(self, result: CheckResult) -> list[Exception]:
+        """Give ``result`` to every listener; what they raised, in order."""
+        raised = []
         for listener in self.listeners:
-            listener(result)
+            try:
+                listener(result)
+            except Exception as error:  # one broken listener, not all
+                raised.append(error)
+        return raised
 
     async def _run(self, job: Job, client: AsyncSectonClient) -> CheckResult:
-        spec = CHECKS[job.settings.name]
-        result = await run_check(spec, job.settings, job.target, client, self.contract,
-                                 self.config.probes)
-        self._emit(result)
+        """One run of ``job``, emitted; never raises (a failure becomes harness_error)."""
+        ts, start = time.time(), time.perf_counter()
+        try:
+            result = await run_check(CHECKS[job.settings.name], job.settings, job.target,
+                                     client, self.contract, self.config.probes)
+        except Exception as error:  # reported below; the loop goes on
+            return self._crashed(job, ts, time.perf_counter() - start, "the run", error)
+        raised = self._emit(result)
+        if raised:
+            return self._crashed(job, ts, result.duration_s, "a listener", raised[0])
+        return result
+
+    def _crashed(self, job: Job, ts: float, duration_s: float, where: str,
+                 error: Exception) -> CheckResult:
+        """Report what raised (one line; keys redacted) and emit a failed result for it."""
+        what = job.target.keys.redact(f"{type(error).__name__}: {error}")
+        what = " ".join(what.split())[:300]
+        label = f"{job.target.label}/{job.settings.name}"
+        self.on_error(f"{label}: {where} raised {what}; the check is marked failing "
+                      f"({HARNESS_ERROR}) and runs again at its next interval")
+        result = CheckResult(job.settings.name, job.target.label, ts, duration_s, False,
+                             reason=HARNESS_ERROR, detail=f"{where} raised {what}")
+        for again in self._emit(result):
+            self.on_error(f"{label}: a listener raised again on the {HARNESS_ERROR} result: "
+                          f"{type(again).__name__}")
         return result
 
     def _client(self, job: Job) -> AsyncSectonClient:
@@ -110,3 +149,7 @@ class ProbeScheduler:
             started = loop.time()
             await self._run(job, client)
             due = max(started + interval * (1 + self.rng.uniform(-jitter, jitter)), loop.time())
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

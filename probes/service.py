@@ -90,11 +90,15 @@ class ProbeRun:
                 sink.add(result.record())
         return record
 
+    def _log_error(self, line: str) -> None:
+        """A run that raised, as one console line (its text is not rich markup)."""
+        self.console.log(line, markup=False, highlight=False)
+
     async def once(self) -> int:
         """Every check once; the table; 0 when nothing failed, else 1."""
         folder, sink = self._start_folder()
         scheduler = ProbeScheduler(self.config, self.targets, self.contract,
-                                   [self._recorder(sink)])
+                                   [self._recorder(sink)], on_error=self._log_error)
         try:
             results = await scheduler.run_once()
         except BaseException:
@@ -123,7 +127,8 @@ class ProbeRun:
                                    ratelimit_files=self.config.probes.ratelimit_files,
                                    target_urls={t.label: t.url for t in self.targets})
             listeners.insert(0, metrics.observe)
-        scheduler = ProbeScheduler(self.config, self.targets, self.contract, listeners)
+        scheduler = ProbeScheduler(self.config, self.targets, self.contract, listeners,
+                                   on_error=self._log_error)
         stop = asyncio.Event()
         stopped_by: list[str] = []
         if install_signals is not None:

@@ -66,9 +66,14 @@ HELP: dict[str, str] = {
     BUILD_INFO: "Version of secton-harness.",
 }
 
-#: Fixed failure reasons of a probe check (bounded label values).
-PROBE_REASONS = ("status", "schema", "invariant", "timeout", "connect", "latency",
+#: Failure reasons a check's conditions may give (bounded label values).
+CHECK_REASONS = ("status", "schema", "invariant", "timeout", "connect", "latency",
                  "content_type", "ratelimited")
+#: The reason of a run that raised inside the harness (a bug, a record write that failed):
+#: the check is reported failing, never left showing its last good values.
+HARNESS_ERROR = "harness_error"
+#: Every failure reason of a probe check (the ``reason`` label's values).
+PROBE_REASONS = (*CHECK_REASONS, HARNESS_ERROR)
 
 
 def bucket_counts(values: Any, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> list[int]:
