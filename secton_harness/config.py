@@ -112,21 +112,35 @@ class Model(BaseModel):
 M = TypeVar("M", bound=BaseModel)
 
 
-def format_location(loc: tuple[int | str, ...]) -> str:
-    """``("keys", 0, "org")`` → ``keys[0].org`` (the way users read their TOML)."""
+_FIELD_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
+
+
+def format_location(loc: tuple[int | str, ...], secret_safe: bool = False) -> str:
+    """``("keys", 0, "org")`` → ``keys[0].org`` (the way users read their TOML).
+
+    ``secret_safe`` hides a field name that does not look like one (a key pasted as a
+    TOML key, ``"sk-…" = 1``): it is shown as ``<a field name>``.
+    """
     text = ""
     for part in loc:
+        if secret_safe and isinstance(part, str) and not _FIELD_NAME_RE.match(part):
+            part = "<a field name>"
         if isinstance(part, str) and not part.isprintable():
             part = repr(part)  # a key with a newline must not break the one-line message
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "(top level)"
 
 
-def format_validation_error(source: str, error: ValidationError) -> str:
-    """One line: ``file: field.path: problem`` for the first problem (and a count of others)."""
+def format_validation_error(source: str, error: ValidationError,
+                            secret_safe: bool = False) -> str:
+    """One line: ``file: field.path: problem`` for the first problem (and a count of others).
+
+    ``secret_safe`` (the keys file) never shows a value, and no odd field name either: a
+    key put in the wrong place (``keys = "sk-…"``) must not be printed by the error.
+    """
     problems = error.errors()
     first = problems[0]
-    location = format_location(first["loc"])
+    location = format_location(first["loc"], secret_safe)
     kind = first["type"]
     if kind == "extra_forbidden":
         message = "unknown field; check the spelling or remove it"
@@ -134,20 +148,21 @@ def format_validation_error(source: str, error: ValidationError) -> str:
         message = "missing; this field is required"
     else:
         message = first["msg"].removeprefix("Value error, ")
-        if "input" in first and kind not in ("value_error",) and not isinstance(
-            first["input"], dict | list
-        ):
+        if "input" in first and kind not in ("value_error",) and not secret_safe and not \
+                isinstance(first["input"], dict | list):
             message = f"{first['input']!r}: {message}"
     more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
     return " ".join(f"{source}: {location}: {message}{more}".splitlines())
 
 
-def model_from_dict(model: type[M], data: dict[str, Any], source: str) -> M:
-    """Validate ``data`` into ``model``; a problem becomes :class:`BadInput` naming ``source``."""
+def model_from_dict(model: type[M], data: dict[str, Any], source: str,
+                    secret_safe: bool = False) -> M:
+    """Validate ``data`` into ``model``; a problem becomes :class:`BadInput` naming ``source``
+    (without any value when ``secret_safe``, see :func:`format_validation_error`)."""
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise BadInput(format_validation_error(source, error)) from None
+        raise BadInput(format_validation_error(source, error, secret_safe)) from None
 
 
 def read_toml(path: str | os.PathLike[str], what: str = "file") -> dict[str, Any]:

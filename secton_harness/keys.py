@@ -10,17 +10,24 @@ A keys file (DESIGN.md contract)::
 The secret is kept out of ``repr``, ``str`` and every error message; outputs use
 :attr:`ApiKey.alias` or, at most, :func:`mask` (``sk-…1234``). For the common CI case,
 ``SECTON_API_KEY`` (with optional ``SECTON_ORG``) stands in for a keys file.
+
+A keys file is read as if any value in it could be a key put in the wrong place: its
+errors name the field, never a value (``keys = "sk-…"`` at top level, ``key_env = "sk-…"``),
+an alias or org holding a key is refused (both appear in every output), and a plain
+``key =`` in a file other users can read gets a warning.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from secton_harness.config import Model, model_from_dict, read_toml
 from secton_harness.errors import BadInput
@@ -28,6 +35,13 @@ from secton_harness.errors import BadInput
 ENV_KEY = "SECTON_API_KEY"
 ENV_ORG = "SECTON_ORG"
 _ALIAS_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: An environment variable name an error may show: the usual upper-case form, not too long
+#: (a lower-case ``key_env = "sk_live_…"`` is more likely a key than a variable's name).
+_SHOWN_ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
+#: The reference server's published demo keys: not secrets, so no readable-file warning.
+DEMO_KEY_PREFIX = "sk-demo-"
+_warned_readable: set[str] = set()
 
 
 def mask(secret: str) -> str:
@@ -62,13 +76,22 @@ class _KeyEntry(Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> _KeyEntry:
+        # Values are not echoed: a misplaced key may be any of them.
         if not _ALIAS_RE.match(self.alias):
-            raise ValueError(f"alias {self.alias!r} must be 1-64 of A-Z a-z 0-9 _ . -")
+            raise ValueError("alias must be 1-64 of A-Z a-z 0-9 _ . - (not shown here)")
         if not self.org.strip():
             raise ValueError("org is empty; every key needs the org it belongs to")
         if (self.key is None) == (self.key_env is None):
-            raise ValueError(f"key {self.alias!r}: give exactly one of 'key' or 'key_env'")
+            raise ValueError("give exactly one of 'key' or 'key_env'")
         return self
+
+    @field_validator("key_env")
+    @classmethod
+    def _a_variable_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME_RE.match(value):
+            raise ValueError("must name an environment variable (A-Z a-z 0-9 _), not hold "
+                             "the key; the value is not shown")
+        return value
 
 
 class _KeysFile(Model):
@@ -120,7 +143,8 @@ def load_keys(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
     """Load and validate a keys file; ``key_env`` entries are read from ``env``."""
     env = os.environ if env is None else env
     source = str(path)
-    entries = model_from_dict(_KeysFile, read_toml(Path(path), "keys file"), source).keys
+    entries = model_from_dict(_KeysFile, read_toml(Path(path), "keys file"), source,
+                              secret_safe=True).keys
     keys: list[ApiKey] = []
     seen: set[str] = set()
     seen_secrets: dict[str, str] = {}
@@ -132,8 +156,10 @@ def load_keys(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
         if entry.key_env is not None:
             secret = env.get(entry.key_env, "")
             if not secret:
+                name = (entry.key_env if _SHOWN_ENV_NAME_RE.match(entry.key_env)
+                        else "it names (not shown: is it a key?)")
                 raise BadInput(
-                    f"{where}.key_env: environment variable {entry.key_env} is not set or empty"
+                    f"{where}.key_env: environment variable {name} is not set or empty"
                 )
         else:
             secret = entry.key or ""
@@ -143,7 +169,39 @@ def load_keys(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
             )
         seen_secrets[secret] = entry.alias
         keys.append(ApiKey(alias=entry.alias, org=entry.org.strip(), secret=secret))
+    _refuse_public_names_holding_keys(keys, source)
+    if any(entry.key is not None for entry in entries):
+        _warn_if_readable(Path(path), [e.key for e in entries if e.key is not None])
     return KeyPool(tuple(keys))
+
+
+def _refuse_public_names_holding_keys(keys: list[ApiKey], source: str) -> None:
+    """An alias or org that contains a key (its own or another's) would print that key in
+    every output, record and metric label: refused, without showing either."""
+    for index, key in enumerate(keys):
+        for name, value in (("alias", key.alias), ("org", key.org)):
+            if any(other.secret in value for other in keys):
+                raise BadInput(f"{source}: keys[{index}].{name}: contains a key; an {name} "
+                               "appears in every output, use a name like 'a1' or 'org_a'")
+
+
+def _warn_if_readable(path: Path, plain: list[str]) -> None:
+    """One stderr line (per file and process) when other users can read plain keys."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return
+    if all(secret.startswith(DEMO_KEY_PREFIX) for secret in plain):
+        return
+    shown = str(path.resolve())
+    if shown in _warned_readable:
+        return
+    _warned_readable.add(shown)
+    print(f"warning: {path}: holds plain 'key =' values and other users can read it "
+          f"(mode {stat.S_IMODE(mode):o}); chmod 600 it, or use key_env", file=sys.stderr,
+          flush=True)
 
 
 def keys_from_env(env: Mapping[str, str] | None = None) -> KeyPool | None:

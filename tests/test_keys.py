@@ -82,3 +82,69 @@ def test_redact() -> None:
     pool = keys_from_env({"SECTON_API_KEY": SECRET})
     assert pool is not None
     assert pool.redact(f"oops {SECRET} leaked") == "oops <key env> leaked"
+
+
+@pytest.mark.parametrize("text", [
+    f'keys = "{SECRET}"\n',                                            # the key at top level
+    f'keys = ["{SECRET}"]\n',
+    f'[[keys]]\nalias = "a"\norg = "o"\nkey_env = "{SECRET}"\n',        # the key in key_env
+    f'[[keys]]\nalias = "a"\norg = "o"\nkey = ["{SECRET}"]\n',
+    f'[[keys]]\nalias = "a"\norg = "o"\nkey = 1\n"{SECRET}" = "x"\n',
+    f'[[keys]]\nalias = "{SECRET}/"\norg = "o"\nkey = "k1"\n',
+    f'[[keys]]\nalias = "a"\norg = "o"\nkey = "k1"\nkey_env = "{SECRET}"\n',
+])
+def test_a_misplaced_key_is_never_in_the_error_line(tmp_path: Path, text: str) -> None:
+    with pytest.raises(BadInput) as info:
+        load_keys(write(tmp_path, text), env={})
+    assert SECRET not in str(info.value) and SECRET[3:] not in str(info.value)
+    assert "\n" not in str(info.value) and str(info.value).startswith(str(tmp_path))
+
+
+def test_a_lowercase_key_env_is_not_shown(tmp_path: Path) -> None:
+    """``key_env = "sk_live_…"`` is a valid variable name, but more likely a key."""
+    lookalike = "sk_live_Zq9VbLm2Xy7WtR4"
+    with pytest.raises(BadInput, match=r"keys\[0\]\.key_env: .* not set") as info:
+        load_keys(write(tmp_path, f'[[keys]]\nalias = "a"\norg = "o"\nkey_env = '
+                                  f'"{lookalike}"\n'), env={})
+    assert lookalike not in str(info.value)
+
+
+@pytest.mark.parametrize(("entries", "field"), [
+    (f'alias = "{SECRET}"\norg = "o"\nkey = "{SECRET}"\n', r"keys\[0\]\.alias"),
+    (f'alias = "x-{SECRET}"\norg = "o"\nkey = "{SECRET}"\n', r"keys\[0\]\.alias"),
+    (f'alias = "a"\norg = "org-{SECRET}"\nkey = "{SECRET}"\n', r"keys\[0\]\.org"),
+    (f'alias = "a"\norg = "o"\nkey = "{SECRET}"\n[[keys]]\nalias = "{SECRET}"\norg = "o"\n'
+     'key = "sk-other-0000000000"\n', r"keys\[1\]\.alias"),
+])
+def test_an_alias_or_org_holding_a_key_is_refused(tmp_path: Path, entries: str,
+                                                  field: str) -> None:
+    """Aliases and orgs are written to every record and output: one holding a key would
+    leak it everywhere."""
+    with pytest.raises(BadInput, match=field + ": contains a key") as info:
+        load_keys(write(tmp_path, "[[keys]]\n" + entries), env={})
+    assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o640, True), (0o600, False)])
+def test_plain_keys_in_a_file_others_can_read_warn(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   mode: int, warned: bool) -> None:
+    path = write(tmp_path, f'[[keys]]\nalias = "a1"\nkey = "{SECRET}"\norg = "o"\n')
+    path.chmod(mode)
+    load_keys(path, env={})
+    load_keys(path, env={})  # once per file and process
+    err = capsys.readouterr().err
+    assert err.count("warning:") == (1 if warned else 0), err
+    if warned:
+        assert "other users can read it" in err and "chmod 600" in err
+    assert SECRET not in err
+
+
+def test_no_readable_warning_for_key_env_or_the_demo_keys(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, '[[keys]]\nalias = "a1"\nkey_env = "MY_KEY"\norg = "o"\n')
+    path.chmod(0o644)
+    load_keys(path, env={"MY_KEY": SECRET})
+    demo = Path(__file__).resolve().parent.parent / "examples" / "demo-keys.toml"
+    load_keys(demo, env={})
+    assert capsys.readouterr().err == ""
