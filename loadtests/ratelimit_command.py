@@ -53,9 +53,12 @@ def ratelimit(
 
     try:
         url = parse_http_url(target)
+    except ValueError as error:
+        raise BadInput(f"--target: {error}") from None
+    try:
         duration = parse_duration(max_duration)
     except ValueError as error:
-        raise BadInput(f"--target/--max-duration: {error}") from None
+        raise BadInput(f"--max-duration: {error}") from None
     if endpoint not in ("models", "chat"):
         raise BadInput(f"--endpoint: {endpoint!r} is not models or chat")
     require_loopback(url, allow_remote, "mapping sends bursts until the API refuses")

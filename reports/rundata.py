@@ -7,11 +7,13 @@ records into one pandas frame. String columns arrive dictionary-encoded (pandas
 
 What is missing is recorded in :attr:`RunData.notes` and shown in the report; what makes a
 report impossible (a folder that does not exist, unreadable JSON, a corrupt Parquet file,
-no records and no run.json) is a one-line :class:`BadInput`.
+no records and no run.json, a field the report reads holding the wrong type: a nested
+``started_at``, a text ``status`` column) is a one-line :class:`BadInput`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +81,24 @@ def _read_frame(run_dir: Path) -> pd.DataFrame:
     missing = [c for c in NEEDED if c not in table.column_names]
     for name in missing:  # an older file: absent columns read as nulls
         table = table.append_column(name, pa.nulls(table.num_rows, _NULL_TYPES.get(name)))
-    return _table_to_frame(table)
+    return _table_to_frame(_typed(table, run_dir))
+
+
+def _typed(table: pa.Table, run_dir: Path) -> pa.Table:
+    """Every needed column in the type the analysis expects (``status`` as text would
+    break every comparison); a column that cannot be read so is :class:`BadInput`."""
+    for index, name in enumerate(table.column_names):
+        expected = _NULL_TYPES[name]
+        column = table.column(index)
+        if column.type == expected:
+            continue
+        try:
+            table = table.set_column(index, name, column.cast(expected))
+        except (pa.ArrowException, ValueError):
+            raise BadInput(f"{run_dir}: records column {name!r} holds {column.type}, which "
+                           f"does not read as {expected}; not a harness records file?"
+                           ) from None
+    return table
 
 
 _NULL_TYPES = {"ts": pa.float64(), "latency_s": pa.float64(), "status": pa.int32(),
@@ -109,7 +128,70 @@ def _read_ratelimit(run_dir: Path) -> dict[str, Any] | None:
     file = run_dir / RATELIMIT_FILE
     if not file.exists():
         return None
-    return read_json_object(file)
+    data = read_json_object(file)
+    holders = [("", data)] + [(f"{where}.", scope) for where, scope in _scope_dicts(data)]
+    for prefix, holder in holders:
+        for name in _RATELIMIT_NUMBERS:
+            _check_field(file, f"{prefix}{name}", holder.get(name), _is_number,
+                         "a number")
+    return data
+
+
+#: ratelimit.json fields the report does arithmetic on (at the top and in every scope).
+_RATELIMIT_NUMBERS = ("requests_sent", "elapsed_s")
+
+
+def _scope_dicts(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    scopes = data.get("scopes")
+    if isinstance(scopes, list):
+        return [(f"scopes[{i}]", s) for i, s in enumerate(scopes) if isinstance(s, dict)]
+    holder = scopes if isinstance(scopes, dict) else data
+    prefix = "scopes." if isinstance(scopes, dict) else ""
+    return [(f"{prefix}{name}", value) for name, value in holder.items()
+            if isinstance(value, dict)]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _is_unix_time(value: Any) -> bool:
+    return _is_number(value) and 0 <= value < _MAX_UNIX_TIME
+
+
+_MAX_UNIX_TIME = 1e11  # year 5138: beyond it a "time" is no Unix time in seconds
+#: run.json fields the report reads, with what each must be (or null / absent).
+_RUN_FIELDS: dict[str, tuple[Any, str]] = {
+    "command": (lambda v: isinstance(v, str), "a string"),
+    "target": (lambda v: isinstance(v, str), "a string"),
+    "outcome": (lambda v: isinstance(v, str), "a string"),
+    "started_at": (_is_unix_time, "a Unix time in seconds"),
+    "ended_at": (_is_unix_time, "a Unix time in seconds"),
+    "thresholds": (lambda v: isinstance(v, list | dict), "a list or an object"),
+}
+
+
+def _check_field(file: Path, name: str, value: Any, valid: Any, what: str) -> None:
+    if value is not None and not valid(value):
+        raise BadInput(f"{file}: {name}: expected {what} (or null), found "
+                       f"{_json_kind(value)}")
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"the number {value:g}" if math.isfinite(value) else "a non-finite number"
+    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), "a value")
+
+
+def _checked_run_info(run_dir: Path) -> dict[str, Any]:
+    """run.json, with every field the report reads of the type it needs (else BadInput)."""
+    info = read_run_info(run_dir)
+    for name, (valid, what) in _RUN_FIELDS.items():
+        _check_field(run_dir / RUN_FILE, name, info.get(name), valid, what)
+    return info
 
 
 def _has_records(run_dir: Path) -> bool:
@@ -130,7 +212,7 @@ def load_runs(dirs: list[str | os.PathLike[str]]) -> RunData:
         has_records = _has_records(run_dir)
         limits = _read_ratelimit(run_dir)
         if (run_dir / RUN_FILE).exists() or not (has_records or limits):
-            info = read_run_info(run_dir)  # raises BadInput when missing/corrupt
+            info = _checked_run_info(run_dir)  # BadInput when missing/corrupt/mistyped
         else:
             info = {}
             notes.append(f"{run_dir}: run.json is missing; command, target and outcome "

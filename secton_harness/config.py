@@ -67,17 +67,43 @@ def parse_rate(value: Any) -> float:
 
 
 def parse_http_url(value: Any) -> str:
-    """An ``http(s)://host[:port][/path]`` URL with the trailing slash removed."""
+    """An ``http(s)://host[:port][/path]`` URL with the trailing slash removed.
+
+    The one place every target URL is validated (``--target``, ``url`` fields,
+    ``SECTON_BASE_URL``; the loopback guard runs on what this returns). Refused, and never
+    echoed: ``user:password@`` (it would be written to run.json, reports and output, and
+    sent as Basic auth instead of the Bearer key) and a query string or fragment (every
+    request path is appended to the URL, so ``?x=1`` would garble them all, and a query
+    may hold a token too).
+    """
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not a URL; use e.g. 'http://127.0.0.1:8080'")
-    parts = urlsplit(value.strip())
+    text = value.strip()
+    parts = urlsplit(text)
+    shown = _shown_url(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http(s) URL; use e.g. 'http://127.0.0.1:8080'")
+        raise ValueError(f"{shown} is not an http(s) URL; use e.g. 'http://127.0.0.1:8080'")
+    if "@" in parts.netloc:
+        raise ValueError(f"{shown}: user:password in the URL is refused (it would be "
+                         "written to every output); keys go in --keys")
+    if "?" in text or "#" in text:
+        raise ValueError(f"{shown}: a query string or fragment is refused; give the base "
+                         "URL only, e.g. 'http://127.0.0.1:8080'")
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        raise ValueError(f"{value!r} has an invalid port") from None
-    return value.strip().rstrip("/")
+        raise ValueError(f"{shown} has an invalid port") from None
+    return text.rstrip("/")
+
+
+def _shown_url(text: str) -> str:
+    """A URL as an error may quote it: no user:password, query or fragment, cut short."""
+    base = re.split(r"[?#]", text, maxsplit=1)[0]
+    scheme, sep, rest = base.partition("://")
+    if not sep:
+        scheme, rest = "", base
+    shown = scheme + sep + rest.rpartition("@")[2]  # after the last @: no userinfo at all
+    return repr(shown if len(shown) <= 80 else shown[:80] + "…")
 
 
 def is_loopback(url: str) -> bool:

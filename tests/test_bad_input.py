@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomli_w
@@ -25,9 +26,26 @@ from simulator.config import SimulatorConfig
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = str(ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml")
 LOOP = "http://127.0.0.1:9"
+#: Secrets that bad-input rows put where they do not belong: never in any output.
+MISPLACED_KEY = "sk-misplaced-Zq9VbLm2Xy7WtR4"
+PASSWORD = "hunter2pw"
 
-#: id -> (files to write {name: text}, argv after `secton-harness`, text the line must hold)
-ROWS: dict[str, tuple[dict[str, str], list[str], str]] = {
+
+
+def _parquet(**columns: list[Any]) -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(pa.table(columns), sink)
+    return sink.getvalue()
+
+
+#: id -> (files to write {name: text or bytes}, argv after `secton-harness`, text the line
+#: must hold)
+ROWS: dict[str, tuple[dict[str, str | bytes], list[str], str]] = {
     "config not TOML": ({"h.toml": "[probes\n"}, ["probe", "--once", "--config", "h.toml",
                                                  "--target", LOOP, "--keys", KEYS], "h.toml"),
     "config missing": ({}, ["probe", "--once", "--config", "nope.toml", "--target", LOOP,
@@ -56,6 +74,30 @@ ROWS: dict[str, tuple[dict[str, str], list[str], str]] = {
                              ["probe", "--once", "--target", LOOP, "--keys", "k.toml"], "a"),
     "keys none": ({"k.toml": "\n"}, ["probe", "--once", "--target", LOOP, "--keys", "k.toml"],
                   "k.toml"),
+    "keys key at top level": ({"k.toml": f"keys = '{MISPLACED_KEY}'\n"},
+                              ["probe", "--once", "--target", LOOP, "--keys", "k.toml"],
+                              "keys"),
+    "keys key in key_env": ({"k.toml": f"[[keys]]\nalias = 'a'\norg = 'o'\n"
+                                       f"key_env = '{MISPLACED_KEY}'\n"},
+                            ["probe", "--once", "--target", LOOP, "--keys", "k.toml"],
+                            "key_env"),
+    "keys alias holds the key": ({"k.toml": f"[[keys]]\nalias = '{MISPLACED_KEY}'\n"
+                                            f"org = 'o'\nkey = '{MISPLACED_KEY}'\n"},
+                                 ["probe", "--once", "--target", LOOP, "--keys", "k.toml"],
+                                 "alias"),
+    "target with user:password": ({}, ["probe", "--once", "--target",
+                                       f"http://user:{PASSWORD}@127.0.0.1:9", "--keys", KEYS],
+                                  "user:password"),
+    "target with a query string": ({}, ["probe", "--once", "--target",
+                                        f"http://127.0.0.1:9/?token={PASSWORD}", "--keys",
+                                        KEYS], "query string"),
+    "load target with user:password": (
+        {"s.toml": "duration = '2s'\n[endpoints.models]\nrate = '1/s'\n"},
+        ["load", "--scenario", "s.toml", "--target", f"http://u:{PASSWORD}@127.0.0.1:9",
+         "--keys", KEYS], "user:password"),
+    "ratelimit target with user:password": ({}, ["ratelimit", "--target",
+                                                 f"http://u:{PASSWORD}@127.0.0.1:9",
+                                                 "--keys", KEYS], "user:password"),
     "target not a URL": ({}, ["probe", "--once", "--target", "notaurl", "--keys", KEYS],
                          "--target"),
     "target not http": ({}, ["probe", "--once", "--target", "ftp://x", "--keys", KEYS],
@@ -76,7 +118,7 @@ ROWS: dict[str, tuple[dict[str, str], list[str], str]] = {
     "ratelimit remote target": ({}, ["ratelimit", "--target", "http://example.com", "--keys",
                                      KEYS], "--allow-remote"),
     "ratelimit bad duration": ({}, ["ratelimit", "--target", LOOP, "--keys", KEYS,
-                                    "--max-duration", "5x"], "max-duration"),
+                                    "--max-duration", "5x"], "error: --max-duration:"),
     "ratelimit bad rps": ({}, ["ratelimit", "--target", LOOP, "--max-rps", "0"], "--max-rps"),
     "ratelimit policy unknown field": ({"p.toml": "[key]\nbrust = 3\n"},
                                        ["ratelimit", "--target", LOOP, "--keys", KEYS,
@@ -87,6 +129,16 @@ ROWS: dict[str, tuple[dict[str, str], list[str], str]] = {
                                ["report", "r"], "records.parquet"),
     "report bad ratelimit.json": ({"r/run.json": "{}", "r/ratelimit.json": "{"},
                                   ["report", "r"], "ratelimit.json"),
+    "report run.json wrong type": ({"r/run.json": '{"started_at": {"t": 1}}'},
+                                   ["report", "r"], "run.json: started_at: expected"),
+    "report ratelimit.json wrong type": ({"r/run.json": "{}", "r/ratelimit.json":
+                                          '{"scopes": {"key": {"burst": 3, '
+                                          '"elapsed_s": [1]}}}'},
+                                         ["report", "r"], "scopes.key.elapsed_s: expected"),
+    "report records of the wrong type": (
+        {"r/run.json": "{}", "r/records.parquet": _parquet(
+            ts=[1.0, 2.0], source=["load", "load"], status=["200", "oops"],
+            latency_s=[0.1, 0.2])}, ["report", "r"], "records column 'status'"),
     "report bad --slo": ({"r/run.json": "{}"}, ["report", "r", "--slo", "2"], "--slo"),
     "report bad --bounds": ({"r/run.json": "{}"}, ["report", "r", "--bounds", "p95"],
                             "--bounds"),
@@ -101,7 +153,10 @@ def test_bad_input_row(row: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     files, argv, named = ROWS[row]
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
+        if isinstance(text, bytes):
+            (tmp_path / name).write_bytes(text)
+        else:
+            (tmp_path / name).write_text(text)
     env = {k: v for k, v in __import__("os").environ.items()
            if not k.startswith(("SECTON_", "GRAFANA_"))}
     done = subprocess.run([sys.executable, "-m", "secton_harness", *argv], cwd=tmp_path,
@@ -111,6 +166,8 @@ def test_bad_input_row(row: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert "Traceback" not in done.stderr
     assert len(lines) == 1, done.stderr
     assert named.lower() in lines[0].lower(), lines[0]
+    for secret in (MISPLACED_KEY, PASSWORD):
+        assert secret not in done.stdout + done.stderr
 
 
 def test_doc_table_has_a_row_per_test() -> None:

@@ -138,3 +138,22 @@ def test_require_loopback_refuses_remote_without_confirmation() -> None:
     with pytest.raises(BadInput, match="api.secton.org is not loopback: it bursts; pass "
                                        "--allow-remote to confirm"):
         require_loopback("https://api.secton.org", False, "it bursts")
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("http://user:hunter2pw@127.0.0.1:9", "user:password"),
+    ("http://user@127.0.0.1:9/v1", "user:password"),
+    ("https://:hunter2pw@example.com", "user:password"),
+    ("http://127.0.0.1:9/?token=hunter2pw", "query string"),
+    ("http://127.0.0.1:9?", "query string"),
+    ("http://127.0.0.1:9/#hunter2pw", "fragment"),
+    ("ftp://user:hunter2pw@127.0.0.1", "not an http"),
+    ("http://user:hunter2pw@127.0.0.1:99999", "user:password"),
+    ("http://u:hunter2pw/x@127.0.0.1", "invalid port"),
+])
+def test_urls_with_credentials_or_a_query_are_refused_unshown(url: str, why: str) -> None:
+    """user:password would be written to run.json, reports and output (and sent as Basic
+    auth instead of the Bearer key); a query garbles every request path."""
+    with pytest.raises(ValueError, match=why) as info:
+        parse_http_url(url)
+    assert "hunter2pw" not in str(info.value)
