@@ -109,7 +109,7 @@ def locust_command(options: LoadOptions, scenario: Scenario, target: str,
         # a private port: workers of another run on this machine must never join this one
         port = _free_port()
         cmd += ["--processes", str(options.processes), "--master-bind-port", str(port),
-                "--master-port", str(port)]
+                "--master-port", str(port), "--master-bind-host", "127.0.0.1"]  # not "*"
     if options.master:
         cmd += ["--master", "--master-bind-host", options.master_host,
                 "--master-bind-port", str(options.master_port),

@@ -23,6 +23,11 @@ Example::
 
 from __future__ import annotations
 
+import logging
+import math
+import sys
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from wsgiref.simple_server import WSGIServer
 
@@ -47,6 +52,8 @@ from secton_harness.metrics import (
 
 from .ratelimit_collector import RatelimitCollector
 from .runner import CheckResult
+
+log = logging.getLogger(__name__)
 
 RESULTS = ("success", "degraded", "failure")
 _LABELS = ["check", "target"]
@@ -114,4 +121,30 @@ class ProbeMetrics:
         except OSError as error:
             raise BadInput(f"--port {port}: cannot listen on {address}:{port}: "
                            f"{error.strerror or error}") from None
+        server.handle_error = _QuietErrors()  # type: ignore[method-assign]
         return server
+
+
+class _QuietErrors:
+    """socketserver's ``handle_error`` without the traceback: a scraper that hangs up or
+    junk sent to the port is one log line (at most one per ``every_s``, with a count of
+    the rest), not a screenful on the service's console."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self.every_s = every_s
+        self.last = -math.inf
+        self.quiet = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, _request: object, client_address: object) -> None:
+        error = sys.exc_info()[1]
+        with self.lock:
+            now = time.monotonic()
+            if now - self.last < self.every_s:
+                self.quiet += 1
+                return
+            self.last, quiet, self.quiet = now, self.quiet, 0
+        host = client_address[0] if isinstance(client_address, tuple) else "?"
+        what = " ".join(f"{type(error).__name__}: {error}".split())[:120]
+        more = f" ({quiet} more not shown)" if quiet else ""
+        log.warning("metrics endpoint: a request from %s failed: %s%s", host, what, more)
