@@ -145,6 +145,7 @@ def test_no_readable_warning_for_key_env_or_the_demo_keys(
     path = write(tmp_path, '[[keys]]\nalias = "a1"\nkey_env = "MY_KEY"\norg = "o"\n')
     path.chmod(0o644)
     load_keys(path, env={"MY_KEY": SECRET})
-    demo = Path(__file__).resolve().parent.parent / "examples" / "demo-keys.toml"
+    demo = (Path(__file__).resolve().parent.parent / "secton_cli" / "demo_inputs"
+            / "demo-keys.toml")
     load_keys(demo, env={})
     assert capsys.readouterr().err == ""

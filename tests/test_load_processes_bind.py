@@ -14,6 +14,7 @@ import pytest
 from conftest import ROOT, write_toml
 
 pytestmark = pytest.mark.slow
+KEYS = ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
 
 
 def _listening(pids: set[int]) -> set[tuple[str, int]]:
@@ -33,7 +34,7 @@ def test_processes_master_binds_loopback(default_server: Any, tmp_path: Path) ->
         "duration": "4s", "endpoints": {"models": {"rate": "2/s", "users": 1}}})
     child = subprocess.Popen(
         [sys.executable, "-m", "secton_harness", "load", "--scenario", str(scenario),
-         "--target", default_server.url, "--keys", str(ROOT / "examples" / "demo-keys.toml"),
+         "--target", default_server.url, "--keys", str(KEYS),
          "--out", str(tmp_path / "run"), "--processes", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     master_ports: set[int] = set()

@@ -18,7 +18,8 @@ from probes.service import ProbeRun, probe_targets
 from secton_harness.contract import default_contract
 from secton_harness.records import PARTS_DIR, RecordSink, read_records
 
-DEMO_KEYS = Path(__file__).resolve().parent.parent / "examples" / "demo-keys.toml"
+DEMO_KEYS = (Path(__file__).resolve().parent.parent / "secton_cli" / "demo_inputs"
+             / "demo-keys.toml")
 CHECK = "auth_missing"  # cheap: a 401 without a key
 
 
