@@ -105,4 +105,3 @@ def test_sigterm_stops_cleanly_with_every_record(default_server: Any, demo_keys_
     assert {r["check"] for r in rows} >= {"auth_valid", "auth_missing", "models_list"}
     assert all(r["source"] == "probe" and r["target"] == "ref" for r in rows)
     assert "interrupted" in out
-
