@@ -146,30 +146,30 @@ def load_keys(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
     entries = model_from_dict(_KeysFile, read_toml(Path(path), "keys file"), source,
                               secret_safe=True).keys
     keys: list[ApiKey] = []
-    seen: set[str] = set()
-    seen_secrets: dict[str, str] = {}
     for index, entry in enumerate(entries):
-        where = f"{source}: keys[{index}]"
-        if entry.alias in seen:
-            raise BadInput(f"{where}.alias: duplicate alias {entry.alias!r}; aliases are unique")
-        seen.add(entry.alias)
+        secret = entry.key or ""
         if entry.key_env is not None:
             secret = env.get(entry.key_env, "")
             if not secret:
                 name = (entry.key_env if _SHOWN_ENV_NAME_RE.match(entry.key_env)
                         else "it names (not shown: is it a key?)")
-                raise BadInput(
-                    f"{where}.key_env: environment variable {name} is not set or empty"
-                )
-        else:
-            secret = entry.key or ""
-        if secret in seen_secrets:
-            raise BadInput(
-                f"{where}.key: same key as alias {seen_secrets[secret]!r}; each key once"
-            )
-        seen_secrets[secret] = entry.alias
+                raise BadInput(f"{source}: keys[{index}].key_env: environment variable "
+                               f"{name} is not set or empty")
         keys.append(ApiKey(alias=entry.alias, org=entry.org.strip(), secret=secret))
+    # before any message that quotes an alias: an alias may be a misplaced key
     _refuse_public_names_holding_keys(keys, source)
+    seen: set[str] = set()
+    seen_secrets: dict[str, str] = {}
+    for index, key in enumerate(keys):
+        where = f"{source}: keys[{index}]"
+        if key.alias in seen:
+            raise BadInput(f"{where}.alias: duplicate alias {key.alias!r}; aliases are unique")
+        seen.add(key.alias)
+        if key.secret in seen_secrets:
+            raise BadInput(
+                f"{where}.key: same key as alias {seen_secrets[key.secret]!r}; each key once"
+            )
+        seen_secrets[key.secret] = key.alias
     if any(entry.key is not None for entry in entries):
         _warn_if_readable(Path(path), [e.key for e in entries if e.key is not None])
     return KeyPool(tuple(keys))

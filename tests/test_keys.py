@@ -115,6 +115,8 @@ def test_a_lowercase_key_env_is_not_shown(tmp_path: Path) -> None:
     (f'alias = "a"\norg = "org-{SECRET}"\nkey = "{SECRET}"\n', r"keys\[0\]\.org"),
     (f'alias = "a"\norg = "o"\nkey = "{SECRET}"\n[[keys]]\nalias = "{SECRET}"\norg = "o"\n'
      'key = "sk-other-0000000000"\n', r"keys\[1\]\.alias"),
+    (f'alias = "{SECRET}"\norg = "o"\nkey = "{SECRET}"\n[[keys]]\nalias = "{SECRET}"\n'
+     f'org = "o"\nkey = "{SECRET}"\n', r"keys\[0\]\.alias"),  # not "duplicate alias '…'"
 ])
 def test_an_alias_or_org_holding_a_key_is_refused(tmp_path: Path, entries: str,
                                                   field: str) -> None:
