@@ -28,6 +28,9 @@ from loadtests.live_metrics import MetricDeltas, batch_deltas
 from secton_harness.records import RecordSink, tuples_to_table
 
 FLUSH_INTERVAL_S = 1.0
+#: Batches kept for a retry while writes fail (a full disk), about a minute of records;
+#: beyond that the oldest is given up (and said so), so memory stays bounded.
+MAX_WAITING_BATCHES = 60
 #: The fields of a load record, in the order the users' records (tuples) hold them.
 RECORD_FIELDS = ("ts", "intended_ts", "phase", "endpoint", "method", "key_alias", "org",
                  "status", "latency_s", "bytes", "error", "reason", "success",
@@ -77,12 +80,16 @@ class Recorder:
         """Convert (a misfit value costs only itself, see :func:`tuples_to_table`) and
         write; a batch whose write fails waits for the next one instead of being lost."""
         table = tuples_to_table(rows, RECORD_FIELDS, self.sink.defaults)
-        self.deltas.add(batch_deltas(table))
         self._unwritten.append(table)
+        self.deltas.add(batch_deltas(table))
         while self._unwritten:
             try:
                 self.sink.write_table(self._unwritten[0])
             except OSError as error:
+                if len(self._unwritten) > MAX_WAITING_BATCHES:  # bounded memory
+                    lost = self._unwritten.pop(0).num_rows
+                    print(f"records: {lost} records given up after "
+                          f"{MAX_WAITING_BATCHES} failed writes", file=sys.stderr, flush=True)
                 print(f"records: writing a batch failed ({error}); retried with the next "
                       "batch", file=sys.stderr, flush=True)
                 return

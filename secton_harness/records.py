@@ -68,6 +68,8 @@ COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
 _DEFAULTS: dict[str, Any] = {"error": "", "reason": "", "detail": "", "phase": "", "target": "",
                              "check": "", "worker": "", "status": 0}
 _COLUMN_SET = frozenset(COLUMNS)
+#: Rows a sink keeps waiting while its writes fail (a full disk) before the oldest go.
+MAX_WAITING_ROWS = 200_000
 
 
 class RecordSink:
@@ -86,6 +88,8 @@ class RecordSink:
         #: column values for rows that do not set them (filled per batch, not per row)
         self.defaults = {**({"source": source} if source else {}), **(defaults or {})}
         self.count = 0
+        #: rows given up (oldest first) because writes kept failing past MAX_WAITING_ROWS
+        self.dropped = 0
         self._rows: list[dict[str, Any]] = []
         self._parts = 0
         self._last_flush = time.monotonic()
@@ -121,6 +125,10 @@ class RecordSink:
         except OSError:  # e.g. a full disk: the rows wait for the next flush, not lost
             with self._lock:
                 self._rows[:0] = rows
+                excess = len(self._rows) - MAX_WAITING_ROWS
+                if excess > 0:  # memory stays bounded however long the disk stays full
+                    del self._rows[:excess]
+                    self.dropped += excess
             raise
         return table
 

@@ -177,3 +177,23 @@ def test_a_failed_write_keeps_the_rows_for_the_next_flush(tmp_path: Path) -> Non
     sink.add(ts=2.0, status=200)
     sink.close()
     assert read_records(tmp_path).column("ts").to_pylist() == [1.0, 2.0]
+
+
+def test_rows_waiting_for_a_failing_disk_are_bounded(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import secton_harness.records as records
+
+    monkeypatch.setattr(records, "MAX_WAITING_ROWS", 3)
+    sink = RecordSink(tmp_path, batch_size=1000, flush_interval_s=3600)
+    parts = tmp_path / PARTS_DIR
+    parts.rmdir()
+    parts.write_text("not a directory")
+    for i in range(5):
+        sink.add(ts=float(i))
+        with pytest.raises(OSError):
+            sink.flush()
+    assert sink.dropped == 2
+    parts.unlink()
+    parts.mkdir()
+    sink.close()
+    assert read_records(tmp_path).column("ts").to_pylist() == [2.0, 3.0, 4.0]
