@@ -86,3 +86,22 @@ def test_a_listener_that_raises_marks_the_check_failing_and_the_loop_goes_on(
     assert len(real) >= 6 and all(r.success for r in real)
     # the rows of the failed writes waited in the sink: every result is recorded
     assert read_records(tmp_path).num_rows == len(seen)
+
+
+def test_a_run_that_raises_is_a_harness_error_result(tmp_path: Path) -> None:
+    """A bug inside a check (here: a target built without its probe key, which the
+    ``auth_malformed`` check needs) is that check's failure, not an exception that ends
+    ``probe --once`` or a loop."""
+    import dataclasses
+
+    checks = {name: {"enabled": name == "auth_malformed"} for name in CHECK_NAMES}
+    config = HarnessConfig.model_validate({
+        "targets": [{"label": "t", "url": "http://127.0.0.1:9"}], "probes": {"checks": checks}})
+    target = dataclasses.replace(probe_targets(config, DEMO_KEYS)[0], probe_key=None)
+    errors: list[str] = []
+    scheduler = ProbeScheduler(config, [target], default_contract(), [], on_error=errors.append)
+    [result] = asyncio.run(scheduler.run_once())
+    assert (result.success, result.reason) == (False, "harness_error")
+    assert result.detail.startswith("the run raised AttributeError")
+    assert errors == [f"t/auth_malformed: {result.detail}; the check is marked failing "
+                      "(harness_error) and runs again at its next interval"]
