@@ -8,6 +8,7 @@ The error budget is what the ``slo`` variable allows: remaining = 1 - (1 - avail
 
 from __future__ import annotations
 
+from secton_harness.measures import DEFAULT_SLO
 from secton_harness.metrics import (
     PROBE_CHECKS,
     PROBE_DEGRADED,
@@ -52,7 +53,8 @@ def build() -> Json:
         stat("Availability", "Share of check runs that did not fail (success or degraded) "
              "over the selected time range, all selected checks and targets.",
              "percentunit", [target(AVAILABILITY, "availability")], decimals=3,
-             thresholds=[(None, "red"), (0.99, "orange"), (0.995, "green")]),
+             thresholds=[(None, "red"), (DEFAULT_SLO - 0.005, "orange"),
+                         (DEFAULT_SLO, "green")]),
         stat("Error budget remaining", "1 - (1 - availability) / (1 - SLO) over the time "
              "range; the SLO is the dashboard variable 'slo'. Below 0 the budget is spent.",
              "percentunit", [target(f"1 - (1 - ({AVAILABILITY})) / (1 - $slo)", "budget")],
@@ -111,4 +113,4 @@ def build() -> Json:
         description="Synthetic checks of the Secton API (secton-harness probe): status, "
                     "latency, availability against the SLO, failures by reason.",
         panels=panels, tags=["secton", "probes"],
-        variables=[*variables.standard(), variables.check(), variables.slo()])
+        variables=variables.probes())

@@ -12,6 +12,7 @@ the client observes it: requests that got a 2xx per second, per org.
 
 from __future__ import annotations
 
+from secton_harness.measures import promql_ok_rps, promql_rps
 from secton_harness.metrics import RATELIMIT_OBSERVED, RATELIMIT_VERIFIED, RATELIMITED, REQUESTS
 
 from . import variables
@@ -19,7 +20,8 @@ from .panels import Json, bargauge, dashboard, row, table, target, timeseries, v
 
 UID = "secton-ratelimits"
 SEL = 'org=~"$org", endpoint=~"$endpoint"'
-RATE = "[$__rate_interval]"
+WINDOW = "$__rate_interval"
+RATE = f"[{WINDOW}]"
 #: Mapper figures: the org variable, or no org known (key scope of an unnamed org).
 MAPPED = 'org=~"$org|"'
 #: quantity label -> (column title, Grafana unit)
@@ -81,18 +83,17 @@ def panels() -> list[Json]:
                            "{{org}} ({{source}})")], stack=True, width=24),
         timeseries("429 share by org", "Share of each org's requests answered 429.",
                    "percentunit",
-                   [target(f"sum by (org) (rate({limited}{RATE})) / sum by (org) "
-                           f"(rate({REQUESTS}{{{SEL}}}{RATE}))", "{{org}}")], max_value=1),
+                   [target(f"sum by (org) (rate({limited}{RATE})) / "
+                           f"{promql_rps(SEL, WINDOW, by='org')}", "{{org}}")],
+                   max_value=1),
         bargauge("429s by org and endpoint", "Requests answered 429 over the selected time "
                  "range, by org and endpoint.", "short",
                  [target(f"sort_desc(sum by (org, endpoint) (increase({limited}"
                          "[$__range])))", "{{org}} {{endpoint}}", instant=True)]),
         row("Admitted throughput"),
-        timeseries("Admitted rate by org", "Requests per second that got a 2xx, by org: "
-                   "while the same org also gets 429s, this is its limit as observed.",
-                   "reqps",
-                   [target(f'sum by (org) (rate({REQUESTS}{{{SEL}, status=~"2.."}}{RATE}))',
-                           "{{org}}")]),
+        timeseries("Admitted rate by org", "Requests per second whose outcome was ok, by "
+                   "org: while the same org also gets 429s, this is its limit as observed.",
+                   "reqps", [target(promql_ok_rps(SEL, WINDOW, by="org"), "{{org}}")]),
         timeseries("Requests by status", "All requests per second by HTTP status (every "
                    "source).", "reqps",
                    [target(f"sum by (status) (rate({REQUESTS}{{{SEL}}}{RATE}))",
@@ -106,4 +107,4 @@ def build() -> Json:
         description="Observed limits per scope (rate-limit mapper), 429s by org over time, "
                     "their share, and the admitted rate per org.",
         panels=panels(), tags=["secton", "ratelimits"], refresh="10s",
-        time_from="now-30m", variables=variables.standard())
+        time_from="now-30m", variables=variables.requests())

@@ -1,19 +1,22 @@
-"""The template variables every Secton dashboard offers, so links keep the selection.
+"""The template variables of the Secton dashboards; each board offers only those its
+panels use.
 
-Every dashboard has ``datasource``, ``target``, ``org`` and ``endpoint``. ``target`` exists
-only on probe metrics and ``org``/``endpoint`` only on request metrics, so each query uses
-only the variables whose label its metric carries: selecting a probe target never empties
-a load panel. Multi-value variables expand to a regex ("All" is ``.*``), hence ``=~``.
+``target`` exists only on probe metrics and ``org``/``endpoint`` only on request metrics,
+so the probe board offers ``target`` and ``check`` (and ``slo``), the load and rate-limit
+boards ``org`` and ``endpoint``; links between boards keep the ones they share.
+Multi-value variables expand to a regex ("All" is ``.*``), hence ``=~``.
 """
 
 from __future__ import annotations
 
+from secton_harness.measures import DEFAULT_SLO as _SLO
 from secton_harness.metrics import PROBE_SUCCESS, REQUESTS
 
 from .panels import Json, datasource_variable, query_variable, textbox_variable
 
-#: Default availability objective of the probe dashboard (editable on the dashboard).
-DEFAULT_SLO = "0.995"
+#: Default availability objective of the probe dashboard (editable on the dashboard):
+#: the harness's one default (secton_harness.measures.DEFAULT_SLO).
+DEFAULT_SLO = f"{_SLO:g}"
 
 
 def target() -> Json:
@@ -39,9 +42,15 @@ def endpoint() -> Json:
 
 def slo() -> Json:
     return textbox_variable("slo", "SLO", DEFAULT_SLO,
-                            "Availability objective as a ratio (0.995 = 99.5 %).")
+                            f"Availability objective as a ratio ({DEFAULT_SLO} = "
+                            f"{float(DEFAULT_SLO) * 100:g} %).")
 
 
-def standard() -> list[Json]:
-    """datasource, target, org, endpoint: the set on every dashboard."""
-    return [datasource_variable(), target(), org(), endpoint()]
+def requests() -> list[Json]:
+    """datasource, org, endpoint: the filters of the request-metric boards."""
+    return [datasource_variable(), org(), endpoint()]
+
+
+def probes() -> list[Json]:
+    """datasource, target, check, slo: the filters of the probe board."""
+    return [datasource_variable(), target(), check(), slo()]

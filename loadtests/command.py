@@ -126,7 +126,7 @@ def print_result(console: Any, result: Any) -> None:
 
     figures = Table(title=f"load: {result.run_dir}")
     for column in ("endpoint", "requests", "rps", "target rps", "p50 ms", "p95 ms",
-                   "p99 ms", "p99 corr. ms", "errors", "429"):
+                   "p99 ms", "p99 corr. ms", "errors", "error %", "429"):
         figures.add_column(column, justify="left" if column == "endpoint" else "right")
 
     def show(value: Any) -> str:
@@ -135,12 +135,15 @@ def print_result(console: Any, result: Any) -> None:
     def ms(value: Any) -> str:
         return "-" if value is None else f"{value * 1000:.1f}"
 
+    def pct(value: Any) -> str:
+        return "-" if value is None else f"{value * 100:.2f}"
+
     for endpoint, f in result.summary.items():
         figures.add_row(endpoint, show(f["requests"]), show(f["rps"]),
                         show(f.get("target_rps")), ms(f["p50_latency_s"]),
                         ms(f["p95_latency_s"]), ms(f["p99_latency_s"]),
                         ms(f["p99_corrected_latency_s"]), show(f["errors"]),
-                        show(f["ratelimited"]))
+                        pct(f.get("error_rate")), show(f["ratelimited"]))
     if result.summary:
         console.print(figures)
     if result.results:

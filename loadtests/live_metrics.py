@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from prometheus_client import CollectorRegistry
 
+from secton_harness.measures import Columns, outcome_labels
 from secton_harness.metrics import TARGET_RATE, USERS, RequestMetrics, bucket_counts, gauge
 
 SOURCE = "load"
@@ -31,18 +32,21 @@ REPORT_KEY = "secton_metrics"
 def batch_deltas(table: pa.Table) -> dict[str, Any]:
     """The metric counts of one batch of records, msgpack-friendly.
 
-    ``requests``: [endpoint, status, org, n]; ``ratelimited``: [endpoint, org, n];
+    ``requests``: [endpoint, status, org, outcome, n] (outcome as
+    :func:`secton_harness.measures.outcome_labels` defines it); ``ratelimited``: [endpoint, org, n];
     ``tokens``: [kind, org, n]; ``durations``: {endpoint: [per-bucket counts, sum]} with
     the buckets of :data:`~secton_harness.metrics.LATENCY_BUCKETS` plus ``+Inf``.
     """
     if table.num_rows == 0:
         return {}
-    grouped = table.group_by(["endpoint", "status", "org"], use_threads=False).aggregate(
-        [([], "count_all")])
-    requests = [[e, str(s), o or "", n] for e, s, o, n in zip(
-        *(grouped[c].to_pylist() for c in ("endpoint", "status", "org", "count_all")),
-        strict=True)]
-    ratelimited = [[e, o, n] for e, s, o, n in requests if s == "429"]
+    outcomes = pa.array(outcome_labels(Columns.from_arrow(table)), pa.string())
+    grouped = table.select(["endpoint", "status", "org"]).append_column(
+        "outcome", outcomes).group_by(["endpoint", "status", "org", "outcome"],
+                                      use_threads=False).aggregate([([], "count_all")])
+    requests = [[e, str(s), o or "", k, n] for e, s, o, k, n in zip(
+        *(grouped[c].to_pylist() for c in ("endpoint", "status", "org", "outcome",
+                                           "count_all")), strict=True)]
+    ratelimited = [[e, o, n] for e, s, o, _k, n in requests if s == "429"]
     tokens: list[list[Any]] = []
     by_org = table.group_by("org", use_threads=False).aggregate([("prompt_tokens", "sum"),
                                              ("completion_tokens", "sum")])
@@ -77,7 +81,7 @@ class MetricDeltas:
 
     def drain(self) -> dict[str, Any]:
         """Everything added since the last drain, merged into one report."""
-        requests: Counter[tuple[str, str, str]] = Counter()
+        requests: Counter[tuple[str, str, str, str]] = Counter()
         ratelimited: Counter[tuple[str, str]] = Counter()
         tokens: Counter[tuple[str, str]] = Counter()
         durations: dict[str, list[Any]] = {}
@@ -114,8 +118,8 @@ class LiveMetrics:
 
     def apply(self, data: dict[str, Any]) -> None:
         m = self.metrics
-        for endpoint, status, org, n in data.get("requests", []):
-            m.requests.labels(SOURCE, endpoint, status, org).inc(n)
+        for endpoint, status, org, outcome, n in data.get("requests", []):
+            m.requests.labels(SOURCE, endpoint, status, org, outcome).inc(n)
         for endpoint, org, n in data.get("ratelimited", []):
             m.ratelimited.labels(SOURCE, endpoint, org).inc(n)
         for kind, org, n in data.get("tokens", []):

@@ -1,7 +1,7 @@
 """Per-endpoint figures of a finished load run, computed from its records.
 
-The same :func:`loadtests.thresholds.measure` that judges thresholds computes these,
-so the table a user reads and the verdict always agree.
+The same :func:`secton_harness.measures.measure` that judges thresholds computes these,
+so the table a user reads, run.json, the verdict and the report always agree.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loadtests.scenario import Scenario
-from loadtests.thresholds import measure
 from secton_harness.endpoints import BY_NAME
+from secton_harness.measures import Columns, measure
 
-FIGURES = ("requests", "rps", "p50_latency_s", "p95_latency_s", "p99_latency_s",
+FIGURES = ("requests", "rps", "ok", "errors", "error_rate", "ratelimited", "ratelimited_rate",
+           "p50_latency_s", "p95_latency_s", "p99_latency_s",
            "p50_corrected_latency_s", "p95_corrected_latency_s", "p99_corrected_latency_s",
-           "errors", "ratelimited", "tokens_per_min")
+           "tokens_per_min")
 
 
 def summarize(table: pa.Table, scenario: Scenario) -> dict[str, Any]:
@@ -35,4 +36,5 @@ def summarize(table: pa.Table, scenario: Scenario) -> dict[str, Any]:
 
 
 def _figures(table: pa.Table) -> dict[str, Any]:
-    return {name: measure(name, table) for name in FIGURES}
+    columns = Columns.from_arrow(table)
+    return {name: measure(name, columns) for name in FIGURES}

@@ -6,22 +6,13 @@ of a long run). :meth:`ThresholdSet.evaluate` computes each metric from the reco
 (the run folder's ``records.parquet`` as a pyarrow table) and a failure prints the resolved
 value, Gatus-style: ``p95_latency_s (2.41) < 2.0``.
 
-Metrics (over all records of the scope):
-
-=============================  ==========================================================
-``requests``                   number of requests
-``rps`` / ``rpm``              (requests - 1) / (last send - first send), per s / per min
-``error_rate`` / ``errors``    no response, a status >= 400 other than 429, or an error
-                               class (e.g. ``contract``); 429 is *not* an error
-``ratelimited_rate`` / ``ratelimited``  responses with status 429
-``success_rate``               1 - error_rate - ratelimited_rate
-``pNN_latency_s``              latency percentile (e.g. p50, p95, p99, p99.9), linear
-                               interpolation, from the full-precision ``latency_s``
-``pNN_corrected_latency_s``    the same from the *intended* send time (``intended_ts``;
-                               coordinated-omission corrected); plain latency when absent
-``mean_latency_s`` / ``max_latency_s``
-``tokens_per_s`` / ``tokens_per_min``   ``total_tokens`` over the same span as ``rps``
-=============================  ==========================================================
+Metrics (over all records of the scope) are the measures of
+:mod:`secton_harness.measures`, by name: ``requests``, ``ok``, ``errors``, ``ratelimited``,
+``error_rate`` (a 429 is never an error), ``ratelimited_rate``, ``success_rate``, ``rps`` /
+``rpm``, ``ok_rps``, ``tokens_per_s`` / ``tokens_per_min``, ``mean_latency_s``,
+``max_latency_s``, ``pNN_latency_s`` and ``pNN_corrected_latency_s`` (any 0 < NN < 100).
+Their definitions live there once (docs/measurement.md), so a threshold, the load table,
+run.json, the report and the dashboards give one run the same figure.
 
 Latency values may carry a unit (``"p95_latency_s < 250ms"``). Scopes are ``all`` or a
 name mapped to an ``endpoint`` column value (``chat`` → ``/v1/chat/completions``).
@@ -47,31 +38,20 @@ import pyarrow.compute as pc
 
 from secton_harness.config import parse_duration
 from secton_harness.errors import BadInput
+from secton_harness.measures import SIMPLE_METRICS, Columns, check_metric_name, measure
+
+__all__ = ["SIMPLE_METRICS", "Threshold", "ThresholdResult", "ThresholdSet",
+           "check_metric_name", "format_value", "measure", "parse_threshold"]
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
     "<": operator.lt, ">": operator.gt,
 }
 _EXPR_RE = re.compile(r"^\s*([a-z0-9_.]+)\s*(<=|>=|==|!=|<|>)\s*(\S+)\s*$")
-_PERCENTILE_RE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)_(corrected_)?latency_s$")
-SIMPLE_METRICS = ("requests", "rps", "rpm", "errors", "error_rate", "ratelimited",
-                  "ratelimited_rate", "success_rate", "mean_latency_s", "max_latency_s",
-                  "tokens_per_s", "tokens_per_min")
 
 
 def is_latency_metric(metric: str) -> bool:
     return metric.endswith("latency_s")
-
-
-def check_metric_name(metric: str) -> None:
-    """ValueError unless ``metric`` is one this module can compute."""
-    if metric in SIMPLE_METRICS:
-        return
-    match = _PERCENTILE_RE.match(metric)
-    if match and 0 < float(match.group(1)) < 100:
-        return
-    raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(SIMPLE_METRICS)}, "
-                     "pNN_latency_s or pNN_corrected_latency_s")
 
 
 @dataclass(frozen=True)
@@ -175,77 +155,6 @@ class ThresholdSet:
             if threshold.scope != "all":
                 table = records.filter(pc.equal(records["endpoint"],
                                                 self.scope_endpoints[threshold.scope]))
-            actual = measure(threshold.metric, table)
+            actual = measure(threshold.metric, Columns.from_arrow(table))
             results.append(ThresholdResult(threshold, actual, threshold.holds(actual)))
         return results
-
-
-# ---------------------------------------------------------------------- measuring
-
-
-def _count(mask: pa.ChunkedArray | pa.Array) -> int:
-    return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
-
-
-def ratelimited_mask(table: pa.Table) -> pa.ChunkedArray:
-    return pc.fill_null(pc.equal(table["status"], 429), False)
-
-
-def error_mask(table: pa.Table) -> pa.ChunkedArray:
-    """No response, status >= 400, or an error class; never a 429."""
-    status = table["status"]
-    error = pc.fill_null(table["error"], "")
-    failed = pc.or_(pc.or_(pc.equal(status, 0), pc.greater_equal(status, 400)),
-                    pc.not_equal(error, ""))
-    return pc.and_(pc.fill_null(failed, True), pc.invert(ratelimited_mask(table)))
-
-
-def send_span_s(table: pa.Table) -> float | None:
-    if table.num_rows < 2:
-        return None
-    span = pc.min_max(table["ts"]).as_py()
-    width = span["max"] - span["min"]
-    return width if width > 0 else None
-
-
-def corrected_latency(table: pa.Table) -> pa.ChunkedArray:
-    """Latency from the intended send time: ts + latency_s - intended_ts (or latency_s)."""
-    done = pc.add(table["ts"], table["latency_s"])
-    corrected = pc.subtract(done, table["intended_ts"])
-    return pc.coalesce(corrected, table["latency_s"])
-
-
-def measure(metric: str, table: pa.Table) -> float | None:
-    """The value of ``metric`` over ``table`` (None when there is no data for it)."""
-    n = table.num_rows
-    if metric == "requests":
-        return float(n)
-    if n == 0:
-        return None
-    if metric in ("rps", "rpm", "tokens_per_s", "tokens_per_min"):
-        span = send_span_s(table)
-        if span is None:
-            return None
-        per = 60.0 if metric.endswith("min") else 1.0
-        if metric.startswith("tokens"):
-            tokens = pc.sum(table["total_tokens"]).as_py() or 0
-            return tokens / span * per
-        return (n - 1) / span * per
-    if metric in ("errors", "error_rate"):
-        count = _count(error_mask(table))
-        return float(count) if metric == "errors" else count / n
-    if metric in ("ratelimited", "ratelimited_rate"):
-        count = _count(ratelimited_mask(table))
-        return float(count) if metric == "ratelimited" else count / n
-    if metric == "success_rate":
-        return 1 - (_count(error_mask(table)) + _count(ratelimited_mask(table))) / n
-    if metric == "mean_latency_s":
-        return pc.mean(table["latency_s"]).as_py()
-    if metric == "max_latency_s":
-        return pc.max(table["latency_s"]).as_py()
-    match = _PERCENTILE_RE.match(metric)
-    if match:
-        values = corrected_latency(table) if match.group(2) else table["latency_s"]
-        quantile = pc.quantile(values, q=float(match.group(1)) / 100, interpolation="linear")
-        return quantile[0].as_py()
-    raise ValueError(f"unknown metric {metric!r}")

@@ -16,11 +16,21 @@ from reports.stats import (
     PERCENTILES,
     STATUS_CLASSES,
     bucket_width,
+    columns,
     latency_summary,
-    ok_mask,
     series_points,
     status_class,
 )
+from secton_harness.measures import (
+    Columns,
+    classify,
+    count,
+    error_rate,
+    ratelimited_rate,
+    rps,
+    scaled_rps,
+)
+from secton_harness.measures import corrected_latency as corrected
 
 MAX_SERIES = 8
 TOP_ERRORS = 20
@@ -29,89 +39,83 @@ CDF_POINTS = 101
 
 def analyse_capacity(load: pd.DataFrame, *, thresholds: list[dict[str, Any]],
                      knee_latency_ratio: float, knee_error_rise: float) -> dict[str, Any]:
-    """The figures of the Capacity section (``{"available": False, ...}`` without data)."""
+    """The figures of the Capacity section (``{"available": False, ...}`` without data).
+
+    Counts, rates and percentiles are :mod:`secton_harness.measures`: a 429 is counted
+    apart (``rate_limited``), never as an error; ``throughput_rps`` is the measures' rps.
+    """
     if load.empty:
         return {"available": False, "missing": "no load records (source=load) in these runs",
                 "thresholds": thresholds}
-    ts = load["ts"].to_numpy(dtype=float)
+    cols = columns(load)
+    ts = cols.ts
     t0, t1 = float(np.nanmin(ts)), float(np.nanmax(ts))
     duration = max(t1 - t0, 1e-9)
-    ok = ok_mask(load)
+    kinds = classify(cols.status, cols.has_error, cols.success)
     classes = status_class(load)
-    n = len(load)
-    n_ok = int(ok.sum())
-    n_429 = int((classes == "429").sum())
+    counts = count(cols)
+    rate = rps(ts)
     result: dict[str, Any] = {
         "available": True,
-        "requests": n,
-        "ok": n_ok,
-        "errors": n - n_ok,
-        "rate_limited": n_429,
+        "requests": counts.requests,
+        "ok": counts.ok,
+        "errors": counts.errors,
+        "rate_limited": counts.ratelimited,
         "no_response": int((classes == "no response").sum()),
         "start_ts": t0,
         "duration_s": duration,
-        "throughput_rps": n / duration,
-        "ok_rps": n_ok / duration,
-        "error_rate": (n - n_ok) / n,
-        "rate_limited_rate": n_429 / n,
-        "error_rate_excl_429": (n - n_ok - n_429) / n if n else 0.0,
-        "latency": latency_summary(load["latency_s"]),
-        "latency_corrected": _corrected_summary(load),
-        "by_endpoint": _by_endpoint(load, ok, duration),
+        "throughput_rps": rate,
+        "ok_rps": scaled_rps(rate, counts.ok, counts.requests),
+        "error_rate": error_rate(counts),
+        "rate_limited_rate": ratelimited_rate(counts),
+        "latency": latency_summary(cols.latency_s),
+        "latency_corrected": _corrected_summary(cols),
+        "by_endpoint": _by_endpoint(load, cols),
         "status_counts": {c: int(v) for c, v in classes.value_counts().items() if v},
-        "error_breakdown": _error_breakdown(load, ok, classes),
-        "tokens": _tokens(load, duration),
+        "error_breakdown": _error_breakdown(load, pd.Series(kinds.error, index=load.index)),
+        "tokens": _tokens(load, rate),
         "cdf": _cdf(load["latency_s"]),
         "series": _series(load, ts, t0, duration, classes),
         "thresholds": thresholds,
     }
-    stages = stage_table(load, ok, classes)
+    stages = stage_table(load, cols)
     result["stages"] = stages
     result["knee"] = find_knee(stages, latency_ratio=knee_latency_ratio,
                                error_rise=knee_error_rise)
     return result
 
 
-def corrected_latency(load: pd.DataFrame) -> pd.Series:
-    """Latency from the *intended* send time (``ts + latency_s - intended_ts``): the
-    coordinated-omission-corrected figure of wrk2/Vegeta. NaN where a record has no
-    ``intended_ts`` (probes, closed-model runs)."""
-    if "intended_ts" not in load:
-        return pd.Series(np.nan, index=load.index)
-    return load["ts"] + load["latency_s"] - load["intended_ts"]
+def _corrected_summary(cols: Columns) -> dict[str, float | None] | None:
+    """Corrected percentiles; None when no record had a schedule (then they equal plain)."""
+    if not np.isfinite(cols.intended_ts).any():
+        return None
+    return latency_summary(corrected(cols))
 
 
-def _corrected_summary(load: pd.DataFrame) -> dict[str, float | None] | None:
-    corrected = corrected_latency(load)
-    return latency_summary(corrected) if corrected.notna().any() else None
-
-
-def _by_endpoint(load: pd.DataFrame, ok: pd.Series, duration: float) -> list[dict[str, Any]]:
-    groups = load.assign(_ok=ok, _corrected=corrected_latency(load)).groupby(
-        "endpoint", observed=True)
-    counts = groups.size()
-    oks = groups["_ok"].sum()
-    quant = groups["latency_s"].quantile(list(PERCENTILES.values())).unstack()
-    quant_corrected = groups["_corrected"].quantile(list(PERCENTILES.values())).unstack()
-    maxes = groups["latency_s"].max()
+def _by_endpoint(load: pd.DataFrame, cols: Columns) -> list[dict[str, Any]]:
+    """One row per endpoint, busiest first: the measures over that endpoint's records."""
+    endpoint = load["endpoint"].astype(str).to_numpy()
+    names, sizes = np.unique(endpoint, return_counts=True)
     rows = []
-    for endpoint in counts.sort_values(ascending=False).index:
-        total = int(counts[endpoint])
-        corrected = {f"{name}_corrected": quant_corrected.loc[endpoint, q]
-                     for name, q in PERCENTILES.items()}
+    for name in names[np.argsort(-sizes, kind="stable")]:
+        part = cols.take(endpoint == name)
+        counts = count(part)
+        plain = latency_summary(part.latency_s)
+        fixed = latency_summary(corrected(part))
         rows.append({
-            "endpoint": str(endpoint), "requests": total, "rps": total / duration,
-            "error_rate": (total - int(oks[endpoint])) / total,
-            **{name: float(quant.loc[endpoint, q]) for name, q in PERCENTILES.items()},
-            **{name: None if pd.isna(v) else float(v) for name, v in corrected.items()},
-            "max": float(maxes[endpoint]),
+            "endpoint": str(name), "requests": counts.requests, "rps": rps(part.ts),
+            "ok": counts.ok, "errors": counts.errors, "rate_limited": counts.ratelimited,
+            "error_rate": error_rate(counts), "rate_limited_rate": ratelimited_rate(counts),
+            **{q: plain[q] for q in PERCENTILES},
+            **{f"{q}_corrected": fixed[q] for q in PERCENTILES},
+            "max": plain["max"],
         })
     return rows
 
 
-def _error_breakdown(load: pd.DataFrame, ok: pd.Series,
-                     classes: pd.Series) -> list[dict[str, Any]]:
-    failed = load.loc[~ok, ["endpoint", "status", "error"]]
+def _error_breakdown(load: pd.DataFrame, failed_mask: pd.Series) -> list[dict[str, Any]]:
+    """The commonest errors (429s are not errors: they have their own figures)."""
+    failed = load.loc[failed_mask, ["endpoint", "status", "error"]]
     if failed.empty:
         return []
     counts = (failed.assign(status=failed["status"].fillna(0).astype(int))
@@ -123,14 +127,16 @@ def _error_breakdown(load: pd.DataFrame, ok: pd.Series,
             for (e, s, err), c in counts.head(TOP_ERRORS).items() if c]
 
 
-def _tokens(load: pd.DataFrame, duration: float) -> dict[str, Any] | None:
+def _tokens(load: pd.DataFrame, rate: float | None) -> dict[str, Any] | None:
+    """Token totals and rates (the measures' rps x tokens per request)."""
     prompt = load["prompt_tokens"]
     completion = load["completion_tokens"]
     if prompt.notna().sum() == 0 and completion.notna().sum() == 0:
         return None
     p, c = float(prompt.sum()), float(completion.sum())
+    n = len(load)
     return {"prompt_total": int(p), "completion_total": int(c),
-            "prompt_per_s": p / duration, "completion_per_s": c / duration}
+            "prompt_per_s": scaled_rps(rate, p, n), "completion_per_s": scaled_rps(rate, c, n)}
 
 
 def _cdf(latency: pd.Series) -> list[list[float]]:

@@ -3,7 +3,8 @@
 A load run tags each record with its stage in the ``phase`` column. Per stage we compute
 the **offered** rate (requests due per second: from ``intended_ts`` when the load was
 open-model paced, else from ``ts``), the achieved ok rate, latency percentiles and the
-error rate. Stages are ordered by start time; the first stage is the reference. A stage is
+error rate, each as :mod:`secton_harness.measures` defines it (429s apart from errors).
+Stages are ordered by start time; the first stage is the reference. A stage is
 *degraded* when its p95 exceeds ``latency_ratio`` × the reference p95, its error rate rises
 more than ``error_rise`` above the reference, or it completes less than 90 % of what was
 offered. The knee is the offered rate of the last stage before the first degraded one.
@@ -16,34 +17,45 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from secton_harness.measures import (
+    Columns,
+    count,
+    error_rate,
+    percentiles,
+    ratelimited_rate,
+    rps,
+    scaled_rps,
+)
+
 SATURATION = 0.9
 
 
-def stage_table(load: pd.DataFrame, ok: pd.Series, classes: pd.Series) -> list[dict[str, Any]]:
-    """One row per phase (stage), in the order the stages ran."""
+def stage_table(load: pd.DataFrame, cols: Columns) -> list[dict[str, Any]]:
+    """One row per phase (stage), in the order the stages ran (measures per stage)."""
     phase = load["phase"]
     if phase.isna().all() or (phase.astype(str) == "").all():
         return []
-    due = load["intended_ts"].fillna(load["ts"])
-    frame = pd.DataFrame({"phase": phase, "due": due, "ts": load["ts"], "ok": ok,
-                          "r429": classes == "429", "latency_s": load["latency_s"]})
-    groups = frame.groupby("phase", observed=True)
-    agg = groups.agg(n=("ok", "size"), n_ok=("ok", "sum"), n_429=("r429", "sum"),
-                     first=("due", "min"), last=("due", "max"), ts_last=("ts", "max"))
-    quant = groups["latency_s"].quantile([0.5, 0.95, 0.99]).unstack()
-    agg = agg.join(quant).sort_values("first")
+    names = phase.astype(str).to_numpy()
+    due = np.where(np.isfinite(cols.intended_ts), cols.intended_ts, cols.ts)
+    stages = []
+    for name in np.unique(names):
+        mask = names == name
+        stages.append((float(np.nanmin(due[mask])), str(name), mask))
     rows = []
-    for name, row in agg.iterrows():  # one row per stage, not per record
-        n = int(row["n"])
-        span = float(row["last"] - row["first"])
-        duration = span * n / (n - 1) if n > 1 and span > 0 else float("nan")
+    for _first, name, mask in sorted(stages):  # one row per stage, not per record
+        part = cols.take(mask)
+        counts = count(part)
+        offered = rps(due[mask])  # the measures' rps over the due times
+        span = offered and (counts.requests / offered)
+        lat = percentiles(part.latency_s, {"p50": 50, "p95": 95, "p99": 99})
         rows.append({
-            "phase": str(name), "requests": n, "duration_s": duration,
-            "offered_rps": n / duration if duration == duration else None,
-            "ok_rps": int(row["n_ok"]) / duration if duration == duration else None,
-            "error_rate": (n - int(row["n_ok"])) / n,
-            "rate_limited_rate": int(row["n_429"]) / n,
-            "p50": float(row[0.5]), "p95": float(row[0.95]), "p99": float(row[0.99]),
+            "phase": name, "requests": counts.requests,
+            "duration_s": span if span else None,
+            "offered_rps": offered,
+            "ok_rps": scaled_rps(offered, counts.ok, counts.requests),
+            "error_rate": error_rate(counts),
+            "rate_limited_rate": ratelimited_rate(counts),
+            **lat,
         })
     return rows
 

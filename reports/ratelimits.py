@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.stats import bucket_width, ok_mask, status_class
+from reports.stats import bucket_width, outcomes, status_class
 
 CARD_FIELDS = ["burst", "sustained_per_min", "cooldown_s", "full_recovery_s", "algorithm",
                "shared_across_endpoints", "confidence", "retry_after"]
@@ -112,7 +112,7 @@ def _timeline(records: pd.DataFrame) -> dict[str, Any]:
     frame = pd.DataFrame({"key": records["key_alias"].astype(str).replace("", "(none)"),
                           "ts": records["ts"].to_numpy(dtype=float),
                           "cls": status_class(records).to_numpy(),
-                          "ok": ok_mask(records).to_numpy(),
+                          "ok": outcomes(records).ok,
                           "retry_after_s": records["retry_after_s"].to_numpy(dtype=float)})
     frame["key"] = frame["key"].astype("category")
     frame = frame.sort_values(["key", "ts"], kind="stable", ignore_index=True)

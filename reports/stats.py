@@ -1,14 +1,11 @@
-"""Small shared helpers of the analysis: verdicts per record, time buckets, percentiles.
+"""Small shared helpers of the analysis: measures of a frame, time buckets, percentiles.
 
-Definitions used by every section (and stated in docs/reports.md):
-
-* a record is **ok** when its ``success`` column says so, or, where ``success`` is null,
-  when its status is 2xx/3xx; everything else is an error (429s included, and counted
-  apart as well);
-* latency percentiles are over every record with a latency (linear interpolation, as
-  ``numpy.percentile``);
-* time series use fixed buckets chosen so a chart never has more than :data:`MAX_BUCKETS`
-  points, whatever the number of records.
+The figures follow :mod:`secton_harness.measures` (ok, errors, 429s apart, error rate, rps,
+percentiles, corrected latency): this module only adapts a pandas frame to its
+:class:`~secton_harness.measures.Columns`, so the report gives a run the same numbers as
+the load command and run.json. Uptime is different by nature: it counts probe check
+verdicts (:func:`check_passed`). Time series use fixed buckets chosen so a chart never has
+more than :data:`MAX_BUCKETS` points, whatever the number of records.
 """
 
 from __future__ import annotations
@@ -19,14 +16,44 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from secton_harness.measures import Columns, Outcomes, classify, percentiles
+
 MAX_BUCKETS = 120
 _NICE_WIDTHS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600,
                 7200, 21600, 43200, 86400]
 PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
+_QS = {name: q * 100 for name, q in PERCENTILES.items()}
 
 
-def ok_mask(frame: pd.DataFrame) -> pd.Series:
-    """True where a record succeeded (see the module docstring)."""
+def _floats(frame: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in frame:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def columns(frame: pd.DataFrame) -> Columns:
+    """The frame's records as the measures read them."""
+    success = frame["success"].astype("boolean").astype("Float64").to_numpy(
+        dtype=float, na_value=np.nan)
+    error = frame["error"]
+    has_error = (error.notna() & (error.astype(str) != "")).to_numpy(dtype=bool)
+    tokens = _floats(frame, "prompt_tokens")
+    completion = _floats(frame, "completion_tokens")
+    total = np.where(np.isnan(tokens) & np.isnan(completion), np.nan,
+                     np.nan_to_num(tokens) + np.nan_to_num(completion))
+    return Columns(ts=_floats(frame, "ts"), latency_s=_floats(frame, "latency_s"),
+                   status=_floats(frame, "status"), has_error=has_error, success=success,
+                   intended_ts=_floats(frame, "intended_ts"), tokens=total)
+
+
+def outcomes(frame: pd.DataFrame) -> Outcomes:
+    """ok / error / ratelimited of each record (secton_harness.measures.classify)."""
+    c = columns(frame)
+    return classify(c.status, c.has_error, c.success)
+
+
+def check_passed(frame: pd.DataFrame) -> pd.Series:
+    """Probe verdicts for uptime: the ``success`` column, or 2xx/3xx where it is null."""
     status = frame["status"].fillna(0)
     by_status = (status >= 200) & (status < 400)
     success = frame["success"]
@@ -55,14 +82,14 @@ def bucket_width(span_s: float) -> float:
     return float(math.ceil(span_s / MAX_BUCKETS))
 
 
-def latency_summary(latency: pd.Series) -> dict[str, float | None]:
-    """p50/p90/p95/p99/max/mean of a latency series (seconds); None when empty."""
-    values = latency.dropna().to_numpy(dtype=float)
+def latency_summary(latency: pd.Series | np.ndarray) -> dict[str, float | None]:
+    """p50/p90/p95/p99/max/mean of latencies (seconds), by measures.percentiles."""
+    values = np.asarray(latency, dtype=float)
+    values = values[np.isfinite(values)]
     if values.size == 0:
         return {**{k: None for k in PERCENTILES}, "max": None, "mean": None}
-    qs = np.percentile(values, [q * 100 for q in PERCENTILES.values()])
-    return {**dict(zip(PERCENTILES, (float(q) for q in qs), strict=True)),
-            "max": float(values.max()), "mean": float(values.mean())}
+    return {**percentiles(values, _QS), "max": float(values.max()),
+            "mean": float(values.mean())}
 
 
 def clean(value: Any) -> Any:

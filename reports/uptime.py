@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.stats import bucket_width, latency_summary, ok_mask
+from reports.stats import bucket_width, check_passed, latency_summary
 
 MAX_INCIDENTS = 50
 MAX_STRIPS = 24
@@ -36,7 +36,7 @@ def analyse_uptime(probe: pd.DataFrame, *, slo: float) -> dict[str, Any]:
             probe["check"].astype(str) != "", probe["endpoint"].astype(str)),
         "target": probe["target"].astype(str),
         "ts": probe["ts"].to_numpy(dtype=float),
-        "ok": ok_mask(probe).to_numpy(),
+        "ok": check_passed(probe).to_numpy(),
         "reason": probe["reason"].astype(str).where(probe["reason"].astype(str) != "",
                                                     probe["error"].astype(str)),
         "latency_s": probe["latency_s"].to_numpy(dtype=float),

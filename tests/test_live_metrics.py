@@ -70,8 +70,10 @@ def test_batch_deltas_count_like_a_per_row_count() -> None:
     for start in range(0, len(rows), 700):  # several batches, merged by drain()
         deltas.add(batch_deltas(rows_to_table(rows[start:start + 700])))
     data = deltas.drain()
-    requests = Counter((r["endpoint"], str(r["status"]), r["org"]) for r in rows)
-    assert {tuple(x[:3]): x[3] for x in data["requests"]} == requests
+    outcome = {200: "ok", 429: "ratelimited", 500: "error", 0: "error"}  # measures.classify
+    requests = Counter((r["endpoint"], str(r["status"]), r["org"], outcome[r["status"]])
+                       for r in rows)
+    assert {tuple(x[:4]): x[4] for x in data["requests"]} == requests
     limited = Counter((r["endpoint"], r["org"]) for r in rows if r["status"] == 429)
     assert {tuple(x[:2]): x[2] for x in data["ratelimited"]} == limited
     tokens = Counter()
@@ -97,6 +99,6 @@ def test_live_metrics_expose_the_batches() -> None:
     count = sum(v for k, v in _series(text, REQUEST_DURATION).items() if "_count" in k)
     assert count == len(rows)
     ok = _series(text, "secton_requests_total")
-    assert ok['secton_requests_total{endpoint="/v1/models",org="org_a",source="load",'
-              'status="200"}'] == sum(1 for r in rows if (r["endpoint"], r["org"], r["status"])
+    assert ok['secton_requests_total{endpoint="/v1/models",org="org_a",outcome="ok",'
+              'source="load",status="200"}'] == sum(1 for r in rows if (r["endpoint"], r["org"], r["status"])
                                       == ("/v1/models", "org_a", 200))

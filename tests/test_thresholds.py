@@ -56,7 +56,8 @@ def test_measure_counts_429_apart_from_errors() -> None:
     assert measure("error_rate", table) == pytest.approx(0.02)
     assert measure("success_rate", table) == pytest.approx(0.93)
     assert measure("rps", table) == pytest.approx(99 / 9.9)
-    assert measure("tokens_per_min", table) == pytest.approx(1000 / 9.9 * 60)
+    # rps x tokens per request: the same span and the same n - 1 gaps as rps
+    assert measure("tokens_per_min", table) == pytest.approx(99 / 9.9 * 1000 / 100 * 60)
     assert measure("p50_latency_s", table) == pytest.approx(0.505)
     assert measure("max_latency_s", table) == pytest.approx(1.0)
     # corrected latency adds the 0.5 s between intended and actual send
