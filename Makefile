@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 dashboards: $(STAMP)
-	$(BIN)/secton-harness dashboards export
+	$(BIN)/secton-harness dashboards export --out dashboards/generated
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -29,20 +29,21 @@ def register(app: typer.Typer) -> None:
 @dashboards_app.command()
 def export(
     out: Annotated[Path | None, typer.Option(
-        help="Folder for <uid>.json files. Default: dashboards/generated (what "
-        "provisioning and the committed files use).")] = None,
+        help="Folder for the <uid>.json files. Default: the current folder (the "
+        "repository's committed copies: --out dashboards/generated, or make "
+        "dashboards).")] = None,
 ) -> None:
-    """Write every dashboard as Grafana JSON (classic model), one file per uid.
+    """Write every dashboard as Grafana JSON (classic model), one file per uid, into the
+    current folder (never into the installed package).
 
     Files are written atomically with sorted keys and a trailing newline, so the committed
     JSON changes only when the generator does.
 
     Example: [cyan]secton-harness dashboards export --out /tmp/dashboards[/cyan]
     """
-    from .export import GENERATED
     from .export import export as write_all
 
-    for path in write_all(out or GENERATED):
+    for path in write_all(out if out is not None else Path.cwd()):
         typer.echo(str(path))
 
 

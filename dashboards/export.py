@@ -2,7 +2,8 @@
 
 The committed files in ``dashboards/generated/`` are exactly what :func:`render` returns
 (a test compares them), so a review diff of the JSON shows what a generator change does.
-Regenerate with ``secton-harness dashboards export`` (or ``make dashboards``).
+Regenerate with ``make dashboards`` (``secton-harness dashboards export --out
+dashboards/generated``); without ``--out`` the command writes to the current folder.
 """
 
 from __future__ import annotations

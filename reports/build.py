@@ -5,7 +5,7 @@ written and the baseline verdict, so the caller decides the exit code.
 
 Example::
 
-    result = build_report(["runs/load-1"], out=None, slo=0.999)
+    result = build_report(["runs/load-1"], out=None, slo=0.995)
     print(result.html)
 """
 
@@ -26,6 +26,7 @@ from reports.stats import clean
 from reports.uptime import analyse_uptime
 from secton_harness.atomicfile import write_json_atomic, write_text_atomic
 from secton_harness.errors import BadInput
+from secton_harness.measures import DEFAULT_SLO
 
 HTML_FILE, MD_FILE, SUMMARY_FILE = "report.html", "report.md", "summary.json"
 
@@ -103,14 +104,14 @@ def analyse(data: RunData, *, slo: float, knee_latency_ratio: float = 1.5,
 
 
 def build_report(run_dirs: list[str | os.PathLike[str]], *, out: str | os.PathLike[str] | None,
-                 slo: float = 0.999, baseline: str | os.PathLike[str] | None = None,
+                 slo: float = DEFAULT_SLO, baseline: str | os.PathLike[str] | None = None,
                  bounds: str | None = None, knee_latency_ratio: float = 1.5,
                  knee_error_rise: float = 0.05) -> ReportResult:
     """Analyse ``run_dirs`` (and ``baseline``), write the three files into ``out``."""
     if not run_dirs:
         raise BadInput("report: give at least one run folder")
     if not 0 < slo < 1:
-        raise BadInput(f"--slo: {slo} must be between 0 and 1 (e.g. 0.999)")
+        raise BadInput(f"--slo: {slo} must be between 0 and 1 (e.g. {DEFAULT_SLO})")
     parsed_bounds = parse_bounds(bounds)
     options = {"slo": slo, "knee_latency_ratio": knee_latency_ratio,
                "knee_error_rise": knee_error_rise}

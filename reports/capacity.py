@@ -26,6 +26,7 @@ from secton_harness.measures import (
     classify,
     count,
     error_rate,
+    percentiles,
     ratelimited_rate,
     rps,
     scaled_rps,
@@ -140,12 +141,11 @@ def _tokens(load: pd.DataFrame, rate: float | None) -> dict[str, Any] | None:
 
 
 def _cdf(latency: pd.Series) -> list[list[float]]:
-    values = latency.dropna().to_numpy(dtype=float)
-    if values.size == 0:
-        return []
     fractions = np.linspace(0, 1, CDF_POINTS)
-    return [[float(x), float(f)] for x, f in zip(np.quantile(values, fractions), fractions,
-                                                 strict=True)]
+    found = percentiles(latency.to_numpy(dtype=float), {str(f): f * 100 for f in fractions})
+    if any(v is None for v in found.values()):
+        return []
+    return [[float(x), float(f)] for x, f in zip(found.values(), fractions, strict=True)]
 
 
 def _series(load: pd.DataFrame, ts: np.ndarray, t0: float, duration: float,

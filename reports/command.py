@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from secton_harness.measures import DEFAULT_SLO
+
 
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(
@@ -24,7 +26,8 @@ def report(
         help="Folder for report.html, report.md and summary.json. Default: the first "
         "run folder.")] = None,
     slo: Annotated[float, typer.Option(
-        help="Availability objective for the uptime error budget (0..1).")] = 0.999,
+        help="Availability objective for the uptime error budget (0..1); the same "
+        "default as the probe dashboard and alert rules.")] = DEFAULT_SLO,
     bounds: Annotated[str | None, typer.Option(
         help="Regression bounds over the defaults (p50=25%,p95=20%,p99=30%,"
         "error_rate=0.01,ok_rps=10%,availability=0.001); % is relative to the baseline, "

@@ -39,12 +39,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from secton_harness.metrics import REQUEST_DURATION, REQUESTS
+
+if TYPE_CHECKING:  # pyarrow is imported where records are read, not by the CLI's --help
+    import pyarrow as pa
 
 OK, ERROR, RATELIMITED = "ok", "error", "ratelimited"
 #: Values of the request counter's ``outcome`` label.
@@ -85,6 +87,9 @@ class Columns:
     @classmethod
     def from_arrow(cls, table: pa.Table) -> Columns:
         """From a records table (``records.parquet``); absent columns read as null."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         n = table.num_rows
 
         def floats(name: str) -> np.ndarray:

@@ -83,6 +83,16 @@ def test_export_command_writes_same_files_atomically(tmp_path: Path) -> None:
     assert export(out) and not list(out.glob(".*.tmp"))
 
 
+def test_export_without_out_writes_to_the_current_folder(tmp_path: Path) -> None:
+    """Not into the installed package (dashboards/generated) as it once did."""
+    before = {p: p.stat().st_mtime_ns for p in GENERATED.glob("*.json")}
+    result = subprocess.run([sys.executable, "-m", "secton_harness", "dashboards", "export"],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(f"{u}.json" for u in BOARDS)
+    assert {p: p.stat().st_mtime_ns for p in GENERATED.glob("*.json")} == before
+
+
 def test_uids_titles_and_schema() -> None:
     boards = build_all()
     assert set(boards) == EXPECTED_UIDS

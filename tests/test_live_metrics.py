@@ -100,5 +100,5 @@ def test_live_metrics_expose_the_batches() -> None:
     assert count == len(rows)
     ok = _series(text, "secton_requests_total")
     assert ok['secton_requests_total{endpoint="/v1/models",org="org_a",outcome="ok",'
-              'source="load",status="200"}'] == sum(1 for r in rows if (r["endpoint"], r["org"], r["status"])
-                                      == ("/v1/models", "org_a", 200))
+              'source="load",status="200"}'] == sum(
+        1 for r in rows if (r["endpoint"], r["org"], r["status"]) == ("/v1/models", "org_a", 200))
