@@ -12,6 +12,7 @@ import pytest
 
 from dashboards import load_board, variables
 from dashboards.export import build_all
+from loadtests.thresholds import measure as threshold_measure
 from reports.build import build_report
 from reports.command import report
 from reports.stats import columns as frame_columns
@@ -24,7 +25,6 @@ from secton_harness.measures import (
     measure,
     rps,
 )
-from secton_harness.thresholds import measure as threshold_measure
 
 NAN = float("nan")
 
@@ -133,7 +133,7 @@ def test_no_other_module_defines_the_measures() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    for folder in ("reports", "loadtests", "dashboards", "secton_harness"):
+    for folder in ("reports", "loadtests", "dashboards", "secton_harness", "probes"):
         for path in (root / folder).rglob("*.py"):
             if path.name in ("measures.py", "truth.py"):  # truth: ground-truth comparison
                 continue

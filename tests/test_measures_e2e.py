@@ -32,7 +32,7 @@ from prometheus_helper import query, start_prometheus, stop_prometheus
 from dashboards import load_board
 from dashboards.export import build_all
 from reports.build import build_report
-from secton_harness.refserver import ReferenceServer
+from simulator.launcher import ReferenceServer
 
 pytestmark = pytest.mark.slow
 KEYS = ROOT / "examples" / "demo-keys.toml"
