@@ -35,7 +35,7 @@ from reports.build import build_report
 from simulator.launcher import ReferenceServer
 
 pytestmark = pytest.mark.slow
-KEYS = ROOT / "examples" / "demo-keys.toml"
+KEYS = ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
 RATE_RE = re.compile(r"rate\((\w+\{[^}]*\})\[[^\]]+\]\)")
 
 
@@ -88,6 +88,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: str) -> dic
                  "--metrics-port", str(port), "--metrics-linger", "4s"],
                 capture_output=True, text=True, timeout=120, cwd=ROOT,
                 env={**os.environ, "COLUMNS": "200"})
+            assert (out / "run.json").exists(), done.stdout + done.stderr
             info = json.loads((out / "run.json").read_text())
             requests = info["summary"]["all"]["requests"]
             # the last scrape before the linger ended holds every request
@@ -108,6 +109,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, prometheus_binary: str) -> dic
 def test_the_run_has_429s_and_errors(run: dict[str, Any]) -> None:
     figures = run["info"]["summary"]["all"]
     assert run["code"] in (0, 1), run["cli"]
+    assert figures["requests"] > 100, run["cli"]
     assert figures["ratelimited"] > 0 and figures["errors"] > 0, figures
     assert figures["ok"] + figures["errors"] + figures["ratelimited"] == figures["requests"]
     # a 429 is not an error: the old "not 2xx" ratio would be larger
