@@ -81,7 +81,7 @@ def build() -> Json:
                    [target(f'sum by (check) (rate({UP}[$__rate_interval])) / sum by (check) '
                            f"(rate({ALL}[$__rate_interval]))", "{{check}}")], max_value=1),
         timeseries("Check runs by result", "Check runs per second by result (success, "
-                   "degraded, failure).", "ops",
+                   "warning, degraded, failure).", "ops",
                    [target(f"sum by (result) (rate({ALL}[$__rate_interval]))", "{{result}}")],
                    stack=True),
         timeseries("Degraded checks", f"1 while a check's last run was slower than its "

@@ -24,6 +24,8 @@ Placeholders (all resolved for every answer):
 ``ORG``/``KEY_ORG``      ``organization_id`` answered / the org of the key sent
 ``RATELIMIT_PRESENT``    whether any rate-limit header family was sent
 ``RATELIMIT_PARSE_ERRORS``, ``RATELIMIT_INCONSISTENCIES``  counts (ratelimit_headers)
+``WARNINGS``             conventional fields missing (contract.CONVENTIONS): never a
+                         condition, shown as the result ``warning``
 =======================  ===========================================================
 """
 
@@ -99,10 +101,12 @@ CHECKS: dict[str, CheckSpec] = {spec.name: spec for spec in (
               (RequestSpec("POST", CHAT.path, "each_key", "none"),),
               _conditions(*ACCEPTED, ("[JSON_BODY] == true", "schema"),
                           ("[ORG] == [KEY_ORG]", "invariant")), min_orgs=2),
-    CheckSpec("ratelimit_headers", "rate-limit headers, when sent, parse and agree "
-              "(remaining <= limit, reset within the window, ...)",
+    CheckSpec("ratelimit_headers", "an accepted (2xx) or rate-limited (429) answer; its "
+              "rate-limit headers, when sent, parse and agree (remaining <= limit, reset "
+              "within the window, ...). A 401/404/5xx fails: nothing was checked",
               (RequestSpec("GET", MODELS.path, "key", "none"),),
-              _conditions(*TRANSPORT, ("[RATELIMIT_PARSE_ERRORS] == 0", "schema"),
+              _conditions(*TRANSPORT, (r"[STATUS] =~ ^(2\d\d|429)$", "status"),
+                          ("[RATELIMIT_PARSE_ERRORS] == 0", "schema"),
                           ("[RATELIMIT_INCONSISTENCIES] == 0", "invariant"))),
 )}
 
@@ -151,6 +155,9 @@ def resolve_values(response: ApiResponse, validate: Validate, contract: Contract
                                                  params=params)
         schema += [v.message for v in violations if v.kind == "schema"]
         invariants += [v.message for v in violations if v.kind == "invariant"]
+        kind = validate if 200 <= response.status < 300 or validate == "error" else "error"
+        values["WARNINGS"] = contract.conventions(kind, response.body)
+    values.setdefault("WARNINGS", [])
     values["SCHEMA_ERRORS"] = len(schema)
     values["INVARIANT_ERRORS"] = len(invariants)
     if schema:

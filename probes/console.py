@@ -10,9 +10,10 @@ from rich.table import Table
 
 from .runner import CheckResult
 
-_STYLE = {"success": "green", "degraded": "yellow", "failure": "bold red", "skipped": "dim"}
-_SHOWN = {"success": "PASS", "degraded": "PASS (degraded)", "failure": "FAIL",
-          "skipped": "SKIP"}
+_STYLE = {"success": "green", "warning": "cyan", "degraded": "yellow", "failure": "bold red",
+          "skipped": "dim"}
+_SHOWN = {"success": "PASS", "warning": "PASS (warning)", "degraded": "PASS (degraded)",
+          "failure": "FAIL", "skipped": "SKIP"}
 
 
 def results_table(results: list[CheckResult], title: str = "secton probes") -> Table:
@@ -66,11 +67,12 @@ class StateLog:
 
     def table(self) -> Table:
         table = Table(title="probe runs", title_justify="left")
-        for name in ("target", "check", "runs", "failures", "degraded", "last"):
+        for name in ("target", "check", "runs", "failures", "warnings", "degraded", "last"):
             table.add_column(name)
         for (target, check), last in sorted(self.last.items()):
             counts = {res: self.runs[(target, check, res)]
-                      for res in ("success", "degraded", "failure")}
+                      for res in ("success", "warning", "degraded", "failure")}
             table.add_row(target, check, str(sum(counts.values())), str(counts["failure"]),
-                          str(counts["degraded"]), "PASS" if last == "success" else "FAIL")
+                          str(counts["warning"]), str(counts["degraded"]),
+                          "FAIL" if last == "failure" else "PASS")
         return table

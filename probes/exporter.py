@@ -55,7 +55,7 @@ from .runner import CheckResult
 
 log = logging.getLogger(__name__)
 
-RESULTS = ("success", "degraded", "failure")
+RESULTS = ("success", "warning", "degraded", "failure")
 _LABELS = ["check", "target"]
 
 

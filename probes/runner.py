@@ -63,15 +63,20 @@ class CheckResult:
     org: str = ""
     error: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Conventional but undocumented fields missing (contract.CONVENTIONS): a pass.
+    warnings: tuple[str, ...] = ()
 
     @property
     def result(self) -> str:
-        """``success``, ``degraded``, ``failure`` or ``skipped`` (the metrics' label)."""
+        """``success``, ``warning``, ``degraded``, ``failure`` or ``skipped`` (the metrics'
+        label). A warning and a degraded run both passed; degraded wins when both."""
         if self.skipped:
             return "skipped"
         if not self.success:
             return "failure"
-        return "degraded" if self.degraded else "success"
+        if self.degraded:
+            return "degraded"
+        return "warning" if self.warnings else "success"
 
     def record(self) -> dict[str, Any]:
         """The row for the run folder (records.SCHEMA columns; never a key)."""
@@ -168,11 +173,13 @@ async def run_check(spec: CheckSpec, settings: CheckSettings, target: ProbeTarge
                            org=first.key.org if first.key else "", error="timeout")
     duration = time.perf_counter() - start
     failure = None
+    warnings: list[str] = []
     deciding = max(zip(plans, responses, strict=True), key=lambda pr: pr[1].latency_s)
     for plan, response in zip(plans, responses, strict=True):
         values, details = resolve_values(
             response, plan.spec.validate, contract, params=plan.params, payload=plan.payload,
             key_org=plan.key.org if plan.key else None, expected_models=probes.models_expected)
+        warnings += [w for w in values["WARNINGS"] if w not in warnings]
         found = first_failure(spec.conditions, values)
         if found is not None:
             condition, outcome = found
@@ -198,5 +205,7 @@ async def run_check(spec: CheckSpec, settings: CheckSettings, target: ProbeTarge
     detail = "" if slow.ok else f"degraded: {slow.shown} (degraded threshold, s)"
     if not detail and spec.name == "ratelimit_headers" and not response.ratelimit.present:
         detail = "no rate-limit headers sent (nothing to check)"
+    if warnings:
+        detail = "; ".join([*filter(None, [detail]), *(f"warning: {w}" for w in warnings)])
     return CheckResult(spec.name, target.label, ts, duration, True, degraded=not slow.ok,
-                       detail=detail, **common)
+                       detail=detail, warnings=tuple(warnings), **common)

@@ -102,6 +102,17 @@ def _load_schema(path: Path) -> Validator:
     return cls(schema)
 
 
+#: Conventional fields the quick start does not document, by schema: ``(list key, field)``
+#: with an empty list key for the body's top-level object (``"error"`` for the error
+#: object). A missing one is a *warning* (the probe result ``warning``), never a failure:
+#: the contract's own words decide what is required. A user schema that requires them
+#: turns them into schema failures.
+CONVENTIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "models": (("data", "created"), ("data", "owned_by")),
+    "error": (("error", "code"),),
+}
+
+
 class Contract:
     """Compiled validators for the three schemas plus the invariant checks."""
 
@@ -150,6 +161,24 @@ class Contract:
         if len(errors) > _MAX_SCHEMA_ERRORS:
             found.append(Violation("schema", f"… and {len(errors) - _MAX_SCHEMA_ERRORS} more"))
         return found
+
+    def conventions(self, name: str, body: Any) -> list[str]:
+        """Warnings: conventional but undocumented fields of ``body`` that are missing."""
+        if not isinstance(body, dict):
+            return []
+        missing: list[str] = []
+        for container, field in CONVENTIONS.get(name, ()):
+            node = body.get(container)
+            if isinstance(node, list):
+                holes = [i for i, item in enumerate(node)
+                         if isinstance(item, dict) and field not in item]
+                if holes:
+                    missing.append(f"{container}[].{field} missing in {len(holes)} of "
+                                   f"{len(node)} items (conventional, not in the quick start)")
+            elif isinstance(node, dict) and field not in node:
+                missing.append(f"{container}.{field} missing (conventional, not in the "
+                               "quick start)")
+        return missing
 
     # ------------------------------------------------------------------ per endpoint
 

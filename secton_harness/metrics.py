@@ -55,7 +55,7 @@ BUILD_INFO = "secton_harness_build"
 HELP: dict[str, str] = {
     PROBE_SUCCESS: "1 if the last run of the check met every expectation, else 0.",
     PROBE_DURATION: "Duration of probe checks in seconds.",
-    PROBE_CHECKS: "Probe check runs by result (success, degraded, failure).",
+    PROBE_CHECKS: "Probe check runs by result (success, warning, degraded, failure).",
     PROBE_FAILURES: "Failed probe check runs by reason.",
     PROBE_LAST_SUCCESS: "Unix time of the last successful run of the check.",
     PROBE_DEGRADED: "1 if the last run of the check was slower than its degraded threshold.",

@@ -63,7 +63,8 @@ FAULT_CASES = {
                                               "chat_completion": "schema"}),
     "error_500": ({"error_500": 1.0}, {"auth_valid": "status", "models_list": "status",
                                         "chat_completion": "status",
-                                        "org_isolation": "status"}),
+                                        "org_isolation": "status",
+                                        "ratelimit_headers": "status"}),
     "wrong_content_type": ({"wrong_content_type": 1.0}, {
         "auth_valid": "content_type", "models_list": "content_type",
         "chat_completion": "content_type", "org_isolation": "content_type"}),

@@ -34,7 +34,7 @@ def test_pre_initialised_series_and_no_key_material() -> None:
     for result in ("success", "degraded", "failure"):
         assert (f'secton_probe_checks_total{{check="auth_valid",result="{result}",'
                 f'target="prod"}} 0.0') in text
-    assert 'secton_probe_duration_seconds_bucket{check="auth_valid",le="60.0",target="prod"}' \
+    assert 'secton_probe_duration_seconds_bucket{check="auth_valid",le="312.0",target="prod"}' \
         in text
     assert "secton_probe_success{" not in text  # gauges wait for a real result
     exporter.observe(CheckResult("auth_valid", "prod", time.time(), 0.2, False,
