@@ -93,3 +93,75 @@ def compare(current: dict[str, Any], baseline: dict[str, Any],
     return {"available": True, "rows": rows, "regressions": regressions,
             "passed": not regressions,
             "missing": None if rows else "no figure present in both runs to compare"}
+
+
+def _shape(run: dict[str, Any]) -> str | None:
+    """The load shape: the scenario's when run.json has it, else read from the records
+    (several phases: a ramp; one: steady)."""
+    scenario = run.get("scenario") or {}
+    if scenario.get("shape"):
+        return str(scenario["shape"])
+    capacity = run.get("capacity") or {}
+    if not capacity.get("available"):
+        return None
+    return "step (from phases)" if len(capacity.get("stages") or []) >= 2 else "steady"
+
+
+def _endpoints(run: dict[str, Any]) -> set[str]:
+    return {row["endpoint"] for row in (run.get("capacity") or {}).get("by_endpoint", [])}
+
+
+def _checks(run: dict[str, Any]) -> set[str]:
+    return {row["check"] for row in (run.get("uptime") or {}).get("per_target", [])}
+
+
+def incompatibilities(run: dict[str, Any], base: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(reasons the two runs cannot be compared, differences worth a warning)."""
+    refuse: list[str] = []
+    warn: list[str] = []
+    if run.get("command") != base.get("command"):
+        refuse.append(f"command {base.get('command')} vs {run.get('command')}")
+    shape, base_shape = _shape(run), _shape(base)
+    if shape != base_shape and (shape or base_shape):
+        refuse.append(f"shape {base_shape or 'no load'} vs {shape or 'no load'}")
+    names = ((base.get("scenario") or {}).get("name"), (run.get("scenario") or {}).get("name"))
+    if all(names) and names[0] != names[1]:
+        refuse.append(f"scenario {names[0]} vs {names[1]}")
+    if _endpoints(run) != _endpoints(base):
+        refuse.append(f"endpoints {sorted(_endpoints(base)) or 'none'} vs "
+                      f"{sorted(_endpoints(run)) or 'none'}")
+    if _checks(run) != _checks(base):
+        refuse.append(f"probe checks {sorted(_checks(base)) or 'none'} vs "
+                      f"{sorted(_checks(run)) or 'none'}")
+    if run.get("target") != base.get("target"):
+        warn.append(f"target {base.get('target')} vs {run.get('target')}")
+    return refuse, warn
+
+
+def compare_with_baseline(runs: list[dict[str, Any]], base: dict[str, Any],
+                          bounds: dict[str, Bound]) -> dict[str, Any]:
+    """Compare the baseline with every run of the report it can be compared with.
+
+    Refuses (BadInput, exit 2) when no run is comparable: a steady run against a step
+    ramp, other endpoints, another scenario or command would "pass" or "regress" for
+    reasons that have nothing to do with the target. Comparable runs with a different
+    target are compared with a warning; runs of another kind are listed as not compared.
+    """
+    comparisons, not_compared, warnings = [], [], []
+    for run in runs:
+        refuse, warn = incompatibilities(run, base)
+        if refuse:
+            not_compared.append({"run": run["dir"], "reasons": refuse})
+            continue
+        warnings += [f"{run['dir']}: {text}" for text in warn]
+        comparisons.append({"run": run["dir"], **compare(run, base, bounds)})
+    if not comparisons:
+        why = "; ".join(f"{n['run']}: {', '.join(n['reasons'])}" for n in not_compared)
+        raise BadInput(f"--baseline {base['dir']}: not comparable with any run of this "
+                       f"report ({why}); give a baseline of the same scenario and shape")
+    regressions = sorted({r for c in comparisons for r in c["regressions"]})
+    first = comparisons[0]
+    return {"available": True, "dir": base["dir"], "comparisons": comparisons,
+            "rows": first["rows"], "regressions": regressions, "passed": not regressions,
+            "warnings": warnings, "not_compared": not_compared,
+            "missing": first["missing"]}

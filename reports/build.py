@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reports.baseline import compare, parse_bounds
+from reports.baseline import compare_with_baseline, parse_bounds
 from reports.capacity import analyse_capacity
 from reports.ratelimits import analyse_ratelimits
 from reports.render import render_html, render_markdown
 from reports.rundata import RunData, load_runs
 from reports.stats import clean
 from reports.uptime import analyse_uptime
+from reports.verdict import report_verdict, run_verdict
 from secton_harness.atomicfile import write_json_atomic, write_text_atomic
 from secton_harness.errors import BadInput
 from secton_harness.measures import DEFAULT_SLO
@@ -72,35 +73,88 @@ def _thresholds(infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _run_rows(data: RunData) -> list[dict[str, Any]]:
-    rows = []
-    for info in data.infos:
-        started, ended = info.get("started_at"), info.get("ended_at")
-        rows.append({"dir": info.get("dir"), "command": info.get("command") or "?",
-                     "target": info.get("target") or "?", "outcome": info.get("outcome") or "?",
-                     "started_at": started, "ended_at": ended,
-                     "duration_s": (ended - started) if isinstance(started, int | float)
-                     and isinstance(ended, int | float) else None})
-    return rows
+def _run_row(info: dict[str, Any]) -> dict[str, Any]:
+    started, ended = info.get("started_at"), info.get("ended_at")
+    scenario = info.get("scenario") if isinstance(info.get("scenario"), dict) else None
+    return {"dir": info.get("dir"), "command": info.get("command") or "?",
+            "target": info.get("target") or "?", "outcome": info.get("outcome") or "?",
+            "started_at": started, "ended_at": ended,
+            "duration_s": (ended - started) if isinstance(started, int | float)
+            and isinstance(ended, int | float) else None,
+            "aborted_on": info.get("aborted_on") or [],
+            "scenario": _scenario_section(scenario) if scenario else None}
 
 
-def analyse(data: RunData, *, slo: float, knee_latency_ratio: float = 1.5,
-            knee_error_rise: float = 0.05) -> dict[str, Any]:
-    """Every figure of the report, as one JSON-ready dict."""
+def _scenario_section(scenario: dict[str, Any]) -> dict[str, Any]:
+    """What a load run was asked to do: name, shape, duration, rates, users, thresholds."""
+    endpoints = scenario.get("endpoints") if isinstance(scenario.get("endpoints"), dict) else {}
+    return {
+        "name": scenario.get("name"), "shape": scenario.get("shape"),
+        "duration_s": scenario.get("duration"), "arrival": scenario.get("arrival"),
+        "endpoints": [{"name": name, "rate": (e or {}).get("rate"),
+                       "users": (e or {}).get("users")}
+                      for name, e in endpoints.items() if isinstance(e, dict | type(None))],
+        "thresholds": [f"{scope}: {text}" for scope, texts in
+                       (scenario.get("thresholds") or {}).items() for text in texts],
+        "steps": scenario.get("steps"),
+    }
+
+
+def analyse_run(data: RunData, *, slo: float, knee_latency_ratio: float = 1.5,
+                knee_error_rise: float = 0.05) -> dict[str, Any]:
+    """One run folder's own sections, on its own time axis, with its verdict."""
     records = data.records
-    sources = {str(k): int(v) for k, v in records["source"].value_counts().items() if v}
-    return clean({
-        "generated_at": time.time(),
-        "runs": _run_rows(data),
+    info = data.infos[0]
+    run = {
+        **_run_row(info),
         "records": len(records),
-        "sources": sources,
+        "sources": {str(k): int(v) for k, v in records["source"].value_counts().items() if v},
         "notes": data.notes,
         "capacity": analyse_capacity(data.source("load"), thresholds=_thresholds(data.infos),
                                      knee_latency_ratio=knee_latency_ratio,
                                      knee_error_rise=knee_error_rise),
         "ratelimits": analyse_ratelimits(data.source("ratelimit"), data.ratelimit),
         "uptime": analyse_uptime(data.source("probe"), slo=slo),
-    })
+    }
+    run["verdict"] = run_verdict(run, info)
+    return clean(run)
+
+
+def analyse(dirs: list[str | os.PathLike[str]], *, slo: float,
+            knee_latency_ratio: float = 1.5, knee_error_rise: float = 0.05) -> dict[str, Any]:
+    """Every figure of the report, as one JSON-ready dict: one section per run folder
+    (records are never merged across runs), and, for a single run, its sections also at
+    the top level (``capacity``, ``ratelimits``, ``uptime``)."""
+    runs = [analyse_run(load_runs([d]), slo=slo, knee_latency_ratio=knee_latency_ratio,
+                        knee_error_rise=knee_error_rise) for d in dirs]
+    sources: dict[str, int] = {}
+    for run in runs:
+        for name, n in run["sources"].items():
+            sources[name] = sources.get(name, 0) + n
+    summary: dict[str, Any] = {
+        "generated_at": time.time(),
+        "runs": runs,
+        "records": sum(run["records"] for run in runs),
+        "sources": sources,
+        "notes": [note for run in runs for note in run["notes"]],
+        "comparison": _comparison(runs),
+    }
+    if len(runs) == 1:
+        summary.update({k: runs[0][k] for k in ("capacity", "ratelimits", "uptime")})
+    return clean(summary)
+
+
+def _comparison(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A row per load run when there are several: the headline figures side by side."""
+    loads = [r for r in runs if (r.get("capacity") or {}).get("available")]
+    if len(loads) < 2:
+        return []
+    return [{"dir": r["dir"], "shape": (r.get("scenario") or {}).get("shape"),
+             "requests": r["capacity"]["requests"], "rps": r["capacity"]["throughput_rps"],
+             "error_rate": r["capacity"]["error_rate"],
+             "rate_limited_rate": r["capacity"]["rate_limited_rate"],
+             "p95": r["capacity"]["latency"]["p95"], "verdict": r["verdict"]["status"]}
+            for r in loads]
 
 
 def build_report(run_dirs: list[str | os.PathLike[str]], *, out: str | os.PathLike[str] | None,
@@ -115,14 +169,15 @@ def build_report(run_dirs: list[str | os.PathLike[str]], *, out: str | os.PathLi
     parsed_bounds = parse_bounds(bounds)
     options = {"slo": slo, "knee_latency_ratio": knee_latency_ratio,
                "knee_error_rise": knee_error_rise}
-    summary = analyse(load_runs(list(run_dirs)), **options)
+    summary = analyse(list(run_dirs), **options)
     if baseline is not None:
-        base = analyse(load_runs([baseline]), **options)
-        summary["baseline"] = clean({**compare(summary, base, parsed_bounds),
-                                     "dir": str(baseline)})
+        base = analyse_run(load_runs([baseline]), **options)
+        summary["baseline"] = clean(compare_with_baseline(summary["runs"], base,
+                                                          parsed_bounds))
     else:
         summary["baseline"] = {"available": False,
                                "missing": "no --baseline run given; nothing compared"}
+    summary["verdict"] = report_verdict(summary["runs"], summary["baseline"])
     out_dir = Path(out) if out is not None else Path(run_dirs[0])
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -150,7 +150,9 @@ def _cdf(latency: pd.Series) -> list[list[float]]:
 
 def _series(load: pd.DataFrame, ts: np.ndarray, t0: float, duration: float,
             classes: pd.Series) -> dict[str, Any]:
-    width = bucket_width(duration)
+    # about 10 requests per bucket on average at least: rates read smoothly at any rate
+    width = bucket_width(duration, min_width=min(10 * duration / max(len(load), 1),
+                                                 duration / 4))
     bucket = pd.Series(np.floor((ts - t0) / width) * width, index=load.index, name="t")
     grid = pd.Index(np.arange(0, bucket.max() + width / 2, width), name="t")
 

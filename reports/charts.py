@@ -21,6 +21,8 @@ W, H = 720, 230
 LEFT, RIGHT, TOP, BOTTOM = 64, 150, 14, 34
 
 Points = list[list[float | None]]
+#: Lane labels (check @ target, key alias) up to this many characters are shown whole.
+LANE_LABEL_CHARS = 44
 
 
 def _nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
@@ -105,7 +107,12 @@ def line_chart(series: dict[str, Points], *, title: str, y_label: str,
                      f'fill="{colour}"/><text x="{LEFT + pw + 24}" y="{ly + 1}">'
                      f'{escape(name[:20])}</text>')
     parts.append("</svg>")
-    return Markup("".join(parts))
+    return _titled(title, "".join(parts))
+
+
+def _titled(title: str, svg: str) -> Markup:
+    """A visible title above the chart (the SVG <title> is only a tooltip)."""
+    return Markup(f'<p class="chart-title">{escape(title)}</p>{svg}')
 
 
 def lanes_chart(lanes: dict[str, list[list[float]]], *, span_s: float, bucket_s: float,
@@ -116,7 +123,9 @@ def lanes_chart(lanes: dict[str, list[list[float]]], *, span_s: float, bucket_s:
     from red (0) to green (1). ``bands`` are ``(lane, start_s, end_s)`` marked in orange."""
     if not lanes:
         return Markup(f'<p class="empty">{escape(title)}: no data to draw.</p>')
-    lane_h, gap, left = 26, 6, 150
+    lane_h, gap = 26, 6
+    longest = max(len(name) for name in lanes)
+    left = int(min(max(longest, 8), LANE_LABEL_CHARS) * 6.6 + 14)  # labels never cut
     pw = W - left - 20
     height = TOP + len(lanes) * (lane_h + gap) + BOTTOM
     span = max(span_s + bucket_s, 1e-9)
@@ -130,7 +139,8 @@ def lanes_chart(lanes: dict[str, list[list[float]]], *, span_s: float, bucket_s:
     for row, (name, points) in enumerate(lanes.items()):
         top = TOP + row * (lane_h + gap)
         parts.append(f'<text x="{left - 6}" y="{top + lane_h / 2 + 4:.0f}" '
-                     f'text-anchor="end">{escape(name[:24])}</text>'
+                     f'text-anchor="end">{escape(_fit(name))}<title>{escape(name)}</title>'
+                     '</text>'
                      f'<rect x="{left}" y="{top}" width="{pw}" height="{lane_h}" '
                      f'class="lane"/>')
         for point in points:
@@ -162,7 +172,15 @@ def lanes_chart(lanes: dict[str, list[list[float]]], *, span_s: float, bucket_s:
                      f'text-anchor="middle">{escape(fmt_number(tick))}</text>')
     parts.append(f'<text x="{left + pw / 2:.0f}" y="{axis_y + 16}" text-anchor="middle" '
                  f'class="label">seconds since start</text></svg>')
-    return Markup("".join(parts))
+    return _titled(title, "".join(parts))
+
+
+def _fit(name: str) -> str:
+    """A lane label of at most LANE_LABEL_CHARS characters, cut in the middle."""
+    if len(name) <= LANE_LABEL_CHARS:
+        return name
+    half = (LANE_LABEL_CHARS - 1) // 2
+    return f"{name[:half]}…{name[-half:]}"
 
 
 def _share_colour(share: float) -> str:

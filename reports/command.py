@@ -56,6 +56,11 @@ def report(
     with console.status("analysing records…"):
         result = build_report(run_dirs, out=out, slo=slo, baseline=baseline, bounds=bounds,
                               knee_latency_ratio=knee_latency, knee_error_rise=knee_errors)
+    verdict = result.summary["verdict"]
+    colour = "green" if verdict["passed"] else "red"
+    console.print(f"[{colour}]verdict: {verdict['status'].upper()}[/{colour}]"
+                  + (f" ({'; '.join(verdict['reasons'])})" if verdict["reasons"] else ""),
+                  highlight=False)
     base = result.summary["baseline"]
     if base.get("rows"):
         if result.regressed:

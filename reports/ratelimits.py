@@ -59,7 +59,10 @@ def _cards(result: dict[str, Any]) -> list[dict[str, Any]]:
         cards.append({"scope": scope, "org": data.get("org"), "figures": figures,
                       "passed": _scope_verdict(figures),
                       "requests_sent": data.get("requests_sent", result.get("requests_sent")),
-                      "elapsed_s": data.get("elapsed_s", result.get("elapsed_s")),
+                      "elapsed_s": next((v for v in (data.get("elapsed_s"),
+                                                     result.get("elapsed_s"),
+                                                     result.get("duration_s"))
+                                         if isinstance(v, int | float)), None),
                       "evidence": _short(data.get("evidence")), "dir": result.get("dir")})
     return cards
 

@@ -65,6 +65,13 @@ def verdict(value: bool | None) -> str:
     return DASH if value is None else ("PASS" if value else "FAIL")
 
 
+def early_late(value: float | None) -> str:
+    """A signed wait (s) as words: never a negative duration shown as a wait."""
+    if value is None:
+        return DASH
+    return f"{secs(abs(value))} {'later than' if value >= 0 else 'earlier than'}"
+
+
 def budget(value: float | None) -> str:
     return DASH if value is None else f"{value * 100:.1f} %"
 
@@ -86,10 +93,11 @@ def host(value: str | None) -> str:
 
 
 FILTERS = {"host": host, "ms": ms, "pct": pct, "rps": rps, "num": num, "secs": secs, "when": when,
-           "verdict": verdict, "budget": budget, "plain": plain}
+           "verdict": verdict, "budget": budget, "plain": plain, "early_late": early_late}
 
 
 def _charts(summary: dict[str, Any]) -> dict[str, Any]:
+    """The charts of one run section (its own time axis)."""
     out: dict[str, Any] = {}
     cap = summary["capacity"]
     if cap.get("available"):
@@ -100,6 +108,12 @@ def _charts(summary: dict[str, Any]) -> dict[str, Any]:
         out["throughput_status"] = charts.line_chart(
             series["throughput_by_status"], title="Throughput by status",
             y_label="requests/s", colours=charts.STATUS_COLOURS)
+        failing = {k: v for k, v in series["throughput_by_status"].items()
+                   if k not in ("2xx", "3xx")}
+        if failing:
+            out["errors"] = charts.line_chart(
+                failing, title="Errors and 429s over time", y_label="requests/s",
+                colours=charts.STATUS_COLOURS)
         out["latency"] = charts.line_chart(
             series["latency"], title="Latency percentiles over time", y_label="latency",
             y_format=charts.fmt_seconds_axis)
@@ -109,7 +123,7 @@ def _charts(summary: dict[str, Any]) -> dict[str, Any]:
         if "tokens_per_s" in series:
             out["tokens"] = charts.line_chart(series["tokens_per_s"], title="Tokens per second",
                                               y_label="tokens/s")
-        if cap.get("stages"):
+        if len(cap.get("stages") or []) >= 2:  # a steady run has no ramp to draw
             stages = cap["stages"]
             out["stages"] = charts.line_chart(
                 {"p95": [[s["offered_rps"], s["p95"]] for s in stages],
@@ -143,7 +157,7 @@ def _environment(autoescape: bool) -> Environment:
 
 def render_html(summary: dict[str, Any]) -> str:
     return _environment(True).get_template("report.html.j2").render(
-        s=summary, charts=_charts(summary))
+        s=summary, charts=[_charts(run) for run in summary["runs"]])
 
 
 def render_markdown(summary: dict[str, Any]) -> str:

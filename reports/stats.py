@@ -74,10 +74,11 @@ def status_class(frame: pd.DataFrame) -> pd.Series:
 STATUS_CLASSES = ["2xx", "3xx", "429", "4xx", "5xx", "no response"]
 
 
-def bucket_width(span_s: float) -> float:
-    """The smallest nice width that keeps ``span_s`` within MAX_BUCKETS buckets."""
+def bucket_width(span_s: float, min_width: float = 0.0) -> float:
+    """The smallest nice width that keeps ``span_s`` within MAX_BUCKETS buckets and is at
+    least ``min_width`` (so a low rate is not drawn as a 0/1/2 sawtooth)."""
     for width in _NICE_WIDTHS:
-        if span_s / width <= MAX_BUCKETS:
+        if span_s / width <= MAX_BUCKETS and width >= min_width:
             return float(width)
     return float(math.ceil(span_s / MAX_BUCKETS))
 

@@ -107,8 +107,9 @@ def test_ratelimit_card_and_timeline(full_run) -> None:
 def test_html_is_self_contained_with_every_section(full_run) -> None:
     path, summary = full_run
     html = (path / "report" / "report.html").read_text()
-    for section in ("Capacity", "Rate limits", "Uptime", "Baseline comparison"):
-        assert f"<h2>{section}</h2>" in html
+    for section in ("Capacity", "Rate limits", "Uptime"):
+        assert f"<h3>{section}</h3>" in html
+    assert "<h2>Baseline comparison</h2>" in html
     assert "http://" not in html and "https://" not in html
     assert "<script" not in html and "<link" not in html and "src=" not in html
     assert html.count("<svg") >= 6
@@ -127,7 +128,8 @@ def test_markdown_shows_the_same_figures(full_run) -> None:
     shown += [pct(cap["error_rate"]), pct(up["availability"], 3), pct(up["slo"], 3)]
     for text in shown:
         assert text in md and text in html, text
-    for heading in ("### Capacity", "### Rate limits", "### Uptime", "### Baseline comparison"):
+    for heading in ("#### Capacity", "#### Rate limits", "#### Uptime",
+                    "### Baseline comparison"):
         assert heading in md
     # every table row has as many cells as its header
     for table in re.findall(r"((?:^\|.*\|\n)+)", md, re.M):
@@ -144,13 +146,15 @@ def test_summary_json_holds_the_chart_series(full_run) -> None:
     assert counted * series["bucket_s"] == pytest.approx(summary["capacity"]["requests"])
 
 
-def test_absent_sections_say_so(tmp_path: Path) -> None:
+def test_absent_sections_are_hidden(tmp_path: Path) -> None:
+    """A probe run's report shows its uptime, not empty Capacity/Rate-limit sections."""
     path = make_run(tmp_path / "probe-only", probe=probe_rows())
     summary = build_report([path], out=None, slo=0.99).summary
     assert summary["capacity"]["available"] is False
     html = (path / "report.html").read_text()
-    assert "Not available: no load records" in html
-    assert "Not available: no rate-limit results" in html
+    assert "<h3>Uptime</h3>" in html
+    assert "<h3>Capacity</h3>" not in html and "<h3>Rate limits</h3>" not in html
+    assert "Not available: no load records" not in html
     assert "Not available: no --baseline run given" in html
 
 
@@ -167,12 +171,14 @@ def test_only_failures_and_unmerged_parts(tmp_path: Path) -> None:
     assert summary["capacity"]["knee"]["found"] is False
 
 
-def test_several_run_folders_are_combined(tmp_path: Path) -> None:
+def test_several_run_folders_keep_their_own_sections(tmp_path: Path) -> None:
     load = make_run(tmp_path / "load", load=load_rows())
     probe = make_run(tmp_path / "probe", probe=probe_rows())
     summary = build_report([load, probe], out=tmp_path / "out").summary
-    assert summary["capacity"]["available"] and summary["uptime"]["available"]
-    assert len(summary["runs"]) == 2
+    runs = summary["runs"]
+    assert len(runs) == 2 and "capacity" not in summary  # nothing merged at the top
+    assert runs[0]["capacity"]["available"] and not runs[0]["uptime"]["available"]
+    assert runs[1]["uptime"]["available"] and not runs[1]["capacity"]["available"]
     assert (tmp_path / "out" / "summary.json").exists()
 
 

@@ -89,7 +89,7 @@ def test_missing_run_json_with_records_still_reports(tmp_path: Path, good_run: P
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("report.html")
     html = (run / "report.html").read_text()
-    assert "run.json is missing" in html and "<h2>Capacity</h2>" in html
+    assert "run.json is missing" in html and "<h3>Capacity</h3>" in html
 
 
 def test_empty_run_reports_what_is_missing(tmp_path: Path) -> None:
@@ -103,7 +103,9 @@ def test_empty_run_reports_what_is_missing(tmp_path: Path) -> None:
     assert summary["records"] == 0
     assert not summary["capacity"]["available"] and not summary["uptime"]["available"]
     md = (run.path / "report.md").read_text()
-    assert "records file holds no records" in md and "_Not available: no load records" in md
+    assert "records file holds no records" in md and "recorded nothing to analyse" in md
+    assert summary["verdict"]["status"] == "failed"  # a run that measured nothing
+    assert "recorded nothing" in summary["runs"][0]["verdict"]["reasons"][0]
 
 
 def test_run_that_recorded_nothing(tmp_path: Path) -> None:

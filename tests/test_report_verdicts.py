@@ -1,0 +1,155 @@
+"""Reports a release manager signs: verdict first, one section per run, honest baselines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from report_data import RATELIMIT_RESULT, load_rows, make_run, probe_rows
+
+from reports.build import build_report
+from reports.render import early_late
+
+
+def _edit_run_json(path: Path, **fields: Any) -> Path:
+    file = path / "run.json"
+    info = json.loads(file.read_text())
+    info.update(fields)
+    file.write_text(json.dumps(info))
+    return path
+
+
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("three")
+    ramp = make_run(tmp / "ramp", load=load_rows())
+    steady = _edit_run_json(make_run(tmp / "steady", load=load_rows(seed=2,
+                                                                       stage_rates=(20,))),
+                            scenario={"name": "steady-20", "shape": "steady",
+                                      "duration": 4.0, "arrival": "even",
+                                      "endpoints": {"chat": {"rate": 14.0, "users": 3},
+                                                    "models": {"rate": 6.0, "users": 2}},
+                                      "thresholds": {"all": ["error_rate < 0.01"]}})
+    probe = make_run(tmp / "probe", probe=probe_rows())
+    out = tmp / "report"
+    summary = build_report([ramp, steady, probe], out=out).summary
+    return out, summary
+
+
+def test_each_run_keeps_its_own_sections_and_time_axis(three_runs) -> None:
+    _, summary = three_runs
+    ramp, steady, probe = summary["runs"]
+    assert "capacity" not in summary  # never merged across runs
+    assert ramp["capacity"]["requests"] == len(load_rows())
+    assert steady["capacity"]["requests"] == len(load_rows(seed=2, stage_rates=(20,)))
+    # the steady run's axis is its own 4 s, not the union with the 16 s ramp
+    assert steady["capacity"]["duration_s"] < 4.1 and ramp["capacity"]["duration_s"] > 15
+    assert len(ramp["capacity"]["stages"]) == 4 and len(steady["capacity"]["stages"]) == 1
+    assert probe["uptime"]["available"] and not probe["capacity"]["available"]
+    assert [r["dir"] for r in summary["comparison"]] == [ramp["dir"], steady["dir"]]
+
+
+def test_verdict_first_in_html_markdown_and_summary(three_runs) -> None:
+    out, summary = three_runs
+    verdicts = [r["verdict"]["status"] for r in summary["runs"]]
+    # the ramp's last stage has 500s and 429s but no thresholds: passed; the probe run
+    # had failing checks: failed
+    assert verdicts == ["passed", "passed", "failed"]
+    assert summary["verdict"]["status"] == "failed"
+    assert any("chat@a" in why for why in summary["runs"][2]["verdict"]["reasons"])
+    html = (out / "report.html").read_text()
+    banner = html.index('class="banner failed"')
+    assert banner < html.index("<h3>Capacity</h3>") < html.index("<h3>Uptime</h3>")
+    assert "FAILED" in html[banner:banner + 2000]
+    md = (out / "report.md").read_text()
+    assert md.startswith("## secton-harness report: FAILED")
+    assert md.index("check chat@a") < md.index("#### Capacity")
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["verdict"]["status"] == "failed"
+    assert [r["verdict"]["status"] for r in saved["runs"]] == verdicts
+
+
+def test_charts_titled_and_no_empty_knee_for_a_steady_run(three_runs) -> None:
+    out, _ = three_runs
+    html = (out / "report.html").read_text()
+    assert html.count('<p class="chart-title">Latency by offered rate</p>') == 1  # ramp only
+    assert html.count("<h4>Step ramp and knee</h4>") == 1
+    assert html.count('<p class="chart-title">Throughput by endpoint</p>') == 2
+    assert '<p class="chart-title">Errors and 429s over time</p>' in html
+    assert "max-width: 720px" not in html  # charts take the full width
+    assert "steady-20" in html and "error_rate &lt; 0.01" in html  # the scenario section
+
+
+def test_a_run_stopped_early_says_so(tmp_path: Path) -> None:
+    run = _edit_run_json(make_run(tmp_path / "down", load=load_rows(stage_rates=(10,))),
+                         outcome="failed", aborted_on=["target down: 95 % of 40 requests "
+                                                       "without answer or 5xx"])
+    summary = build_report([run], out=None).summary
+    verdict = summary["runs"][0]["verdict"]
+    assert verdict["status"] == "stopped early" and not verdict["passed"]
+    assert "target down" in verdict["reasons"][0]
+    assert summary["verdict"]["status"] == "failed"
+    assert "STOPPED EARLY" in (run / "report.html").read_text()
+
+
+def test_failing_threshold_is_named(tmp_path: Path) -> None:
+    thresholds = [{"scope": "all", "threshold": "error_rate < 0.001", "actual": 0.02,
+                   "passed": False, "resolved": "error_rate (0.02) < 0.001"}]
+    run = make_run(tmp_path / "t", load=load_rows(stage_rates=(10,)), thresholds=thresholds)
+    verdict = build_report([run], out=None).summary["runs"][0]["verdict"]
+    assert verdict["status"] == "failed"
+    assert verdict["reasons"] == ["threshold error_rate (0.02) < 0.001"]
+
+
+def _cli(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "secton_harness", "report", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_baseline_of_another_shape_is_refused(tmp_path: Path) -> None:
+    steady = make_run(tmp_path / "steady", load=load_rows(stage_rates=(20,)))
+    ramp = make_run(tmp_path / "ramp", load=load_rows(stage_rates=(20, 40)))
+    done = _cli(steady, "--baseline", ramp, "--out", tmp_path / "out")
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not comparable" in lines[0] and "shape" in lines[0], lines
+    assert "Traceback" not in done.stderr
+
+
+def test_baseline_with_another_target_is_compared_with_a_warning(tmp_path: Path) -> None:
+    base = _edit_run_json(make_run(tmp_path / "base", load=load_rows(stage_rates=(20, 40))),
+                          target="http://127.0.0.1:8")
+    same = make_run(tmp_path / "same", load=load_rows(seed=1, stage_rates=(20, 40)))
+    summary = build_report([same], out=None, baseline=base).summary
+    assert summary["baseline"]["rows"] and summary["baseline"]["warnings"]
+    assert "target" in summary["baseline"]["warnings"][0]
+    assert "baseline warning" in (same / "report.html").read_text()
+
+
+def test_only_runs_of_the_baselines_kind_are_compared(tmp_path: Path) -> None:
+    base = make_run(tmp_path / "base", load=load_rows(stage_rates=(20, 40)))
+    load = make_run(tmp_path / "load", load=load_rows(seed=3, stage_rates=(20, 40)))
+    probe = make_run(tmp_path / "probe", probe=probe_rows())
+    baseline = build_report([load, probe], out=tmp_path / "o", baseline=base).summary[
+        "baseline"]
+    assert [c["run"] for c in baseline["comparisons"]] == [str(load)]
+    assert [n["run"] for n in baseline["not_compared"]] == [str(probe)]
+
+
+def test_ratelimit_evidence_time_taken_and_retry_after_words(tmp_path: Path) -> None:
+    result = {**RATELIMIT_RESULT, "duration_s": 15.057}
+    del result["elapsed_s"]
+    result["scopes"] = {"key": {**RATELIMIT_RESULT["scopes"]["key"],
+                                "evidence": {"burst_run": [1, 2, 3], "first_429_at_s": 2.5}}}
+    run = make_run(tmp_path / "rl", ratelimit_result=result)
+    build_report([run], out=None)
+    html = (run / "report.html").read_text()
+    assert "time taken: 15.1 s" in html
+    assert "<td class=\"l\">first 429 at s</td>" in html  # a table, not key=value text
+    assert "burst_run=" not in html
+    assert early_late(-0.449) == "449 ms earlier than"
+    assert early_late(0.2) == "200 ms later than"
