@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from secton_harness.metrics import USERS
+
 #: A recent schema version (Grafana 10.4/11 write 39); older Grafana migrates nothing back,
 #: newer Grafana migrates forward on load.
 SCHEMA_VERSION = 39
@@ -192,10 +194,24 @@ def textbox_variable(name: str, label: str, value: str, description: str) -> Jso
             "options": [{"selected": True, "text": value, "value": value}]}
 
 
+def load_run_annotation() -> Json:
+    """Shade the time ranges where a load run had users running (every board, so a probe
+    failure or a burst of 429s can be read against "a load test was on")."""
+    return {"name": "Load runs", "datasource": DATASOURCE, "enable": True, "hide": False,
+            "iconColor": "rgba(255, 152, 48, 0.6)", "expr": LOAD_RUN_EXPR, "step": "15s",
+            "titleFormat": "load run", "textFormat": "{{value}} users",
+            "useValueForTime": False}
+
+
+#: Where a load run has users: one series, present only while the run is on.
+LOAD_RUN_EXPR = f"sum({USERS}) > 0"
+
+
 def dashboard(uid: str, title: str, *, description: str, panels: list[Json],
               variables: list[Json], tags: list[str], refresh: str = "30s",
               time_from: str = "now-1h", links: list[Json] | None = None) -> Json:
-    """The whole dashboard: fixed uid (so pushes update in place), no numeric id."""
+    """The whole dashboard: fixed uid (so pushes update in place), no numeric id; load
+    runs are marked by an annotation on every board."""
     return {
         "uid": uid, "title": title, "description": description, "tags": tags,
         "schemaVersion": SCHEMA_VERSION, "version": 1, "editable": True,
@@ -205,7 +221,7 @@ def dashboard(uid: str, title: str, *, description: str, panels: list[Json],
         "annotations": {"list": [{
             "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
             "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
-            "name": "Annotations & Alerts", "type": "dashboard"}]},
+            "name": "Annotations & Alerts", "type": "dashboard"}, load_run_annotation()]},
         "links": links or [{"type": "dashboards", "tags": ["secton"], "asDropdown": True,
                             "title": "Secton dashboards", "includeVars": True,
                             "keepTime": True, "icon": "external link", "targetBlank": False,

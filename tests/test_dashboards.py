@@ -93,6 +93,15 @@ def test_export_without_out_writes_to_the_current_folder(tmp_path: Path) -> None
     assert {p: p.stat().st_mtime_ns for p in GENERATED.glob("*.json")} == before
 
 
+def test_every_board_marks_load_runs() -> None:
+    exported = exposed_names()
+    for uid, board in build_all().items():
+        marks = [a for a in board["annotations"]["list"] if a.get("name") == "Load runs"]
+        assert len(marks) == 1, uid
+        assert marks[0]["enable"] and marks[0]["datasource"]["uid"] == "${datasource}"
+        assert all(name in exported for name in METRIC_RE.findall(marks[0]["expr"]))
+
+
 def test_uids_titles_and_schema() -> None:
     boards = build_all()
     assert set(boards) == EXPECTED_UIDS

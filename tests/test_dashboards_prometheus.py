@@ -201,3 +201,17 @@ def test_a_metric_the_code_does_not_export_fails(prometheus: str) -> None:
     assert "not exported" in (check_expression(
         prometheus, "sum(secton_probe_success) or sum(secton_ratelimit_bogus_total)") or "")
     assert check_expression(prometheus, "sum(secton_probe_success)") is None
+
+
+def test_load_run_annotation_marks_the_run(prometheus: str) -> None:
+    """The annotation query returns points while the load run had users (a range query,
+    as Grafana evaluates annotations over the dashboard's time range)."""
+    import time
+
+    from dashboards.panels import LOAD_RUN_EXPR
+
+    now = time.time()
+    data = api(prometheus, "query_range", query=LOAD_RUN_EXPR, start=str(now - 300),
+               end=str(now), step="1")
+    points = [v for series in data["result"] for v in series["values"]]
+    assert points and all(float(v) > 0 for _, v in points)

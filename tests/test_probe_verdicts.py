@@ -38,6 +38,8 @@ MODELS = [{"id": "copilot-one", "object": "model", "category": "chat"},
 class QuickStartTarget(BaseHTTPRequestHandler):
     """Only what the quick start documents: bearer keys, JSON, the sample chat shape."""
 
+    protocol_version = "HTTP/1.1"  # keep-alive, as the harness's client expects
+
     def log_message(self, *args: Any) -> None:  # quiet
         pass
 
@@ -76,9 +78,14 @@ class QuickStartTarget(BaseHTTPRequestHandler):
                                           "total_tokens": 6}})
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 64  # org_isolation opens one connection per key at once
+    daemon_threads = True
+
+
 @pytest.fixture
 def quick_start_target() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), QuickStartTarget)
+    server = _Server(("127.0.0.1", 0), QuickStartTarget)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
