@@ -30,9 +30,9 @@ from secton_harness.runfolder import RUN_FILE, read_json_object, read_run_info
 #: never needed, so they are never loaded).
 NEEDED = ["ts", "source", "phase", "endpoint", "key_alias", "org", "status", "latency_s",
           "error", "retry_after_s", "prompt_tokens", "completion_tokens", "target",
-          "check", "success", "reason", "intended_ts"]
+          "check", "success", "reason", "intended_ts", "detail"]
 CATEGORICAL = ["source", "phase", "endpoint", "key_alias", "org", "error", "target", "check",
-               "reason"]
+               "reason", "detail"]
 RATELIMIT_FILE = "ratelimit.json"
 
 

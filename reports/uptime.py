@@ -40,6 +40,8 @@ def analyse_uptime(probe: pd.DataFrame, *, slo: float) -> dict[str, Any]:
         "reason": probe["reason"].astype(str).where(probe["reason"].astype(str) != "",
                                                     probe["error"].astype(str)),
         "latency_s": probe["latency_s"].to_numpy(dtype=float),
+        # a passing run with a warning (conventional field missing): runner's "warning: "
+        "warned": probe["detail"].astype(str).str.contains("warning: ", regex=False).to_numpy(),
     })
     for col in ("check", "target", "reason"):
         frame[col] = frame[col].astype("category")
@@ -52,7 +54,8 @@ def analyse_uptime(probe: pd.DataFrame, *, slo: float) -> dict[str, Any]:
                                        observed=True).transform("median")
     frame["held_s"] = interval.fillna(median_interval).fillna(0.0)
     frame["ok_held_s"] = frame["held_s"].where(frame["ok"], 0.0)
-    agg = groups.agg(results=("ok", "size"), ok=("ok", "sum"), held=("held_s", "sum"),
+    agg = groups.agg(results=("ok", "size"), ok=("ok", "sum"), warned=("warned", "sum"),
+                     held=("held_s", "sum"),
                      ok_held=("ok_held_s", "sum"), first=("ts", "min"), last=("ts", "max"))
     quant = groups["latency_s"].quantile([0.5, 0.95, 0.99]).unstack()
     incidents, incident_count = _incidents(frame, next_ts)
@@ -63,6 +66,7 @@ def analyse_uptime(probe: pd.DataFrame, *, slo: float) -> dict[str, Any]:
         per_target.append({
             "check": str(check), "target": str(target) or "-",
             "results": int(row["results"]), "failures": int(row["results"] - row["ok"]),
+            "warnings": int(row["warned"]),
             "availability": float(count_av), "availability_time": float(time_av),
             "budget_consumed": _budget(count_av, slo), "meets_slo": bool(count_av >= slo),
             "p50": float(row[0.5]), "p95": float(row[0.95]), "p99": float(row[0.99]),
@@ -79,6 +83,7 @@ def analyse_uptime(probe: pd.DataFrame, *, slo: float) -> dict[str, Any]:
                           **latency_summary(part["latency_s"])})
     return {
         "available": True, "slo": slo, "results": total, "failures": total - n_ok,
+        "warnings": int(frame["warned"].sum()),
         "availability": overall, "availability_time": overall_time,
         "budget_consumed": _budget(overall, slo), "meets_slo": overall >= slo,
         "start_ts": float(frame["ts"].min()),

@@ -28,6 +28,7 @@ from conftest import ROOT
 from test_probe_checks import harness, run_once
 
 from probes.config import CHECK_NAMES
+from reports.build import build_report
 
 KEYS = ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
 ORG_OF = {k["key"]: k["org"] for k in tomllib.loads(KEYS.read_text())["keys"]}
@@ -109,6 +110,12 @@ def test_undocumented_fields_are_warnings_not_failures(quick_start_target: str,
     assert done.returncode == 0, output
     assert "FAIL" not in output, output
     assert "PASS (warning)" in output and "owned_by" in output, output
+    # the report shows the warnings too, and they do not cost availability
+    summary = build_report([tmp_path / "run"], out=tmp_path / "report").summary
+    models = next(t for t in summary["uptime"]["per_target"] if t["check"] == "models_list")
+    assert models["warnings"] == 1 and models["failures"] == 0
+    assert summary["uptime"]["availability"] == 1.0
+    assert summary["runs"][0]["verdict"]["status"] == "passed"
 
 
 def test_warning_is_a_third_result(quick_start_target: str) -> None:
