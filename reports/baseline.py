@@ -95,6 +95,34 @@ def compare(current: dict[str, Any], baseline: dict[str, Any],
             "missing": None if rows else "no figure present in both runs to compare"}
 
 
+#: Figures compared phase by phase for ramps: stage key, bound name, higher is worse, unit.
+PHASE_FIGURES = (("p95", "p95", True, "s"), ("error_rate", "error_rate", True, "ratio"),
+                 ("ok_rps", "ok_rps", False, "rps"))
+
+
+def compare_phases(run: dict[str, Any], base: dict[str, Any],
+                   bounds: dict[str, Bound]) -> list[dict[str, Any]]:
+    """A ramp against a ramp: each stage against the baseline's stage of the same name."""
+    stages = {s["phase"]: s for s in (run.get("capacity") or {}).get("stages") or []}
+    before = {s["phase"]: s for s in (base.get("capacity") or {}).get("stages") or []}
+    if len(stages) < 2 or set(stages) != set(before):
+        return []
+    rows = []
+    for phase, stage in stages.items():
+        for key, bound_name, higher_is_worse, unit in PHASE_FIGURES:
+            now, then = stage.get(key), before[phase].get(key)
+            if not isinstance(now, int | float) or not isinstance(then, int | float):
+                continue
+            bound = bounds[bound_name]
+            worse = (now - then) if higher_is_worse else (then - now)
+            moved = (worse / abs(then) if then else (float("inf") if worse > 0 else 0.0)) \
+                if bound.relative else worse
+            rows.append({"phase": phase, "metric": key, "unit": unit, "baseline": then,
+                         "current": now, "change_rel": (now - then) / then if then else None,
+                         "bound": bound.text(), "regressed": bool(moved > bound.limit)})
+    return rows
+
+
 def _shape(run: dict[str, Any]) -> str | None:
     """The load shape: the scenario's when run.json has it, else read from the records
     (several phases: a ramp; one: steady)."""
@@ -154,7 +182,12 @@ def compare_with_baseline(runs: list[dict[str, Any]], base: dict[str, Any],
             not_compared.append({"run": run["dir"], "reasons": refuse})
             continue
         warnings += [f"{run['dir']}: {text}" for text in warn]
-        comparisons.append({"run": run["dir"], **compare(run, base, bounds)})
+        overall = compare(run, base, bounds)
+        phases = compare_phases(run, base, bounds)
+        phase_regressions = [f"{r['phase']} {r['metric']}" for r in phases if r["regressed"]]
+        comparisons.append({"run": run["dir"], **overall, "phases": phases,
+                            "regressions": overall["regressions"] + phase_regressions,
+                            "passed": overall["passed"] and not phase_regressions})
     if not comparisons:
         why = "; ".join(f"{n['run']}: {', '.join(n['reasons'])}" for n in not_compared)
         raise BadInput(f"--baseline {base['dir']}: not comparable with any run of this "
@@ -162,6 +195,7 @@ def compare_with_baseline(runs: list[dict[str, Any]], base: dict[str, Any],
     regressions = sorted({r for c in comparisons for r in c["regressions"]})
     first = comparisons[0]
     return {"available": True, "dir": base["dir"], "comparisons": comparisons,
-            "rows": first["rows"], "regressions": regressions, "passed": not regressions,
+            "rows": first["rows"], "phases": first["phases"], "regressions": regressions,
+            "passed": not regressions,
             "warnings": warnings, "not_compared": not_compared,
             "missing": first["missing"]}

@@ -153,3 +153,18 @@ def test_ratelimit_evidence_time_taken_and_retry_after_words(tmp_path: Path) -> 
     assert "burst_run=" not in html
     assert early_late(-0.449) == "449 ms earlier than"
     assert early_late(0.2) == "200 ms later than"
+
+
+def test_ramps_are_compared_phase_by_phase(tmp_path: Path) -> None:
+    rows = load_rows(stage_rates=(20, 40))
+    base = make_run(tmp_path / "base", load=rows)
+    slower = [{**r, "latency_s": r["latency_s"] * (1.6 if r["phase"] == "stage-2" else 1.0)}
+              for r in rows]
+    current = make_run(tmp_path / "now", load=slower)
+    baseline = build_report([current], out=None, baseline=base).summary["baseline"]
+    by_phase = {(r["phase"], r["metric"]): r for r in baseline["phases"]}
+    assert not by_phase[("stage-1", "p95")]["regressed"]
+    assert by_phase[("stage-2", "p95")]["regressed"]
+    assert "stage-2 p95" in baseline["regressions"]
+    assert "stage-1 p95" not in baseline["regressions"]
+    assert "Phase by phase" in (current / "report.html").read_text()
