@@ -95,11 +95,15 @@ def _corrected_summary(cols: Columns) -> dict[str, float | None] | None:
 
 def _by_endpoint(load: pd.DataFrame, cols: Columns) -> list[dict[str, Any]]:
     """One row per endpoint, busiest first: the measures over that endpoint's records."""
-    endpoint = load["endpoint"].astype(str).to_numpy()
-    names, sizes = np.unique(endpoint, return_counts=True)
+    endpoint = load["endpoint"].astype("category")
+    codes = endpoint.cat.codes.to_numpy()
+    sizes = np.bincount(codes[codes >= 0], minlength=len(endpoint.cat.categories))
     rows = []
-    for name in names[np.argsort(-sizes, kind="stable")]:
-        part = cols.take(endpoint == name)
+    for code in np.argsort(-sizes, kind="stable"):
+        if not sizes[code]:
+            continue
+        name = endpoint.cat.categories[code]
+        part = cols.take(codes == code)
         counts = count(part)
         plain = latency_summary(part.latency_s)
         fixed = latency_summary(corrected(part))

@@ -35,12 +35,14 @@ def stage_table(load: pd.DataFrame, cols: Columns) -> list[dict[str, Any]]:
     phase = load["phase"]
     if phase.isna().all() or (phase.astype(str) == "").all():
         return []
-    names = phase.astype(str).to_numpy()
+    phase = phase.astype("category")
+    codes = phase.cat.codes.to_numpy()
     due = np.where(np.isfinite(cols.intended_ts), cols.intended_ts, cols.ts)
     stages = []
-    for name in np.unique(names):
-        mask = names == name
-        stages.append((float(np.nanmin(due[mask])), str(name), mask))
+    for code, name in enumerate(phase.cat.categories):
+        mask = codes == code
+        if str(name) and mask.any():
+            stages.append((float(np.nanmin(due[mask])), str(name), mask))
     rows = []
     for _first, name, mask in sorted(stages):  # one row per stage, not per record
         part = cols.take(mask)

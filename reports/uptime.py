@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.stats import bucket_width, check_passed, latency_summary
+from reports.stats import bucket_width, category_mask, check_passed, latency_summary
 
 MAX_INCIDENTS = 50
 MAX_STRIPS = 24
@@ -41,7 +41,7 @@ def analyse_uptime(probe: pd.DataFrame, *, slo: float) -> dict[str, Any]:
                                                     probe["error"].astype(str)),
         "latency_s": probe["latency_s"].to_numpy(dtype=float),
         # a passing run with a warning (conventional field missing): runner's "warning: "
-        "warned": probe["detail"].astype(str).str.contains("warning: ", regex=False).to_numpy(),
+        "warned": category_mask(probe["detail"], lambda text: "warning: " in text),
     })
     for col in ("check", "target", "reason"):
         frame[col] = frame[col].astype("category")
