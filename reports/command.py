@@ -36,8 +36,8 @@ def report(
         help="A ramp stage is degraded when its p95 exceeds this multiple of the first "
         "stage's p95.")] = 1.5,
     knee_errors: Annotated[float, typer.Option(
-        help="A ramp stage is degraded when its error rate rises this much (fraction) above "
-        "the first stage's.")] = 0.05,
+        help="A ramp stage is degraded when its share of errors plus 429s rises this much "
+        "(fraction) above the first stage's.")] = 0.05,
 ) -> None:
     """Report on one or more run folders: capacity, rate limits, uptime, baseline.
 

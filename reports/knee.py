@@ -5,9 +5,10 @@ the **offered** rate (requests due per second: from ``intended_ts`` when the loa
 open-model paced, else from ``ts``), the achieved ok rate, latency percentiles and the
 error rate, each as :mod:`secton_harness.measures` defines it (429s apart from errors).
 Stages are ordered by start time; the first stage is the reference. A stage is
-*degraded* when its p95 exceeds ``latency_ratio`` × the reference p95, its error rate rises
-more than ``error_rise`` above the reference, or it completes less than 90 % of what was
-offered. The knee is the offered rate of the last stage before the first degraded one.
+*degraded* when its p95 exceeds ``latency_ratio`` × the reference p95, its share of
+errors plus 429s (requests not served) rises more than ``error_rise`` above the
+reference, or it completes less than 90 % of what was offered. The knee is the offered
+rate of the last stage before the first degraded one.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ def stage_table(load: pd.DataFrame, cols: Columns) -> list[dict[str, Any]]:
     return rows
 
 
+def _not_served(stage: dict[str, Any]) -> float:
+    """Errors plus 429s: for the knee a throttled request was not served either (the
+    measures keep them apart; the knee adds them on purpose)."""
+    return (stage["error_rate"] or 0.0) + (stage["rate_limited_rate"] or 0.0)
+
+
 def find_knee(stages: list[dict[str, Any]], *, latency_ratio: float,
               error_rise: float) -> dict[str, Any]:
     """Where the ramp degrades; ``{"found": False, "why": ...}`` when it cannot tell."""
@@ -75,9 +82,10 @@ def find_knee(stages: list[dict[str, Any]], *, latency_ratio: float,
         if ref_p95 and stage["p95"] > latency_ratio * ref_p95:
             reasons.append(f"p95 {stage['p95'] * 1000:.1f} ms > {latency_ratio:g} × "
                            f"{ref_p95 * 1000:.1f} ms")
-        if stage["error_rate"] > ref["error_rate"] + error_rise:
-            reasons.append(f"error rate {stage['error_rate']:.1%} > "
-                           f"{ref['error_rate']:.1%} + {error_rise:.1%}")
+        refused, ref_refused = _not_served(stage), _not_served(ref)
+        if refused > ref_refused + error_rise:
+            reasons.append(f"errors + 429s {refused:.1%} > {ref_refused:.1%} + "
+                           f"{error_rise:.1%}")
         offered, achieved = stage["offered_rps"], stage["ok_rps"]
         if offered and achieved is not None and achieved < SATURATION * offered * (
                 1 - ref["error_rate"]):
