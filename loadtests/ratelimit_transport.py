@@ -8,6 +8,11 @@ geventhttpclient transport and fires Locust's ``request`` event for every reques
 
 Every request is timed with ``perf_counter`` and written to the run's :class:`RecordSink`
 (``source="ratelimit"``) before its answer is used, so an interrupted run keeps it.
+
+Requests go through :func:`loadtests.bounded_http.exchange` like the load users': no
+redirect followed, head and body capped, and the whole answer due by the earlier of the
+network timeout and the run's ``--max-duration`` deadline (the watchdog on a request in
+flight: a trickling target cannot hold the run past its bound).
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import gevent
-from locust import FastHttpUser
 from locust.env import Environment
 
+from loadtests.bounded_http import BoundedUser, exchange
 from secton_harness.endpoints import BY_NAME
+from secton_harness.error_classes import CONNECT, TRANSPORT_CLASSES, classify
 from secton_harness.keys import ApiKey
+from secton_harness.limits import max_body_bytes
 from secton_harness.ratelimit_headers import parse_ratelimit
 from secton_harness.records import RecordSink
 
@@ -54,6 +61,7 @@ class Hit:
     phase: str
     step: str = ""
     status: int = -1         # -1 while in flight, 0 when no response
+    error: str = ""          # error class (secton_harness.error_classes), "" when none
     latency_s: float = 0.0
     retry_after_s: float | None = None
     limit: int | None = None
@@ -67,14 +75,15 @@ class Hit:
 
     @property
     def ok(self) -> bool:
-        return 200 <= self.status < 300
+        """A 2xx that arrived whole (a reset mid-body is not a success)."""
+        return 200 <= self.status < 300 and not self.error
 
     @property
     def refused(self) -> bool:
         return self.status == 429
 
 
-class _MapperUser(FastHttpUser):
+class _MapperUser(BoundedUser):
     """The mapper's Locust user; never scheduled, only its ``client`` is used."""
 
     abstract = True
@@ -114,6 +123,7 @@ class Transport:
         self.longest_reset_s = 0.0   # longest window/reset any header announced
         self.steps: dict[str, int] = {}
         self.failures_in_a_row = 0
+        self.max_body = max_body_bytes()
 
     # ---------------------------------------------------------------- clock
     def now(self) -> float:
@@ -181,19 +191,20 @@ class Transport:
         if hit.endpoint == "chat":
             method = "POST"
             kwargs["json"] = CHAT_BODY
-        error = ""
-        size = 0
         resp_headers: dict[str, str] = {}
         start = time.perf_counter()
-        try:
-            response = self.user.client.request(method, _join(self.target, path), **kwargs)
-            status = int(response.status_code or 0)
-            size = len(response.content or b"")
-            resp_headers = {str(k): str(v) for k, v in (response.headers or {}).items()}
-            if status == 0:
-                error = "connect"
-        except Exception as exc:  # transport failures become status 0 records
-            status, error = 0, type(exc).__name__
+        # the answer is due by the run's deadline too (plus a moment to record it)
+        timeout_s = min(_MapperUser.network_timeout, self.deadline + 0.5 - start)
+        _, got = exchange(self.user.client, method, _join(self.target, path),
+                          timeout_s=timeout_s, max_body=self.max_body, keep_body=False,
+                          **kwargs)
+        status, size = got.status, got.size
+        if got.problem is not None:
+            error = classify(got.problem)
+        else:
+            error = classify(status) if status else CONNECT
+        if status and got.response.headers is not None:
+            resp_headers = {str(k): str(v) for k, v in got.response.headers.items()}
         hit.latency_s = time.perf_counter() - start
         info = parse_ratelimit(resp_headers, now=time.time()) if resp_headers else None
         if info is not None:
@@ -202,8 +213,9 @@ class Transport:
             hit.reset_s, hit.window_s = info.reset_s, info.window_s
             self.longest_reset_s = max(self.longest_reset_s, hit.reset_s or 0.0,
                                        hit.window_s or 0.0)
+        hit.error = error
         hit.status = status
-        down = status == 0 or status >= 500
+        down = status == 0 or status >= 500 or error in TRANSPORT_CLASSES
         self.failures_in_a_row = self.failures_in_a_row + 1 if down else 0
         self.sink.add(
             ts=hit.ts, phase=hit.phase, endpoint=path, method=method, key_alias=key.alias,

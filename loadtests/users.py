@@ -11,17 +11,26 @@ class) and one Locust request event (for Locust's stats and web UI). A 429 is a 
 from __future__ import annotations
 
 import json
-import socket
 import time
 from typing import Any, ClassVar
 
 import gevent
 from locust import constant, task
-from locust.contrib.fasthttp import FastHttpUser
 
+from loadtests.bounded_http import BoundedUser, Exchange, exchange
 from loadtests.process_plan import LoadPlan
 from loadtests.recorder import RECORD_FIELDS
 from secton_harness.endpoints import BY_NAME
+from secton_harness.error_classes import (
+    CONNECT,
+    CONTENT_TYPE,
+    CONTRACT,
+    INVALID_JSON,
+    REDIRECT,
+    classify,
+)
+from secton_harness.limits import max_body_bytes
+from secton_harness.redact import Redactor
 
 IDLE_S = 0.2
 _STATUS, _ERROR, _REASON = (RECORD_FIELDS.index(name) for name in ("status", "error", "reason"))
@@ -55,17 +64,20 @@ def _float(value: str | None) -> float | None:
 
 
 def error_class(exc: BaseException) -> str:
-    """The record's error class for a request that got no response."""
-    if isinstance(exc, (TimeoutError, socket.timeout, gevent.Timeout)):
-        return "timeout"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connect"
-    if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
-        return "reset"
-    return "connect" if isinstance(exc, OSError) else type(exc).__name__.lower()
+    """The record's error class for a request that got no (whole) answer."""
+    return classify(exc)
 
 
-class SectonUser(FastHttpUser):
+def _redactor(plan: LoadPlan) -> Redactor:
+    """The process's one redactor for text from the target (every key of the plan)."""
+    found: Redactor | None = getattr(plan, "_secton_redactor", None)
+    if found is None:
+        found = Redactor({key.secret: key.alias for key in plan.keys})
+        plan._secton_redactor = found  # type: ignore[attr-defined]
+    return found
+
+
+class SectonUser(BoundedUser):
     """Base class: ticket loop, key binding, record building. Not run on its own."""
 
     abstract = True
@@ -82,6 +94,8 @@ class SectonUser(FastHttpUser):
             self.headers["Content-Type"] = "application/json"
         endpoint = BY_NAME[self.endpoint_name]
         self.method, self.path = endpoint.method, endpoint.path
+        self.redact = _redactor(self.plan).text
+        self.max_body = max_body_bytes()
 
     @task
     def send(self) -> None:
@@ -115,21 +129,33 @@ class SectonUser(FastHttpUser):
                     and self.rng.random() < self.plan.scenario.validate_sample)
         ts = time.time()
         start = time.perf_counter()
-        with self.client.request(self.method, self.path, name=self.path, catch_response=True,
-                                 headers=self.headers, **kwargs) as resp:
-            latency = time.perf_counter() - start
-            row = self.record(resp, ts, latency, intended_ts, phase, payload, kwargs, validate)
-            status, error = row[_STATUS], row[_ERROR]
-            if status == 429:
-                resp.failure("429 rate limited")
-            elif error:
-                resp.failure(f"{error}: {row[_REASON] or status}")
-            else:
-                resp.success()
+        # no redirect followed, body and head capped, the whole answer within the timeout
+        resp, got = exchange(self.client, self.method, self.path,
+                             timeout_s=self.plan.scenario.timeout, max_body=self.max_body,
+                             keep_body=validate or self.endpoint_name == "chat",
+                             name=self.path, catch_response=True, headers=self.headers,
+                             **kwargs)
+        latency = time.perf_counter() - start
+        row = self.record(got, ts, latency, intended_ts, phase, payload, kwargs, validate)
+        status, error = row[_STATUS], row[_ERROR]
+        if resp is None:  # the deadline fired outside the client: report it ourselves
+            self.environment.events.request.fire(
+                request_type=self.method, name=self.path, response_time=latency * 1000,
+                response_length=0, exception=got.problem, context={}, response=None,
+                start_time=ts, url=self.path)
+        else:
+            with resp:
+                resp.request_meta["response_length"] = got.size
+                if status == 429:
+                    resp.failure("429 rate limited")
+                elif error:
+                    resp.failure(f"{error}: {row[_REASON] or status}")
+                else:
+                    resp.success()
         if self.plan.recorder is not None:
             self.plan.recorder.add(row)
 
-    def record(self, resp: Any, ts: float, latency: float, intended_ts: float, phase: str,
+    def record(self, got: Exchange, ts: float, latency: float, intended_ts: float, phase: str,
                payload: dict[str, Any] | None, kwargs: dict[str, Any],
                validate: bool) -> tuple[Any, ...]:
         """The request's record: a tuple in the order of :data:`RECORD_FIELDS`.
@@ -137,22 +163,22 @@ class SectonUser(FastHttpUser):
         A tuple, not a dict: made once per request and kept until the next flush, it costs
         a third of a dict to build and to hold, and Arrow converts it column-wise.
         """
-        status = int(resp.status_code or 0)
-        nbytes, error, reason = 0, "", ""
+        status = got.status
+        nbytes, error, reason = got.size, "", ""
         limit = remaining = reset = retry_after = None
         tokens: tuple[int | None, ...] = _NO_TOKENS
-        if not status:
-            exc = getattr(resp, "error", None)
-            error = error_class(exc) if exc is not None else "connect"
-            reason = str(exc)[:200] if exc is not None else ""
-        else:
-            headers, content = resp.headers, resp.content or b""
-            nbytes = len(content)
+        if got.problem is not None or not status:
+            # no whole answer: the status it announced (0: none) and the transport class
+            error = error_class(got.problem) if got.problem is not None else CONNECT
+            reason = self.redact(f"{type(got.problem).__name__}: {got.problem}"
+                                 if got.problem is not None else "no response")
+        if status:
+            headers, content = got.response.headers, got.content
             limit = _int(_header(headers, "x-ratelimit-limit"))
             remaining = _int(_header(headers, "x-ratelimit-remaining"))
             reset = _float(_header(headers, "x-ratelimit-reset"))
             retry_after = _float(_header(headers, "retry-after"))
-            if status != 429:  # rate limited: counted apart, neither success nor error
+            if status != 429 and not error:  # a 429 is counted apart: neither
                 error, reason, tokens = self.judge(status, headers, content, payload, kwargs,
                                                    validate)
         success = status != 0 and status != 429 and not error
@@ -168,16 +194,16 @@ class SectonUser(FastHttpUser):
         The body is only parsed when it is needed: to validate it (sampled) or to read a
         chat completion's token usage.
         """
-        error = "http" if status >= 400 else ""
-        if not (validate or (status < 300 and self.endpoint_name == "chat")):
+        error = classify(status)  # "http" for >= 400, "redirect" for a 3xx (never followed)
+        if error == REDIRECT or not (validate or (status < 300 and self.endpoint_name == "chat")):
             return error, "", _NO_TOKENS
         content_type = _header(headers, "content-type") or ""
         if "json" not in content_type:
-            return "content_type", content_type, _NO_TOKENS
+            return CONTENT_TYPE, self.redact(content_type), _NO_TOKENS
         try:
             body = json.loads(content)
-        except ValueError as exc:
-            return "invalid_json", str(exc)[:200], _NO_TOKENS
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+            return INVALID_JSON, self.redact(exc), _NO_TOKENS
         tokens = _NO_TOKENS
         usage = body.get("usage") if status < 300 and isinstance(body, dict) else None
         if isinstance(usage, dict):
@@ -187,8 +213,8 @@ class SectonUser(FastHttpUser):
         if validate:
             violations = self.validate(status, body, payload, kwargs)
             if violations:
-                error = error or "contract"
-                reason = str(violations[0])[:200]
+                error = error or CONTRACT
+                reason = self.redact(violations[0])
         return error, reason, tokens
 
     def validate(self, status: int, body: Any, payload: dict[str, Any] | None,

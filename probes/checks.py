@@ -13,7 +13,8 @@ To add a check: add a row to :data:`CHECKS` and its defaults in
 Placeholders (all resolved for every answer):
 
 =======================  ===========================================================
-``CONNECTION``           ``ok``, ``timeout`` or ``connect`` (refused, reset, protocol)
+``CONNECTION``           ``ok``, ``timeout`` or ``connect`` (refused, reset, too large,
+                         protocol)
 ``STATUS``               HTTP status (0: none)
 ``CONTENT_TYPE``         media type of the answer, lower case
 ``SCHEMA_ERRORS``        JSON Schema violations (contract.check_response)
@@ -38,6 +39,7 @@ from probes.config import CHECK_NAMES
 from secton_harness.client import ApiResponse
 from secton_harness.contract import Contract
 from secton_harness.endpoints import CHAT, MODELS
+from secton_harness.error_classes import TRANSPORT_CLASSES
 
 from .conditions import Condition
 
@@ -118,7 +120,7 @@ def connection_state(response: ApiResponse) -> str:
     """``ok``, ``timeout`` or ``connect``: whether an answer arrived at all."""
     if response.error == "timeout":
         return "timeout"
-    if response.status == 0 or response.error in ("connect", "reset", "http"):
+    if response.status == 0 or response.error in TRANSPORT_CLASSES:
         return "connect"
     return "ok"
 

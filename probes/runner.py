@@ -25,6 +25,8 @@ from .checks import CheckSpec, RequestSpec, resolve_values
 from .conditions import Condition, first_failure
 
 _GRACE_S = 0.5
+#: A check's ``detail`` holds resolved values from the answer: at most this many characters.
+DETAIL_LIMIT_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,9 @@ async def run_check(spec: CheckSpec, settings: CheckSettings, target: ProbeTarge
             condition, outcome = found
             note = next((details[p] for p in sorted(condition.placeholders()) if p in details),
                         "")
-            failure = (condition.reason, outcome.shown + (f": {note}" if note else ""))
+            # the one place a probe turns an answer into text: redacted, one line, capped
+            failure = (condition.reason, target.keys.redactor.text(
+                outcome.shown + (f": {note}" if note else ""), limit=DETAIL_LIMIT_CHARS))
             deciding = (plan, response)
             break
     plan, response = deciding

@@ -2,24 +2,23 @@
 
 Every call returns an :class:`ApiResponse` and never raises on an HTTP status or a
 transport problem, so a probe can record one row per request whatever happened. What went
-wrong is one of :data:`ERROR_CLASSES`:
+wrong is one of the record vocabulary's classes (:mod:`secton_harness.error_classes`,
+picked by its ``classify``): a transport class (``timeout``, ``connect``, ``reset``,
+``too_large``, ``protocol``) or a body class (``invalid_json``, ``content_type``); the
+status itself is left to the caller (a probe's conditions judge it).
 
-================  ==========================================================================
-``timeout``       no complete response within ``timeout_s`` (connect, read, write or pool)
-``connect``       the connection could not be opened (refused, DNS failure, TLS handshake)
-``reset``         the connection was closed or dropped mid-request or mid-body
-``invalid_json``  a JSON content type whose body does not parse
-``content_type``  a response that is not JSON (``application/json`` or ``*/*+json``)
-``http``          any other transport or protocol problem
-================  ==========================================================================
+Every answer is read within bounds (:mod:`secton_harness.limits`): the head is capped by
+httpcore, the body is cut at the body cap while it streams in (``too_large``), the whole
+answer must arrive within ``timeout_s`` (a target trickling a byte a second is a
+``timeout``), and redirects are never followed (a 3xx is returned as it is).
 
 ``status`` is 0 when no response line arrived; a connection dropped after the status line
 keeps the status it announced, with ``error == "reset"``. Use ``ok`` rather than ``status``
 to decide success.
 
 The API key never leaves the request: :class:`ApiResponse` holds only response data, and
-transport error messages are reduced to ``"<ExceptionClass>: <short message>"`` with the
-key and the Authorization value masked.
+every error detail is made by :class:`~secton_harness.redact.Redactor` (the key sent, its
+encodings and any credential masked; one line, capped).
 
 Example::
 
@@ -34,10 +33,10 @@ Paths are joined to the base URL; a base URL that already ends in ``/v1`` (as in
 
 from __future__ import annotations
 
+import asyncio
 import json
-import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,9 +45,18 @@ import httpx
 
 from secton_harness import __version__
 from secton_harness.endpoints import CHAT, MODELS
+from secton_harness.error_classes import (
+    CONTENT_TYPE,
+    ERROR_CLASSES,
+    INVALID_JSON,
+    ResponseTooLarge,
+    classify,
+)
 from secton_harness.errors import BadInput
 from secton_harness.keys import mask as mask_key
+from secton_harness.limits import max_body_bytes
 from secton_harness.ratelimit_headers import RateLimitInfo, parse_ratelimit
+from secton_harness.redact import Redactor
 
 __all__ = [
     "CHAT_PATH",
@@ -62,21 +70,12 @@ __all__ = [
     "mask_key",
 ]
 
-#: Every value ``ApiResponse.error`` can take besides ``""``.
-ERROR_CLASSES: tuple[str, ...] = (
-    "timeout", "connect", "reset", "invalid_json", "content_type", "http",
-)
 MODELS_PATH = MODELS.path
 CHAT_PATH = CHAT.path
 #: Raw text kept on a response; ``bytes`` and ``body`` always reflect the whole body.
 TEXT_LIMIT_CHARS = 64 * 1024
-_DETAIL_LIMIT_CHARS = 200
-
-
 
 USER_AGENT = f"secton-harness/{__version__}"
-
-
 
 
 def chat_payload(model: str, messages: list[dict[str, Any]], temperature: float | None = None,
@@ -149,15 +148,32 @@ def _is_json_type(content_type: str) -> bool:
                                           and media.endswith("+json"))
 
 
-def _classify(exc: BaseException) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return "timeout"
-    if isinstance(exc, httpx.ConnectError):
-        return "connect"
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError
-                  | ConnectionError):
-        return "reset"
-    return "http"
+def _capped(total: int, chunk: bytes, limit: int, deadline: float) -> int:
+    """The byte count after ``chunk``; raises past the body cap or the answer's deadline."""
+    total += len(chunk)
+    if total > limit:
+        raise ResponseTooLarge("body", limit)
+    if time.perf_counter() > deadline:
+        raise TimeoutError("no complete answer within the request timeout")
+    return total
+
+
+def _read(chunks: Iterator[bytes], limit: int, deadline: float) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    for chunk in chunks:
+        total = _capped(total, chunk, limit, deadline)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _aread(chunks: AsyncIterator[bytes], limit: int, deadline: float) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    async for chunk in chunks:
+        total = _capped(total, chunk, limit, deadline)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,16 +184,18 @@ class _Prepared:
     headers: dict[str, str]
     params: Any
     content: bytes | None
-    secrets: tuple[str, ...]
+    redactor: Redactor
 
 
 class _Base:
-    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str, timeout_s: float = 10.0,
+                 max_body: int | None = None) -> None:
         self.base_url = _check_base_url(base_url)
         if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool) \
-                or timeout_s <= 0:
+                or not 0 < timeout_s < float("inf"):
             raise BadInput(f"timeout_s: {timeout_s!r} must be a positive number of seconds")
         self.timeout_s = float(timeout_s)
+        self.max_body = max_body_bytes() if max_body is None else max_body
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r}, timeout_s={self.timeout_s:g})"
@@ -207,8 +225,12 @@ class _Base:
             body = content.encode()
         else:
             body = content
+        # h11 and codecs quote offending values as bytes or escaped text: mask those too
+        forms = {form for secret in secrets if secret.strip()
+                 for form in (secret, repr(secret)[1:-1], repr(secret.encode("utf-8"))[2:-1],
+                              secret.strip())}
         return _Prepared(method.upper(), path, _join(self.base_url, path), sent, params, body,
-                         tuple(s for s in secrets if s.strip()))
+                         Redactor(forms))
 
     def _build(self, client: httpx.Client | httpx.AsyncClient,
                prep: _Prepared) -> httpx.Request:
@@ -219,42 +241,33 @@ class _Base:
     def _failed(prep: _Prepared, exc: BaseException, ts: float, start: float,
                 status: int = 0, headers: httpx.Headers | None = None) -> ApiResponse:
         latency = time.perf_counter() - start
-        message = str(exc) or exc.__class__.__name__
-        for secret in sorted(prep.secrets, key=len, reverse=True):
-            # h11 and codecs quote offending values as bytes or escaped text: mask those too
-            for form in {secret, repr(secret)[1:-1], repr(secret.encode("utf-8"))[2:-1],
-                         secret.strip()}:
-                if form.strip():
-                    message = message.replace(form, mask_key(secret))
-        message = re.sub(r"(?i)(bearer|basic)\s+\S+", r"\1 ***", message)
-        detail = f"{exc.__class__.__name__}: {message}"[:_DETAIL_LIMIT_CHARS]
+        detail = prep.redactor.text(f"{exc.__class__.__name__}: {exc}")
         lowered = {k.lower(): v for k, v in headers.items()} if headers is not None else {}
         return ApiResponse(
             method=prep.method, path=prep.path, status=status, latency_s=latency, ts=ts,
             headers=lowered, content_type=lowered.get("content-type", ""), body=None,
-            text="", bytes=0, error=_classify(exc), error_detail=detail,
+            text="", bytes=0, error=classify(exc), error_detail=detail,
             ratelimit=parse_ratelimit(lowered, now=ts + latency),
         )
 
     @staticmethod
-    def _finished(prep: _Prepared, response: httpx.Response, ts: float,
+    def _finished(prep: _Prepared, response: httpx.Response, raw: bytes, ts: float,
                   start: float) -> ApiResponse:
         latency = time.perf_counter() - start
-        raw = response.content
         lowered = {k.lower(): v for k, v in response.headers.items()}
         content_type = lowered.get("content-type", "")
         text = raw[:TEXT_LIMIT_CHARS * 4].decode(response.encoding or "utf-8", "replace")
         body = None
         error = detail = ""
         if not _is_json_type(content_type):
-            error = "content_type"
-            detail = f"content-type {content_type!r} is not JSON"
+            error = CONTENT_TYPE
+            detail = prep.redactor.text(f"content-type {content_type!r} is not JSON")
         else:
             try:
                 body = json.loads(raw)
-            except (ValueError, RecursionError) as exc:
-                error = "invalid_json"
-                detail = f"{exc.__class__.__name__}: {exc}"[:_DETAIL_LIMIT_CHARS]
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+                error = INVALID_JSON
+                detail = prep.redactor.text(f"{exc.__class__.__name__}: {exc}")
         return ApiResponse(
             method=prep.method, path=prep.path, status=response.status_code,
             latency_s=latency, ts=ts, headers=lowered, content_type=content_type, body=body,
@@ -263,14 +276,16 @@ class _Base:
         )
 
 
-_CAUGHT = (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError, UnicodeError)
+_CAUGHT = (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError, UnicodeError,
+           ResponseTooLarge)
 
 
 class SectonClient(_Base):
     """Synchronous client; one connection pool per instance. Use as a context manager."""
 
-    def __init__(self, base_url: str, timeout_s: float = 10.0, *, verify: bool = True) -> None:
-        super().__init__(base_url, timeout_s)
+    def __init__(self, base_url: str, timeout_s: float = 10.0, *, verify: bool = True,
+                 max_body: int | None = None) -> None:
+        super().__init__(base_url, timeout_s, max_body)
         self._client = httpx.Client(timeout=self.timeout_s, verify=verify,
                                     follow_redirects=False)
 
@@ -295,16 +310,17 @@ class SectonClient(_Base):
                              headers)
         ts, start = time.time(), time.perf_counter()
         status, got = 0, None
+        deadline = start + self.timeout_s
         try:
             response = self._client.send(self._build(self._client, prep), stream=True)
             status, got = response.status_code, response.headers
             try:
-                response.read()
+                raw = _read(response.iter_bytes(), self.max_body, deadline)
             finally:
                 response.close()
         except _CAUGHT as exc:
             return self._failed(prep, exc, ts, start, status, got)
-        return self._finished(prep, response, ts, start)
+        return self._finished(prep, response, raw, ts, start)
 
     def list_models(self, key: str | None, **params: Any) -> ApiResponse:
         return self.request("GET", MODELS_PATH, key=key, params=params or None)
@@ -318,8 +334,9 @@ class SectonClient(_Base):
 class AsyncSectonClient(_Base):
     """The same API as :class:`SectonClient`, awaitable. Use as an async context manager."""
 
-    def __init__(self, base_url: str, timeout_s: float = 10.0, *, verify: bool = True) -> None:
-        super().__init__(base_url, timeout_s)
+    def __init__(self, base_url: str, timeout_s: float = 10.0, *, verify: bool = True,
+                 max_body: int | None = None) -> None:
+        super().__init__(base_url, timeout_s, max_body)
         self._client = httpx.AsyncClient(timeout=self.timeout_s, verify=verify,
                                          follow_redirects=False)
 
@@ -344,16 +361,19 @@ class AsyncSectonClient(_Base):
                              headers)
         ts, start = time.time(), time.perf_counter()
         status, got = 0, None
+        deadline = start + self.timeout_s
         try:
-            response = await self._client.send(self._build(self._client, prep), stream=True)
-            status, got = response.status_code, response.headers
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
+            async with asyncio.timeout(self.timeout_s):  # the whole answer, trickle or not
+                response = await self._client.send(self._build(self._client, prep),
+                                                   stream=True)
+                status, got = response.status_code, response.headers
+                try:
+                    raw = await _aread(response.aiter_bytes(), self.max_body, deadline)
+                finally:
+                    await response.aclose()
         except _CAUGHT as exc:
             return self._failed(prep, exc, ts, start, status, got)
-        return self._finished(prep, response, ts, start)
+        return self._finished(prep, response, raw, ts, start)
 
     async def list_models(self, key: str | None, **params: Any) -> ApiResponse:
         return await self.request("GET", MODELS_PATH, key=key, params=params or None)

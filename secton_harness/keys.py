@@ -19,6 +19,7 @@ an alias or org holding a key is refused (both appear in every output), and a pl
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -31,6 +32,7 @@ from pydantic import Field, field_validator, model_validator
 
 from secton_harness.config import Model, model_from_dict, read_toml
 from secton_harness.errors import BadInput
+from secton_harness.redact import Redactor
 
 ENV_KEY = "SECTON_API_KEY"
 ENV_ORG = "SECTON_ORG"
@@ -131,12 +133,15 @@ class KeyPool:
         """Every secret, for leak scanners and redaction; never print the result."""
         return [key.secret for key in self.keys]
 
+    @functools.cached_property
+    def redactor(self) -> Redactor:
+        """The redactor for text from the network: every secret of the pool shown by alias."""
+        return Redactor({key.secret: key.alias for key in self.keys})
+
     def redact(self, text: str) -> str:
-        """``text`` with every secret of the pool replaced by its alias."""
-        for key in self.keys:
-            if key.secret and key.secret in text:
-                text = text.replace(key.secret, f"<key {key.alias}>")
-        return text
+        """``text`` with every secret of the pool (and its visible forms) replaced by its
+        alias; see :mod:`secton_harness.redact`."""
+        return self.redactor.redact(text)
 
 
 def load_keys(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> KeyPool:

@@ -262,3 +262,12 @@ class HostileTarget:
 
     async def _mode_hang(self, writer: asyncio.StreamWriter, auth: str, path: str) -> None:
         await asyncio.sleep(3600)
+
+
+if __name__ == "__main__":  # python tests/hostile_target.py MODE [REDIRECT_TO]: for a by-hand look
+    import sys
+
+    server = HostileTarget(sys.argv[1], redirect_to=sys.argv[2] if len(sys.argv) > 2 else "")
+    server.start()
+    print(server.url, flush=True)
+    threading.Event().wait()

@@ -130,9 +130,12 @@ def _assert_no_key(reply: ApiResponse, key: str = KEY) -> None:
 # --------------------------------------------------------------------------- unit
 
 
-def test_error_classes_constant() -> None:
-    assert ERROR_CLASSES == ("timeout", "connect", "reset", "invalid_json", "content_type",
-                             "http")
+def test_error_classes_are_the_core_vocabulary() -> None:
+    from secton_harness import error_classes
+
+    assert ERROR_CLASSES is error_classes.ERROR_CLASSES
+    assert {"timeout", "connect", "reset", "too_large", "protocol", "invalid_json",
+            "content_type"} <= set(ERROR_CLASSES)
 
 
 def test_mask_key() -> None:
@@ -258,7 +261,7 @@ def test_text_is_truncated_but_bytes_and_body_are_whole(scripted: str) -> None:
 def test_illegal_key_never_leaks(scripted: str, key: str) -> None:
     with SectonClient(scripted) as client:
         reply = client.request("GET", "/echo", key=key)
-    assert reply.status == 0 and reply.error == "http"
+    assert reply.status == 0 and reply.error == "protocol"
     _assert_no_key(reply, key)
     assert "4321" not in reply.error_detail.replace("…4321", "")
 

@@ -1,0 +1,155 @@
+"""One bounded request on Locust's geventhttpclient transport, for the load users and the
+rate-limit mapper alike.
+
+Locust's ``FastHttpUser`` follows up to 30 redirects, buffers any body whole and parses
+any header block, however large (geventhttpclient joins header pieces quadratically: a
+200 MB header kept a process at 100 % CPU for minutes, deaf to signals). Here:
+
+* :class:`BoundedUser` sets ``max_redirects = 0``: a 3xx comes back as it is, so one
+  counted request is one request on the wire (the loopback guard checked the only URL);
+* :func:`install_head_cap` makes every response count the bytes fed to the parser before
+  the headers are complete and stop at :data:`~secton_harness.limits.MAX_HEAD_BYTES`;
+* :func:`exchange` sends with ``stream=True`` and reads the body in blocks, cut at the body
+  cap, the whole answer (head and body) within one deadline (a gevent timer, so a target
+  trickling a byte a second cannot hold a request past it).
+
+What went wrong is classified by the core's one vocabulary
+(:func:`secton_harness.error_classes.classify`). Only this folder imports gevent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+import geventhttpclient.client as ghc_client
+from geventhttpclient.response import HTTPParseError, HTTPSocketPoolResponse
+from locust.contrib.fasthttp import FastHttpUser
+
+from secton_harness.error_classes import ResponseTooLarge
+from secton_harness.limits import MAX_HEAD_BYTES
+
+_BLOCK = 64 * 1024
+#: Ask for the body as it is: it is read raw (in blocks, under the cap), never unzipped.
+IDENTITY = {"Accept-Encoding": "identity"}
+
+
+class _HeadCappedResponse(HTTPSocketPoolResponse):
+    """geventhttpclient's pooled response, refusing a head past :data:`MAX_HEAD_BYTES`."""
+
+    head_limit = MAX_HEAD_BYTES
+
+    def feed(self, data: str | bytes) -> None:
+        if not self.headers_complete:
+            seen = getattr(self, "_head_seen", 0) + len(data)
+            self._head_seen = seen
+            if seen > self.head_limit:
+                raise ResponseTooLarge("head", self.head_limit)
+        super().feed(data)
+
+
+def install_head_cap() -> None:
+    """Make geventhttpclient build capped responses (idempotent; this process only).
+
+    The client module names its response class at each request, so replacing that name is
+    the one seam that needs no copy of its request code.
+    """
+    ghc_client.HTTPSocketPoolResponse = _HeadCappedResponse  # type: ignore[misc]
+
+
+install_head_cap()
+
+
+class BoundedUser(FastHttpUser):
+    """A ``FastHttpUser`` that never follows a redirect and never retries on its own.
+
+    Every status is "valid" to the transport: Locust would otherwise release the
+    connection of a 4xx/5xx before its body is read (the body lost, the answer cut); the
+    status is judged by the caller, through the one vocabulary.
+    """
+
+    abstract = True
+    max_redirects = 0
+    max_retries = 0
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.client.client.valid_response_codes = frozenset(range(100, 1000))
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What came back: the response (or None), the body read so far, the failure if any."""
+
+    response: Any
+    content: bytes
+    problem: BaseException | None
+    size: int = 0  # body bytes read (``content`` is empty when the body was not kept)
+
+    @property
+    def status(self) -> int:
+        if self.response is None:  # (a response with no body is falsy: test identity)
+            return 0
+        return int(getattr(self.response, "status_code", 0) or 0)
+
+
+def read_body(response: Any, limit: int,
+              keep: bool = True) -> tuple[bytes, int, BaseException | None]:
+    """The body of a ``stream=True`` response, read in blocks and cut at ``limit``.
+
+    Returns (the body so far - empty unless ``keep`` -, its size, the problem or None): a
+    reset or a close before the announced end is a problem, not a short success. A caller
+    that only needs the status and headers passes ``keep=False``: memory then stays at one
+    block per request in flight, however many are in flight.
+    """
+    raw = getattr(response, "_response", None)
+    if raw is None:
+        return b"", 0, None
+    parts: list[bytes] = []
+    total = 0
+    try:
+        while True:
+            block = raw.read(_BLOCK)
+            if not block:
+                break
+            total += len(block)
+            if total > limit:
+                raise ResponseTooLarge("body", limit)
+            if keep:
+                parts.append(block)
+        if not raw.message_complete:
+            raise HTTPParseError("connection closed before the end of the body")
+    except (ResponseTooLarge, OSError, HTTPParseError, gevent.Timeout, ValueError) as exc:
+        raw.release()
+        return b"".join(parts), total, exc
+    return b"".join(parts), total, None
+
+
+def exchange(client: Any, method: str, url: str, *, timeout_s: float, max_body: int,
+             keep_body: bool = True, **kwargs: Any) -> tuple[Any, Exchange]:
+    """Send one request and read its whole answer within ``timeout_s`` and ``max_body``.
+
+    Returns (what ``client.request`` returned - a Locust ``ResponseContextManager`` when
+    ``catch_response=True`` is passed - and the :class:`Exchange`). The deadline covers
+    the head (geventhttpclient reports it as the response's ``error``) and the body.
+    """
+    headers = {**IDENTITY, **kwargs.pop("headers", {})}
+    timer = gevent.Timeout(max(timeout_s, 0.001))
+    timer.start()
+    try:
+        try:
+            response = client.request(method, url, headers=headers, stream=True, **kwargs)
+        except gevent.Timeout as fired:
+            if fired is not timer:
+                raise
+            return None, Exchange(None, b"", fired)
+        except Exception as exc:  # e.g. Locust reading a bogus Content-Length
+            return None, Exchange(None, b"", exc)
+        error = getattr(response, "error", None)
+        if not getattr(response, "status_code", 0):
+            return response, Exchange(response, b"", error)
+        content, size, problem = read_body(response, max_body, keep_body)
+        return response, Exchange(response, content, problem, size)
+    finally:
+        timer.close()

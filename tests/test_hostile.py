@@ -1,0 +1,219 @@
+"""Every command against every misbehaviour of the hostile target, run as a user runs it.
+
+Each mode of :mod:`hostile_target` meets ``probe --once``, a short ``load`` and a short
+``ratelimit`` (real CLI, real Locust child). Every run must: exit 0 or 1 (never 2 or a
+crash), print no traceback, leak no canary key into anything it printed or wrote (the
+canary scan of test_security), end within a bound, stay under a peak RSS of 300 MB
+(any process of its tree, polled) and record the misbehaviour under the one vocabulary's class.
+Redirect modes point at a second server that must never see a request.
+
+Plus in-process property tests of the response side: whatever head and body a target
+sends, the one classify/redact path gives a known class and text free of the key.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+from conftest import write_toml
+from hostile_target import HostileTarget
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_security import CANARIES, leaks_in, scan_tree
+
+from secton_harness.error_classes import ERROR_CLASSES, ResponseTooLarge, classify
+from secton_harness.redact import Redactor
+
+RSS_LIMIT = 300 * 1024 * 1024
+ALIASES = ["c1", "c2", "d1"]
+ORGS = ["org_alpha", "org_alpha", "org_beta"]
+
+#: mode -> (class the load records must hold, class the ratelimit records must hold)
+EXPECTED: dict[str, tuple[str, str]] = {
+    "echo_body": ("contract", ""),
+    "echo_headers": ("", ""),
+    "redirect_307": ("redirect", "redirect"),
+    "redirect_302": ("redirect", "redirect"),
+    "redirect_loop": ("redirect", "redirect"),
+    "big_body": ("too_large", "too_large"),
+    "endless": ("too_large", "too_large"),
+    "trickle": ("timeout", "timeout"),
+    "huge_header": ("too_large", "too_large"),
+    "big_remaining": ("", ""),
+    "reset_body": ("reset", "reset"),
+    "deep_json": ("invalid_json", ""),
+    "hang": ("timeout", "timeout"),
+}
+#: Oversized numeric header values overflowing the Parquet write belong to the records
+#: work of issue 16 (another branch); strict: this turns red once that lands.
+PARQUET_OVERFLOW = pytest.mark.xfail(strict=True, reason="records: 20-digit X-RateLimit "
+                                     "values overflow int64 (issue 16, records item)")
+
+
+def _mode_params() -> list[object]:
+    return [pytest.param(mode, marks=PARQUET_OVERFLOW) if mode == "big_remaining" else mode
+            for mode in EXPECTED]
+
+
+def run_measured(args: list[str], cwd: Path, timeout: float) -> tuple[int, bytes, float, int]:
+    """Run the CLI; (exit code, stdout+stderr, seconds, peak RSS of any one process of the
+    tree: the CLI, or the Locust child that reads the answers; summing would count the
+    pages they share twice)."""
+    out_path = cwd / f"out-{args[0]}.log"
+    start = time.monotonic()
+    with out_path.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "secton_harness", *args], cwd=cwd,
+                                stdout=out, stderr=subprocess.STDOUT)
+        parent = psutil.Process(proc.pid)
+        peak = 0
+        while proc.poll() is None:
+            if time.monotonic() - start > timeout:
+                for child in parent.children(recursive=True):
+                    child.kill()
+                proc.kill()
+                proc.wait()
+                pytest.fail(f"{args[0]} ran past {timeout}s")
+            try:
+                for p in [parent, *parent.children(recursive=True)]:
+                    peak = max(peak, p.memory_info().rss)
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+    return proc.returncode, out_path.read_bytes(), time.monotonic() - start, peak
+
+
+@pytest.fixture
+def canary_keys(tmp_path: Path) -> Path:
+    keys = [{"alias": a, "key": k, "org": o}
+            for a, k, o in zip(ALIASES, CANARIES, ORGS, strict=True)]
+    return write_toml(tmp_path / "keys.toml", {"keys": keys})
+
+
+def _errors(run_dir: Path) -> set[str]:
+    table = pq.read_table(run_dir / "records.parquet", columns=["error"])
+    return set(table.column("error").to_pylist())
+
+
+def _check_run(name: str, code: int, output: bytes, seconds: float, peak: int,
+               bound_s: float) -> None:
+    assert code in (0, 1), f"{name}: exit {code}\n{output[-1500:].decode(errors='replace')}"
+    assert b"Traceback" not in output, f"{name}:\n{output[-3000:].decode(errors='replace')}"
+    assert seconds < bound_s, f"{name} took {seconds:.1f}s (bound {bound_s}s)"
+    assert peak < RSS_LIMIT, f"{name}: peak RSS {peak / 2**20:.0f} MB"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", _mode_params())
+def test_every_command_survives(mode: str, tmp_path: Path, canary_keys: Path) -> None:
+    load_class, mapper_class = EXPECTED[mode]
+    with HostileTarget("ok") as sink, HostileTarget(mode, redirect_to=sink.url) as target:
+        common = ["--target", target.url, "--keys", str(canary_keys)]
+        config = tmp_path / "harness.toml"
+        config.write_text('[probes]\ntimeout = "2s"\n')
+        code, out, took, peak = run_measured(
+            ["probe", "--once", "--config", str(config), *common, "--out", "probe"],
+            tmp_path, 60)
+        _check_run("probe --once", code, out, took, peak, 40)
+        assert code == 1, "every check cannot pass against a hostile target"
+        outputs = {"probe": out}
+
+        scenario = write_toml(tmp_path / "scenario.toml", {
+            "duration": "2s", "timeout": "2s", "drain": "3s", "validate_sample": 1.0,
+            "endpoints": {"models": {"rate": "5/s"}},
+            "thresholds": {"all": ["error_rate < 0.01"]}})
+        code, out, took, peak = run_measured(
+            ["load", "--scenario", str(scenario), *common, "--out", "load",
+             "--max-requests", "40"], tmp_path, 90)
+        _check_run("load", code, out, took, peak, 60)
+        outputs["load"] = out
+        load_errors = _errors(tmp_path / "load")
+        assert load_class in load_errors, f"load recorded {load_errors}"
+        if load_class:
+            assert code == 1, "a run whose every answer was an error must not pass"
+
+        before = target.requests
+        code, out, took, peak = run_measured(
+            ["ratelimit", *common, "--out", "rl", "--max-duration", "4s",
+             "--max-requests", "40", "--max-rps", "20"], tmp_path, 60)
+        # --max-duration 4s holds within about a second of start-up plus the bound
+        _check_run("ratelimit", code, out, took, peak, 4 + 12)
+        outputs["ratelimit"] = out
+        mapper_errors = _errors(tmp_path / "rl")
+        assert mapper_class in mapper_errors, f"ratelimit recorded {mapper_errors}"
+        assert target.requests - before <= 40, "ratelimit sent past --max-requests"
+        assert sink.requests == 0, "a redirect was followed"
+
+    problems, files = scan_tree(tmp_path)
+    for name, data in outputs.items():
+        problems += leaks_in(data, f"output of {name}")
+    assert files >= 6
+    assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------- response-side fuzzing
+KEY = CANARIES[0]
+REDACTOR = Redactor({KEY: "c1"})
+_header_text = st.text(alphabet=st.characters(codec="latin-1"), max_size=300)
+
+
+@st.composite
+def echoing(draw: st.DrawFn, base: st.SearchStrategy[str]) -> str:
+    """Text a target might send, sometimes with the key (or a piece of it) inside."""
+    text = draw(base)
+    form = draw(st.sampled_from(["", KEY, f"Bearer {KEY}", KEY[:-4], KEY[3:], repr(KEY),
+                                 KEY[2:-2], f"Basic {KEY}"]))
+    at = draw(st.integers(0, len(text)))
+    return text[:at] + form + text[at:]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(echoing(_header_text), st.integers(0, 999))
+def test_any_answer_text_is_redacted_and_capped(text: str, status: int) -> None:
+    shown = REDACTOR.text(text)
+    assert len(shown) <= 200
+    assert "\n" not in shown and "\r" not in shown
+    assert not leaks_in(shown.encode(), "redacted text")
+    assert classify(status) in ("", *ERROR_CLASSES)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2000), echoing(_header_text))
+def test_any_body_bytes_become_safe_text(body: bytes, echoed: str) -> None:
+    shown = REDACTOR.text(body + echoed.encode("latin-1", "replace"), limit=1000)
+    assert not leaks_in(shown.encode(), "redacted body")
+
+
+_EXCEPTIONS = st.sampled_from([
+    ConnectionResetError, ConnectionRefusedError, BrokenPipeError, TimeoutError, OSError,
+    ValueError, UnicodeDecodeError, RecursionError, KeyError, RuntimeError])
+
+
+@settings(max_examples=200, deadline=None)
+@given(_EXCEPTIONS, echoing(_header_text))
+def test_any_failure_has_one_class_and_safe_detail(kind: type, message: str) -> None:
+    try:
+        exc = kind(message) if kind is not UnicodeDecodeError else kind(
+            "utf-8", message.encode("utf-8", "replace"), 0, 1, "bad")
+    except TypeError:
+        exc = kind()
+    assert classify(exc) in ERROR_CLASSES
+    assert not leaks_in(REDACTOR.text(f"{type(exc).__name__}: {exc}").encode(), "detail")
+
+
+def test_too_large_wins_through_wrappers() -> None:
+    class RetriesExceeded(Exception):
+        def __init__(self, original: BaseException) -> None:
+            super().__init__("retries exceeded")
+            self.original = original
+
+    assert classify(RetriesExceeded(ResponseTooLarge("body", 10))) == "too_large"
+    assert classify(RetriesExceeded(TimeoutError())) == "timeout"
+    assert classify(ConnectionResetError()) == "reset"
+    assert (classify(200), classify(429), classify(302), classify(503)) == (
+        "", "", "redirect", "http")
