@@ -8,7 +8,11 @@ any header block, however large (geventhttpclient joins header pieces quadratica
 * :class:`BoundedUser` sets ``max_redirects = 0``: a 3xx comes back as it is, so one
   counted request is one request on the wire (the loopback guard checked the only URL);
 * :func:`install_head_cap` makes every response count the bytes fed to the parser before
-  the headers are complete and stop at :data:`~secton_harness.limits.MAX_HEAD_BYTES`;
+  the headers are complete and stop at :data:`~secton_harness.limits.MAX_HEAD_BYTES`,
+  and stops geventhttpclient re-sending a request on a *fresh* connection that the target
+  closed without answering (it re-sent up to the pool size, 11 requests on the wire for
+  one counted; a re-send stays allowed on a pooled connection the server had closed while
+  idle, which the request never reached);
 * :func:`exchange` sends with ``stream=True`` and reads the body in blocks, cut at the body
   cap, the whole answer (head and body) within one deadline (a gevent timer, so a target
   trickling a byte a second cannot hold a request past it).
@@ -19,12 +23,17 @@ What went wrong is classified by the core's one vocabulary
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import gevent
 import geventhttpclient.client as ghc_client
-from geventhttpclient.response import HTTPParseError, HTTPSocketPoolResponse
+from geventhttpclient.response import (
+    HTTPConnectionClosed,
+    HTTPParseError,
+    HTTPSocketPoolResponse,
+)
 from locust.contrib.fasthttp import FastHttpUser
 
 from secton_harness.error_classes import ResponseTooLarge
@@ -35,10 +44,34 @@ _BLOCK = 64 * 1024
 IDENTITY = {"Accept-Encoding": "identity"}
 
 
+#: Sockets that carried a whole answer and went back to the pool.
+_ANSWERED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+class ClosedWithoutAnswer(ConnectionResetError):
+    """A fresh connection closed by the target before any byte of an answer (a ``reset``);
+    not an ``HTTPConnectionClosed``, which geventhttpclient would answer with a re-send."""
+
+
 class _HeadCappedResponse(HTTPSocketPoolResponse):
     """geventhttpclient's pooled response, refusing a head past :data:`MAX_HEAD_BYTES`."""
 
     head_limit = MAX_HEAD_BYTES
+
+    def __init__(self, sock: Any, pool: Any, **kw: Any) -> None:
+        reused = sock in _ANSWERED
+        try:
+            super().__init__(sock, pool, **kw)
+        except HTTPConnectionClosed as exc:
+            if reused:
+                raise  # idle pooled connection closed by the server: a re-send is right
+            raise ClosedWithoutAnswer(str(exc)) from None
+
+    def release(self) -> None:
+        sock = self._sock
+        if sock is not None and not self.should_close():
+            _ANSWERED.add(sock)
+        super().release()
 
     def feed(self, data: str | bytes) -> None:
         if not self.headers_complete:

@@ -14,6 +14,7 @@ import typer
 from loadtests.scenario import DEFAULT_MAX_REQUESTS
 from secton_harness.config import parse_duration
 from secton_harness.errors import BadInput
+from secton_harness.limits import max_body_bytes
 
 
 def register(app: typer.Typer) -> None:
@@ -76,6 +77,7 @@ def load(
         linger_s = parse_duration(metrics_linger)
     except ValueError as error:
         raise BadInput(f"--max-duration/--metrics-linger: {error}") from None
+    max_body_bytes()  # a bad SECTON_MAX_BODY_BYTES is one line here, not in the Locust child
     options = LoadOptions(
         scenario=scenario, target=target, keys=keys, out=out, processes=processes,
         master=master, worker=worker, master_host=master_host, master_port=master_port,

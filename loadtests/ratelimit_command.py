@@ -14,6 +14,7 @@ import typer
 
 from secton_harness.config import require_loopback
 from secton_harness.errors import BadInput
+from secton_harness.limits import max_body_bytes
 
 
 def ratelimit(
@@ -62,6 +63,7 @@ def ratelimit(
     if endpoint not in ("models", "chat"):
         raise BadInput(f"--endpoint: {endpoint!r} is not models or chat")
     require_loopback(url, allow_remote, "mapping sends bursts until the API refuses")
+    max_body_bytes()  # a bad SECTON_MAX_BODY_BYTES: one line and exit 2 before any request
     pool = resolve_keys(keys)
     policy = load_policy(expect) if expect is not None else None
     raise typer.Exit(_run(url, pool, out, policy, max_requests, duration, max_rps, endpoint))

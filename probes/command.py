@@ -15,6 +15,7 @@ import typer
 
 from secton_harness.config import parse_duration
 from secton_harness.errors import BadInput
+from secton_harness.limits import max_body_bytes
 
 
 def register(app: typer.Typer) -> None:
@@ -83,6 +84,7 @@ def probe(
             raise BadInput("--duration: must be > 0, e.g. '10m'")
     if not 0 <= port <= 65535:
         raise BadInput(f"--port: {port} is not a port number (0-65535)")
+    max_body_bytes()  # a bad SECTON_MAX_BODY_BYTES: one line and exit 2 before any request
     run = ProbeRun.prepare(config, target, label, keys, out, argv=sys.argv[1:])
     if ratelimit_file:
         probes = run.config.probes.model_copy(update={"ratelimit_files": list(ratelimit_file)})

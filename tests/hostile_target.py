@@ -18,7 +18,8 @@ Modes (:data:`MODES`):
 =================  ==========================================================================
 ``ok``             a small valid JSON answer (a sink for redirects; a sanity baseline)
 ``echo_body``      200 JSON whose fields hold the request's Authorization value
-``echo_headers``   429 whose Content-Type, Retry-After, X-RateLimit-* and body hold it
+``echo_headers``   200 and 429 in turn, whose Content-Type, Retry-After, X-RateLimit-*,
+                   RateLimit and (text) body hold it
 ``redirect_307``   307 to ``redirect_to`` (another server: it must never see a request)
 ``redirect_302``   302 to ``redirect_to``
 ``redirect_loop``  302 back to the same URL, forever
@@ -31,6 +32,7 @@ Modes (:data:`MODES`):
 ``reset_body``     200 JSON, Content-Length 1000, 100 bytes sent, then a TCP reset
 ``deep_json``      200 JSON nested 100,000 levels deep
 ``hang``           reads the request and never answers
+``close``          reads the request and closes the connection without a byte
 =================  ==========================================================================
 """
 
@@ -47,8 +49,9 @@ from collections.abc import Awaitable, Callable
 MODES: tuple[str, ...] = (
     "ok", "echo_body", "echo_headers", "redirect_307", "redirect_302", "redirect_loop",
     "big_body", "endless", "trickle", "huge_header", "big_remaining", "reset_body",
-    "deep_json", "hang",
+    "deep_json", "hang", "close",
 )
+COUNT_PATH = "/_hostile/count"
 BIG_BODY_BYTES = 100 * 1024 * 1024
 HUGE_HEADER_BYTES = 4 * 1024 * 1024
 _MAX_REQUEST_HEAD = 64 * 1024
@@ -132,6 +135,9 @@ class HostileTarget:
             authorization, path = await self._read_request(reader)
             if path is None:
                 return
+            if path == COUNT_PATH:  # for a target run as its own process (not counted)
+                await self._json(writer, "200 OK", json.dumps(self.requests).encode())
+                return
             self.requests += 1
             self.authorizations.append(authorization)
             await self._answer(writer, authorization, path)
@@ -189,7 +195,8 @@ class HostileTarget:
     async def _mode_echo_headers(self, writer: asyncio.StreamWriter, auth: str,
                                  path: str) -> None:
         body = f"rate limited for {auth}".encode()
-        await self._send(writer, _head("429 Too Many Requests", [
+        status = "429 Too Many Requests" if self.requests % 2 else "200 OK"
+        await self._send(writer, _head(status, [
             ("Content-Type", f"text/plain; key={auth}"), ("Retry-After", auth),
             ("X-RateLimit-Limit", auth), ("X-RateLimit-Remaining", auth),
             ("X-RateLimit-Reset", auth), ("RateLimit", f"limit={auth}, remaining={auth}"),
@@ -262,6 +269,9 @@ class HostileTarget:
 
     async def _mode_hang(self, writer: asyncio.StreamWriter, auth: str, path: str) -> None:
         await asyncio.sleep(3600)
+
+    async def _mode_close(self, writer: asyncio.StreamWriter, auth: str, path: str) -> None:
+        writer.close()
 
 
 if __name__ == "__main__":  # python tests/hostile_target.py MODE [REDIRECT_TO]: for a by-hand look
