@@ -5,10 +5,10 @@ A target can echo the request's ``Authorization`` value anywhere: in a JSON fiel
 printed, recorded (``detail``, ``reason``), exported or reported passes through
 :meth:`Redactor.text` first, which
 
-* replaces every token-like run of characters that shares
-  :data:`WINDOW` consecutive characters with a configured key, or with the key's base64
-  forms (so a key cut at the front or the back, quoted, URL- or base64-encoded, is caught),
-  and every ``Bearer``/``Basic`` credential whatever it is, by ``<key ALIAS>`` or ``***``;
+* replaces every token-like run of characters that shares :data:`WINDOW` consecutive
+  characters (in any case) with a configured key or with the key's base64 forms (so a key
+  cut at the front or the back, quoted, lowered, URL- or base64-encoded, is caught), and
+  every ``Bearer``/``Basic`` credential whatever it is, by ``<key ALIAS>`` or ``***``;
 * turns control characters (newlines too: a reason is one line) into spaces;
 * caps the result at ``limit`` characters (:data:`~secton_harness.limits.TEXT_LIMIT_CHARS`).
 
@@ -63,6 +63,7 @@ class Redactor:
                 continue
             shown = f"<key {alias}>" if alias else "***"
             for form in _forms(secret):
+                form = form.lower()  # a target may change case (a media type is lowered)
                 if len(form) <= WINDOW:
                     self._whole[form] = shown
                     continue
@@ -75,7 +76,7 @@ class Redactor:
         return cls()
 
     def _run(self, match: re.Match[str]) -> str:
-        run = match.group(0)
+        run = match.group(0).lower()
         for whole, shown in self._whole.items():
             if whole in run:
                 return shown
@@ -85,7 +86,7 @@ class Redactor:
                 shown = windows.get(run[i:i + WINDOW])
                 if shown is not None:
                     return shown
-        return run
+        return match.group(0)
 
     def redact(self, text: str) -> str:
         """``text`` without any secret or credential (length not capped)."""

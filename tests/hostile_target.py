@@ -33,6 +33,7 @@ Modes (:data:`MODES`):
 ``deep_json``      200 JSON nested 100,000 levels deep
 ``hang``           reads the request and never answers
 ``close``          reads the request and closes the connection without a byte
+``scripted``       sends the bytes in ``script`` (set by the test), then closes
 =================  ==========================================================================
 """
 
@@ -49,7 +50,7 @@ from collections.abc import Awaitable, Callable
 MODES: tuple[str, ...] = (
     "ok", "echo_body", "echo_headers", "redirect_307", "redirect_302", "redirect_loop",
     "big_body", "endless", "trickle", "huge_header", "big_remaining", "reset_body",
-    "deep_json", "hang", "close",
+    "deep_json", "hang", "close", "scripted",
 )
 COUNT_PATH = "/_hostile/count"
 BIG_BODY_BYTES = 100 * 1024 * 1024
@@ -72,6 +73,7 @@ class HostileTarget:
             raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
         self.mode = mode
         self.redirect_to = redirect_to
+        self.script = b""
         self.requests = 0
         self.authorizations: list[str] = []
         self.port = 0
@@ -272,6 +274,10 @@ class HostileTarget:
 
     async def _mode_close(self, writer: asyncio.StreamWriter, auth: str, path: str) -> None:
         writer.close()
+
+    async def _mode_scripted(self, writer: asyncio.StreamWriter, auth: str,
+                             path: str) -> None:
+        await self._send(writer, self.script.replace(b"{AUTH}", auth.encode("latin-1")))
 
 
 if __name__ == "__main__":  # python tests/hostile_target.py MODE [REDIRECT_TO]: for a by-hand look

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -26,7 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import write_toml
 from hostile_target import HostileTarget
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_security import CANARIES, leaks_in, scan_tree
 
@@ -129,8 +130,10 @@ def test_every_command_survives(mode: str, tmp_path: Path, canary_keys: Path) ->
         outputs = {"probe": out}
 
         before = target.requests
+        # drain > 2 x timeout: a request still in flight when the drain ends is cut by
+        # Locust's stop and leaves no record (issue 15's drain), which is not this test's
         scenario = write_toml(tmp_path / "scenario.toml", {
-            "duration": "2s", "timeout": "2s", "drain": "3s", "validate_sample": 1.0,
+            "duration": "2s", "timeout": "2s", "drain": "8s", "validate_sample": 1.0,
             "endpoints": {"models": {"rate": "5/s"}},
             "thresholds": {"all": ["error_rate < 0.01"]}})
         code, out, took, peak = run_measured(
@@ -276,6 +279,104 @@ def test_any_failure_has_one_class_and_safe_detail(kind: type, message: str) -> 
         exc = kind()
     assert classify(exc) in ERROR_CLASSES
     assert not leaks_in(REDACTOR.text(f"{type(exc).__name__}: {exc}").encode(), "detail")
+
+
+_TOKEN = st.text(alphabet=st.characters(codec="ascii", categories=["L", "N"]),
+                min_size=1, max_size=20)
+_HEADER_NAMES = st.sampled_from(["Content-Type", "Retry-After", "X-RateLimit-Limit",
+                                 "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit",
+                                 "RateLimit-Policy", "Location", "X-Error"]) | _TOKEN
+_HEADER_VALUES = st.sampled_from(["{AUTH}", "application/json", "text/html", "-1", "NaN",
+                                  "99999999999999999999", "1e309", "limit=5, remaining=0",
+                                  "Wed, 21 Oct 2015 07:28:00 GMT", ""]) | st.text(
+    alphabet=st.characters(codec="ascii", min_codepoint=32, max_codepoint=126), max_size=40)
+_BODIES = st.sampled_from([b'{"object": "list", "data": []}', b'{"error": "{AUTH}"}',
+                           b"[" * 5000, b'{"data": [{"id": "{AUTH}"}]}', b"\xff\xfe",
+                           b""]) | st.binary(max_size=300)
+
+
+def _answer(status: int, headers: list[tuple[str, str]], body: bytes) -> bytes:
+    lines = [f"HTTP/1.1 {status} X", *(f"{k}: {v}" for k, v in headers),
+             f"Content-Length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+@st.composite
+def answers(draw: st.DrawFn) -> bytes:
+    """An HTTP answer as a hostile target sends it: any status, headers echoing the
+    key, any body, lying or no framing."""
+    status = draw(st.integers(100, 999))
+    headers = draw(st.lists(st.tuples(_HEADER_NAMES, _HEADER_VALUES), max_size=6))
+    body = draw(_BODIES)
+    framing = draw(st.sampled_from(["length", "short", "long", "chunked", "none"]))
+    lines = [f"HTTP/1.1 {status} X", *(f"{k}: {v}" for k, v in headers)]
+    if framing == "chunked":
+        lines.append("Transfer-Encoding: chunked")
+        body = (f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n") if body else (
+            b"0\r\n\r\n")
+    elif framing != "none":
+        shift = {"length": 0, "short": -1, "long": 5}[framing]
+        lines.append(f"Content-Length: {max(len(body) + shift, 0)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+@pytest.fixture(scope="module")
+def scripted() -> Iterator[HostileTarget]:
+    with HostileTarget("scripted") as target:
+        yield target
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(answer=answers(), check=st.sampled_from(["auth_valid", "auth_invalid", "models_list",
+                                                "chat_completion", "ratelimit_headers"]))
+@example(answer=_answer(200, [("Content-Type", "{AUTH}")], b"{}"), check="models_list")
+@example(answer=_answer(200, [("Content-Type", "text/{AUTH}")], b"{}"), check="auth_valid")
+@example(answer=_answer(200, [("Content-Type", "application/json"),
+                              ("X-RateLimit-Remaining", "{AUTH}"), ("Retry-After", "{AUTH}"),
+                              ("RateLimit", "limit={AUTH}")], b"{}"),
+         check="ratelimit_headers")
+@example(answer=_answer(200, [("Content-Type", "application/json")],
+                        b'{"object": "{AUTH}", "data": [{"id": "{AUTH}"}]}'),
+         check="models_list")
+@example(answer=_answer(200, [("Content-Type", "application/json")],
+                        b'{"id": "{AUTH}", "organization_id": "{AUTH}", "model": "{AUTH}"}'),
+         check="chat_completion")
+@example(answer=_answer(401, [("Content-Type", "application/json")],
+                        b'{"error": {"message": "{AUTH}", "type": "{AUTH}"}}'),
+         check="auth_invalid")
+def test_any_answer_through_the_probe_path(scripted: HostileTarget, answer: bytes,
+                                           check: str) -> None:
+    """Whatever comes back, the probe's real path (client, conditions, check result) gives
+    one known class and a record without the key."""
+    import asyncio
+
+    from probes.checks import CHECKS
+    from probes.config import CheckSettings, ProbesConfig
+    from probes.runner import ProbeTarget, run_check
+    from secton_harness.client import AsyncSectonClient
+    from secton_harness.contract import default_contract
+    from secton_harness.keys import ApiKey, KeyPool
+
+    scripted.script = answer
+    pool = KeyPool(tuple(ApiKey(a, o, k) for a, k, o in zip(ALIASES, CANARIES, ORGS,
+                                                             strict=True)))
+    target = ProbeTarget("hostile", scripted.url, pool, pool.keys[0])
+    settings_ = CheckSettings(name=check, enabled=True, interval=60, timeout=2, degraded=1,
+                              failed=2)
+
+    async def once() -> object:
+        async with AsyncSectonClient(scripted.url, timeout_s=2) as client:
+            return await run_check(CHECKS[check], settings_, target, client,
+                                   default_contract(), ProbesConfig())
+
+    result = asyncio.run(once())
+    record = result.record()  # type: ignore[attr-defined]
+    assert record["error"] in ("", *ERROR_CLASSES)
+    assert "\n" not in record["detail"]
+    shown = repr(record).encode()
+    assert not leaks_in(shown, "probe record"), record
+    assert not any(key.lower()[:-4].encode() in shown.lower() for key in CANARIES), record
 
 
 def test_too_large_wins_through_wrappers() -> None:
