@@ -167,7 +167,9 @@ def exchange(client: Any, method: str, url: str, *, timeout_s: float, max_body: 
     ``catch_response=True`` is passed - and the :class:`Exchange`). The deadline covers
     the head (geventhttpclient reports it as the response's ``error``) and the body.
     """
-    headers = {**IDENTITY, **kwargs.pop("headers", {})}
+    headers = kwargs.pop("headers", None) or {}
+    if "Accept-Encoding" not in headers:  # callers on the hot path include it already
+        headers = {**IDENTITY, **headers}
     timer = gevent.Timeout(max(timeout_s, 0.001))
     timer.start()
     try:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import gevent
 from locust import constant, task
 
-from loadtests.bounded_http import BoundedUser, Exchange, exchange
+from loadtests.bounded_http import IDENTITY, BoundedUser, Exchange, exchange
 from loadtests.process_plan import LoadPlan
 from loadtests.recorder import RECORD_FIELDS
 from secton_harness.endpoints import BY_NAME
@@ -89,7 +89,7 @@ class SectonUser(BoundedUser):
         self.plan: LoadPlan = self.environment.secton_plan
         self.key = self.plan.next_key()
         self.rng = self.plan.user_rng()
-        self.headers = {"Authorization": f"Bearer {self.key.secret}"}
+        self.headers = {"Authorization": f"Bearer {self.key.secret}", **IDENTITY}
         if self.sends_json:  # a GET has no body to describe (and every header costs)
             self.headers["Content-Type"] = "application/json"
         endpoint = BY_NAME[self.endpoint_name]

@@ -118,6 +118,13 @@ class HostileTarget:
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
+        default = self._loop.default_exception_handler
+
+        def quiet(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+            if not isinstance(context.get("exception"), ConnectionError):
+                default(context)  # a client hanging up mid-answer is the normal case here
+
+        self._loop.set_exception_handler(quiet)
         self._server = self._loop.run_until_complete(
             asyncio.start_server(self._connection, "127.0.0.1", 0))
         self.port = self._server.sockets[0].getsockname()[1]
