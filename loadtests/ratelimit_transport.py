@@ -25,13 +25,14 @@ from typing import Any
 import gevent
 from locust.env import Environment
 
-from loadtests.bounded_http import BoundedUser, exchange
+from loadtests.bounded_http import IDENTITY, BoundedUser, exchange
 from secton_harness.endpoints import BY_NAME
-from secton_harness.error_classes import CONNECT, TRANSPORT_CLASSES, classify
+from secton_harness.error_classes import CONNECT, TRANSPORT_CLASSES, classify, failure
 from secton_harness.keys import ApiKey
 from secton_harness.limits import max_body_bytes
 from secton_harness.ratelimit_headers import parse_ratelimit
 from secton_harness.records import RecordSink
+from secton_harness.redact import Redactor
 
 CHAT_BODY = {"model": "copilot-mini", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -124,6 +125,8 @@ class Transport:
         self.steps: dict[str, int] = {}
         self.failures_in_a_row = 0
         self.max_body = max_body_bytes()
+        self._secrets: dict[str, str] = {}
+        self.redactor = Redactor()  # every key sent so far (a target may echo any of them)
 
     # ---------------------------------------------------------------- clock
     def now(self) -> float:
@@ -185,7 +188,11 @@ class Transport:
 
     def _do(self, hit: Hit, key: ApiKey, on_done: Callable[[Hit], None] | None = None) -> None:
         path = BY_NAME[hit.endpoint].path
-        headers = {"Authorization": f"Bearer {key.secret}", "Accept": "application/json"}
+        if key.secret not in self._secrets:
+            self._secrets[key.secret] = key.alias
+            self.redactor = Redactor(self._secrets)
+        headers = {"Authorization": f"Bearer {key.secret}", "Accept": "application/json",
+                   **IDENTITY}
         kwargs: dict[str, Any] = {"headers": headers, "name": path}
         method = "GET"
         if hit.endpoint == "chat":
@@ -199,8 +206,9 @@ class Transport:
                           timeout_s=timeout_s, max_body=self.max_body, keep_body=False,
                           **kwargs)
         status, size = got.status, got.size
+        reason = ""
         if got.problem is not None:
-            error = classify(got.problem)
+            error, reason = failure(got.problem, self.redactor)
         else:
             error = classify(status) if status else CONNECT
         if status and got.response.headers is not None:
@@ -222,7 +230,7 @@ class Transport:
             org=key.org, status=status, latency_s=hit.latency_s, error=error, bytes=size,
             retry_after_s=hit.retry_after_s, ratelimit_limit=hit.limit,
             ratelimit_remaining=hit.remaining, ratelimit_reset_s=hit.reset_s,
-            target=self.target_label, success=hit.ok, check=hit.step,
+            target=self.target_label, success=hit.ok, check=hit.step, reason=reason,
         )
         if on_done is not None:
             on_done(hit)

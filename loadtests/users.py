@@ -28,6 +28,7 @@ from secton_harness.error_classes import (
     INVALID_JSON,
     REDIRECT,
     classify,
+    failure,
 )
 from secton_harness.limits import max_body_bytes
 from secton_harness.redact import Redactor
@@ -63,11 +64,6 @@ def _float(value: str | None) -> float | None:
         return None  # an HTTP-date Retry-After: left to the rate-limit mapper
 
 
-def error_class(exc: BaseException) -> str:
-    """The record's error class for a request that got no (whole) answer."""
-    return classify(exc)
-
-
 def _redactor(plan: LoadPlan) -> Redactor:
     """The process's one redactor for text from the target (every key of the plan)."""
     found: Redactor | None = getattr(plan, "_secton_redactor", None)
@@ -94,7 +90,8 @@ class SectonUser(BoundedUser):
             self.headers["Content-Type"] = "application/json"
         endpoint = BY_NAME[self.endpoint_name]
         self.method, self.path = endpoint.method, endpoint.path
-        self.redact = _redactor(self.plan).text
+        self.redactor = _redactor(self.plan)
+        self.redact = self.redactor.text
         self.max_body = max_body_bytes()
 
     @task
@@ -167,11 +164,11 @@ class SectonUser(BoundedUser):
         nbytes, error, reason = got.size, "", ""
         limit = remaining = reset = retry_after = None
         tokens: tuple[int | None, ...] = _NO_TOKENS
-        if got.problem is not None or not status:
+        if got.problem is not None:
             # no whole answer: the status it announced (0: none) and the transport class
-            error = error_class(got.problem) if got.problem is not None else CONNECT
-            reason = self.redact(f"{type(got.problem).__name__}: {got.problem}"
-                                 if got.problem is not None else "no response")
+            error, reason = failure(got.problem, self.redactor)
+        elif not status:
+            error, reason = CONNECT, "no response"
         if status:
             headers, content = got.response.headers, got.content
             limit = _int(_header(headers, "x-ratelimit-limit"))

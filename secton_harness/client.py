@@ -50,7 +50,7 @@ from secton_harness.error_classes import (
     ERROR_CLASSES,
     INVALID_JSON,
     ResponseTooLarge,
-    classify,
+    failure,
 )
 from secton_harness.errors import BadInput
 from secton_harness.keys import mask as mask_key
@@ -241,12 +241,12 @@ class _Base:
     def _failed(prep: _Prepared, exc: BaseException, ts: float, start: float,
                 status: int = 0, headers: httpx.Headers | None = None) -> ApiResponse:
         latency = time.perf_counter() - start
-        detail = prep.redactor.text(f"{exc.__class__.__name__}: {exc}")
+        error, detail = failure(exc, prep.redactor)
         lowered = {k.lower(): v for k, v in headers.items()} if headers is not None else {}
         return ApiResponse(
             method=prep.method, path=prep.path, status=status, latency_s=latency, ts=ts,
             headers=lowered, content_type=lowered.get("content-type", ""), body=None,
-            text="", bytes=0, error=classify(exc), error_detail=detail,
+            text="", bytes=0, error=error, error_detail=detail,
             ratelimit=parse_ratelimit(lowered, now=ts + latency),
         )
 

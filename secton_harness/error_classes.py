@@ -29,6 +29,11 @@ only ever a transport or body class. Example::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from secton_harness.redact import Redactor
+
 TIMEOUT = "timeout"
 CONNECT = "connect"
 RESET = "reset"
@@ -130,3 +135,13 @@ def classify(outcome: BaseException | int) -> str:
             if error is not None:
                 return error
     return PROTOCOL
+
+
+def failure(problem: BaseException, redactor: Redactor, limit: int | None = None) -> tuple[
+        str, str]:
+    """A failed request's ``(error, detail)`` record fields, the same on every path: the
+    class by :func:`classify`, the detail ``"<ExceptionClass>: <message>"`` made safe by
+    the redactor (keys, credentials, control characters removed; capped)."""
+    text = f"{type(problem).__name__}: {problem}"
+    detail = redactor.text(text) if limit is None else redactor.text(text, limit=limit)
+    return classify(problem), detail
