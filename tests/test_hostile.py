@@ -56,17 +56,6 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "hang": ("timeout", "timeout"),
     "close": ("reset", "reset"),
 }
-#: Oversized numeric header values overflowing the Parquet write belong to the records
-#: work of issue 16 (another branch); strict: this turns red once that lands.
-PARQUET_OVERFLOW = pytest.mark.xfail(strict=True, reason="records: 20-digit X-RateLimit "
-                                     "values overflow int64 (issue 16, records item)")
-
-
-def _mode_params() -> list[object]:
-    return [pytest.param(mode, marks=PARQUET_OVERFLOW) if mode == "big_remaining" else mode
-            for mode in EXPECTED]
-
-
 def run_measured(args: list[str], cwd: Path, timeout: float) -> tuple[int, bytes, float, int]:
     """Run the CLI; (exit code, stdout+stderr, seconds, peak RSS of any one process of the
     tree: the CLI, or the Locust child that reads the answers; summing would count the
@@ -115,7 +104,7 @@ def _check_run(name: str, code: int, output: bytes, seconds: float, peak: int,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", _mode_params())
+@pytest.mark.parametrize("mode", list(EXPECTED))
 def test_every_command_survives(mode: str, tmp_path: Path, canary_keys: Path) -> None:
     load_class, mapper_class = EXPECTED[mode]
     with HostileTarget("ok") as sink, HostileTarget(mode, redirect_to=sink.url) as target:
