@@ -7,7 +7,7 @@ RESULTS.md is rewritten: figure, target, measured median, pass/miss, the machine
 CPU model, Python) and the date. A script that fails or times out shows up as a missing
 figure in the table (and a non-zero exit), never as a stale number.
 
-Full run: about 12-15 minutes on 2 cores; ``--quick``: about 3 minutes (rougher figures).
+Full run: about 15-18 minutes on 2 cores; ``--quick``: about 4 minutes (rougher figures).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ BENCHES: dict[str, tuple[str, int, int]] = {
     "server": ("bench_server.py", 300, 90),
     "load": ("bench_load.py", 420, 150),
     "processes": ("bench_processes.py", 240, 90),
+    "inflight": ("bench_inflight.py", 300, 150),
     "ratelimit": ("bench_ratelimit.py", 420, 240),
     "report": ("bench_report.py", 300, 120),
 }

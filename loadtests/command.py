@@ -6,6 +6,7 @@ command runs Locust in a child process (see ``loadtests/locust_process.py``).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,12 +25,21 @@ def register(app: typer.Typer) -> None:
 def load(
     scenario: Annotated[Path, typer.Option("--scenario", "-s", help="Scenario TOML "
                                            "(see docs/load.md), e.g. examples/capacity.toml.")],
-    target: Annotated[str, typer.Option(help="Base URL of the API under load.")] =
-        "http://127.0.0.1:8080",
+    target: Annotated[str | None, typer.Option(
+        envvar="SECTON_BASE_URL", show_envvar=True,
+        help="Base URL of the API under load (env: SECTON_BASE_URL); required.")] = None,
     keys: Annotated[Path | None, typer.Option(help="Keys TOML; default: env "
-                                              "SECTON_API_KEY.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run folder. Default: "
+                                              "SECTON_API_KEY (+ SECTON_ORG).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (new or empty). Default: "
                                              "runs/<time>-load.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the run folder --out if it holds "
+                                            "an earlier run.")] = False,
+    json_out: Annotated[str | None, typer.Option(
+        "--json", metavar="FILE", help="Write the summary with the verdict as JSON to FILE "
+        "('-' = stdout).")] = None,
+    junit: Annotated[str | None, typer.Option(
+        metavar="FILE", help="Write a JUnit XML report to FILE: one test case per default "
+        "check and per threshold.")] = None,
     processes: Annotated[int, typer.Option(help="Locust worker processes on this machine "
                                            "(0 = one process).")] = 0,
     master: Annotated[bool, typer.Option(help="Run as Locust master for remote "
@@ -71,15 +81,24 @@ def load(
     from rich.console import Console
 
     from loadtests.locust_process import LoadOptions, run_load
+    from secton_harness.ci import check_writable
 
+    if not target:
+        raise BadInput("no target: pass --target URL or set SECTON_BASE_URL")
     try:
         max_duration_s = parse_duration(max_duration)
+    except ValueError as error:
+        raise BadInput(f"--max-duration: {error}") from None
+    try:
         linger_s = parse_duration(metrics_linger)
     except ValueError as error:
-        raise BadInput(f"--max-duration/--metrics-linger: {error}") from None
+        raise BadInput(f"--metrics-linger: {error}") from None
     max_body_bytes()  # a bad SECTON_MAX_BODY_BYTES is one line here, not in the Locust child
+    check_writable(json_out, "--json")
+    check_writable(junit, "--junit")
     options = LoadOptions(
-        scenario=scenario, target=target, keys=keys, out=out, processes=processes,
+        scenario=scenario, target=target, keys=keys, out=out, overwrite=overwrite,
+        processes=processes,
         master=master, worker=worker, master_host=master_host, master_port=master_port,
         expect_workers=expect_workers, ui=ui, web_port=web_port, metrics_port=metrics_port,
         metrics_host=metrics_host, metrics_linger_s=linger_s, max_requests=max_requests,
@@ -92,33 +111,116 @@ def load(
         console.print(f"Locust web UI: http://127.0.0.1:{web_port} (press Start there)")
     if metrics_port:
         console.print(f"metrics: http://{metrics_host}:{metrics_port}/metrics")
+    started = time.monotonic()
     with _progress(console) as tick:
         result = run_load(options, progress=tick)
     print_result(console, result)
+    elapsed = time.monotonic() - started
+    if json_out is not None:
+        from secton_harness.ci import write_json
+
+        write_json(json_out, verdict_json(result))
+    if junit is not None:
+        from secton_harness.ci import write_junit
+
+        write_junit(junit, "secton-harness load", verdict_cases(result), elapsed)
     raise typer.Exit(result.exit_code)
 
 
+#: Off a terminal (CI logs), one progress line this often.
+PROGRESS_EVERY_S = 5.0
+
+
 class _progress:
-    """A one-line rich progress bar over the scenario's duration."""
+    """Live figures of the run, read from the Locust child's ``progress.json``.
+
+    On a terminal: a rich progress bar whose note carries the figures. Off a terminal: one
+    plain line every :data:`PROGRESS_EVERY_S` seconds, so a CI log shows the run is alive
+    and on rate (elapsed, rps vs asked per endpoint, in flight, errors, 429s, the p95
+    bucket bound, dropped).
+    """
 
     def __init__(self, console: Any) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+        self.console = console
+        self.terminal = console.is_terminal
         self.bar = Progress(TextColumn("load"), BarColumn(), TimeElapsedColumn(),
                             TextColumn("{task.fields[note]}"), console=console,
-                            transient=True, disable=not console.is_terminal)
+                            transient=True, disable=not self.terminal)
         self.task = self.bar.add_task("load", total=1.0, note="")
+        self.last_print = 0.0
+        self.previous: tuple[float, dict[str, int]] | None = None
+        self.rps: dict[str, float] = {}
 
     def __enter__(self) -> Any:
         self.bar.start()
         return self.tick
 
-    def tick(self, elapsed: float, total: float) -> None:
-        note = "draining" if elapsed > total else f"{elapsed:.0f}/{total:.0f}s"
-        self.bar.update(self.task, completed=min(1.0, elapsed / total), note=note)
+    def tick(self, elapsed: float, total: float, run_dir: Path | None = None) -> None:
+        figures = self.figures(run_dir) if run_dir is not None else ""
+        clock = "draining" if elapsed > total else f"{elapsed:.0f}/{total:.0f}s"
+        if self.terminal:
+            self.bar.update(self.task, completed=min(1.0, elapsed / total),
+                            note=f"{clock} {figures}")
+        elif elapsed - self.last_print >= PROGRESS_EVERY_S:
+            self.last_print = elapsed
+            self.console.print(f"load {clock}" + (f" | {figures}" if figures else ""),
+                               highlight=False, soft_wrap=True)
+
+    def figures(self, run_dir: Path) -> str:
+        import json
+
+        try:
+            data = json.loads((run_dir / "progress.json").read_text())
+        except (OSError, ValueError):
+            return ""
+        endpoints = data.get("endpoints") or {}
+        at = float(data.get("at") or 0.0)
+        counts = {name: int(e.get("requests") or 0) for name, e in endpoints.items()}
+        if self.previous is not None and at > self.previous[0]:
+            span = at - self.previous[0]
+            self.rps = {name: (n - self.previous[1].get(name, 0)) / span
+                        for name, n in counts.items()}
+        if self.previous is None or at > self.previous[0]:
+            self.previous = (at, counts)
+        parts = []
+        for name, e in endpoints.items():
+            p95 = e.get("p95_bound_s")
+            parts.append(
+                f"{name} {self.rps.get(name, 0.0):.1f}/{float(e.get('asked_rps') or 0):.3g} "
+                f"rps, {e.get('inflight', 0)} in flight ({e.get('users', 0)} users), "
+                f"{e.get('errors', 0)} errors, {e.get('ratelimited', 0)} 429, "
+                f"p95<={'-' if p95 is None else f'{p95:g}s'}, {e.get('dropped', 0)} dropped")
+        return " | ".join(parts)
 
     def __exit__(self, *exc: object) -> None:
         self.bar.stop()
+
+
+def verdict_cases(result: Any) -> list[Any]:
+    """The run's verdict as CI cases: default checks, thresholds, an early stop."""
+    from secton_harness.ci import Case
+
+    cases = [Case(c.name, "checks", c.passed, c.detail) for c in result.checks]
+    cases += [Case(f"{r.threshold.scope}: {r.threshold.text}", "thresholds", r.passed,
+                   r.describe()) for r in result.results]
+    cases += [Case("stopped_early", "checks", False, text) for text in result.aborted]
+    if result.outcome in ("interrupted", "error"):
+        cases.append(Case("run", "checks", False, result.reason))
+    return cases
+
+
+def verdict_json(result: Any) -> dict[str, Any]:
+    """The summary with the verdict, for ``--json``."""
+    return {"command": "load", "outcome": result.outcome, "exit_code": result.exit_code,
+            "reason": result.reason, "run_dir": str(result.run_dir),
+            "checks": [{"check": c.name, "passed": c.passed, "detail": c.detail}
+                       for c in result.checks],
+            "thresholds": [{"scope": r.threshold.scope, "threshold": r.threshold.text,
+                            "actual": r.actual, "passed": r.passed,
+                            "resolved": r.describe()} for r in result.results],
+            "aborted_on": result.aborted, "rates": result.rates, "summary": result.summary}
 
 
 def print_result(console: Any, result: Any) -> None:
@@ -148,6 +250,8 @@ def print_result(console: Any, result: Any) -> None:
                         pct(f.get("error_rate")), show(f["ratelimited"]))
     if result.summary:
         console.print(figures)
+    if result.rates:
+        console.print(_rate_table(result.rates))
     if result.results:
         table = Table(title="thresholds")
         for column in ("scope", "threshold", "resolved", "margin", "result"):
@@ -156,6 +260,37 @@ def print_result(console: Any, result: Any) -> None:
             table.add_row(r.threshold.scope, r.threshold.text, r.describe(), r.margin(),
                           "[green]pass[/green]" if r.passed else "[red]FAIL[/red]")
         console.print(table)
-    if result.aborted:
-        console.print(f"aborted early (abort_on_fail): {'; '.join(result.aborted)}")
+    for check in result.checks:
+        if not check.passed:
+            console.print(f"[red]FAIL[/red] {check.name}: {check.detail}", highlight=False,
+                          soft_wrap=True)
+    for text in result.aborted:
+        console.print(f"stopped early: {text}", highlight=False)
+    if result.reason:
+        console.print(f"{result.outcome}: {result.reason}", highlight=False, soft_wrap=True)
     console.print(f"outcome: {result.outcome}; run folder: {result.run_dir}")
+
+
+def _rate_table(rates: dict[str, Any]) -> Any:
+    """Asked vs achieved per endpoint and phase, with drops and the user pool."""
+    from rich.table import Table
+
+    table = Table(title="rate: asked vs achieved")
+    for column in ("endpoint", "phase", "asked rps", "achieved rps", "sent", "scheduled",
+                   "dropped", "users (peak/max)"):
+        table.add_column(column, justify="left" if column in ("endpoint", "phase")
+                         else "right")
+
+    def num(value: Any) -> str:
+        return "-" if value is None else f"{value:.3g}"
+
+    for name, f in rates.items():
+        pool = f.get("pool") or {}
+        users = f"{pool.get('peak_users', '-')}/{pool.get('max_users', '-')}" if pool else "-"
+        rows = [("all", f)] + (list(f["phases"].items()) if len(f["phases"]) > 1 else [])
+        for phase, g in rows:
+            table.add_row(name, phase, num(g["asked_rps"]), num(g["achieved_rps"]),
+                          str(g["sent"]), str(g["scheduled"]),
+                          "-" if g["dropped"] is None else str(g["dropped"]),
+                          users if phase == "all" else "")
+    return table

@@ -21,9 +21,20 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PromCounter
 
-from secton_harness.measures import Columns, outcome_labels
-from secton_harness.metrics import TARGET_RATE, USERS, RequestMetrics, bucket_counts, gauge
+from secton_harness.measures import ERROR, Columns, outcome_labels
+from secton_harness.metrics import (
+    DROPPED,
+    HELP,
+    INFLIGHT,
+    LATENCY_BUCKETS,
+    TARGET_RATE,
+    USERS,
+    RequestMetrics,
+    bucket_counts,
+    gauge,
+)
 
 SOURCE = "load"
 REPORT_KEY = "secton_metrics"
@@ -108,24 +119,65 @@ class MetricDeltas:
 
 
 class LiveMetrics:
-    """The master's (or a standalone process's) registry with the load's metrics."""
+    """The master's (or a standalone process's) registry with the load's metrics, and
+    running totals per endpoint for the CLI's progress line (errors are the records whose
+    ``outcome`` is ``error``, the same definition as the thresholds')."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.metrics = RequestMetrics.create(self.registry)
         self.users = gauge(USERS, [], self.registry)
         self.target_rate = gauge(TARGET_RATE, ["endpoint"], self.registry)
+        self.inflight = gauge(INFLIGHT, ["endpoint"], self.registry)
+        self.dropped = PromCounter(DROPPED.removesuffix("_total"), HELP[DROPPED], ["endpoint"],
+                                   registry=self.registry)
+        self._dropped_seen: dict[tuple[str, str], int] = {}
+        self.requests: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.limited: Counter[str] = Counter()
+        self.buckets: dict[str, list[int]] = {}
 
     def apply(self, data: dict[str, Any]) -> None:
         m = self.metrics
         for endpoint, status, org, outcome, n in data.get("requests", []):
             m.requests.labels(SOURCE, endpoint, status, org, outcome).inc(n)
+            self.requests[endpoint] += n
+            if outcome == ERROR:
+                self.errors[endpoint] += n
         for endpoint, org, n in data.get("ratelimited", []):
             m.ratelimited.labels(SOURCE, endpoint, org).inc(n)
+            self.limited[endpoint] += n
         for kind, org, n in data.get("tokens", []):
             m.tokens.labels(SOURCE, kind, org).inc(n)
         for endpoint, (counts, total) in data.get("durations", {}).items():
             m.duration.add((SOURCE, endpoint), counts, total)
+            old = self.buckets.get(endpoint)
+            self.buckets[endpoint] = counts if old is None else [
+                a + b for a, b in zip(old, counts, strict=True)]
+
+    def set_dropped(self, source: str, endpoint: str, total: int) -> None:
+        """A process's cumulative dropped count: the counter grows by what is new."""
+        counter = self.dropped.labels(endpoint)  # exported from 0, not from the first drop
+        seen = self._dropped_seen.get((source, endpoint), 0)
+        if total > seen:
+            counter.inc(total - seen)
+        self._dropped_seen[(source, endpoint)] = max(seen, total)
+
+    def dropped_total(self, endpoint: str) -> int:
+        return sum(n for (_, e), n in self._dropped_seen.items() if e == endpoint)
+
+    def p95_bound(self, endpoint: str) -> float | None:
+        """The upper bound of the histogram bucket that holds the 95th percentile (a bound,
+        not the exact figure: the exact one is computed from the records at the end)."""
+        counts = self.buckets.get(endpoint)
+        if not counts or not sum(counts):
+            return None
+        need, seen = 0.95 * sum(counts), 0
+        for bound, n in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
+            seen += n
+            if seen >= need:
+                return bound
+        return float("inf")
 
     def serve(self, host: str, port: int) -> Any:
         """Serve /metrics from a gevent WSGI server (a greenlet, not a thread)."""

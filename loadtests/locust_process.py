@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ class LoadOptions:
     max_requests: int = DEFAULT_MAX_REQUESTS
     max_duration_s: float = 3600.0
     allow_remote: bool = False
-
+    overwrite: bool = False
 
 
 def validate(options: LoadOptions) -> tuple[Scenario, str]:
@@ -84,7 +84,44 @@ def validate(options: LoadOptions) -> tuple[Scenario, str]:
     if options.master and options.worker:
         raise BadInput("--master and --worker exclude each other")
     resolve_keys(options.keys)  # fail here, not in every worker
+    check_out(options.out, options.overwrite)
     return scenario, target
+
+
+def check_out(out: Path | None, overwrite: bool) -> None:
+    """One run per folder: an existing run folder is refused unless ``--overwrite``,
+    which empties it first (old records are never merged into a new run)."""
+    if out is None or not out.exists():
+        return
+    if not out.is_dir():
+        raise BadInput(f"--out {out}: exists and is not a directory")
+    if not any(out.iterdir()):
+        return
+    is_run = (out / "run.json").exists() or (out / "records.parquet").exists() or (
+        out / "records.parts").exists()
+    if not overwrite:
+        what = "an existing run folder" if is_run else "a non-empty directory"
+        raise BadInput(f"--out {out}: {what}; choose a new folder or pass --overwrite")
+    if not is_run:
+        raise BadInput(f"--out {out}: not a run folder (no run.json); refusing to overwrite "
+                       "it, choose a new folder")
+    import shutil
+
+    try:
+        for entry in out.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    except OSError as error:
+        raise BadInput(f"--out {out}: cannot overwrite: {error.strerror}") from None
+
+
+def child_deadline_s(options: LoadOptions, scenario: Scenario) -> float:
+    """The Locust processes' own hard bound (the CLI's watch adds its startup allowance)."""
+    if options.ui or options.master or options.worker:
+        return options.max_duration_s + STARTUP_ALLOWANCE_S
+    return scenario.duration + scenario.drain_s + STARTUP_ALLOWANCE_S
 
 
 def locust_command(options: LoadOptions, scenario: Scenario, target: str,
@@ -96,6 +133,8 @@ def locust_command(options: LoadOptions, scenario: Scenario, target: str,
            "--secton-metrics-port", str(options.metrics_port),
            "--secton-metrics-host", options.metrics_host,
            "--secton-metrics-linger", str(options.metrics_linger_s),
+           "--secton-parent-pid", str(os.getpid()),
+           "--secton-deadline", f"{child_deadline_s(options, scenario):.3f}",
            "--exit-code-on-error", "0", "--loglevel", "WARNING",
            "--logfile", str(run_dir / "locust.log")]
     if options.keys is not None:
@@ -136,6 +175,22 @@ class RunResult:
     locust: dict[str, Any]
     aborted: list[str]
     exit_code: int
+    checks: list[Any] = field(default_factory=list)
+    rates: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reason(self) -> str:
+        """One line: why the run did not pass ("" when it passed)."""
+        if self.outcome == "passed":
+            return ""
+        if self.outcome == "interrupted":
+            return "interrupted (SIGINT/SIGTERM); every record taken is kept"
+        if self.outcome == "error":
+            return f"the Locust process failed; see {self.run_dir / 'locust.log'}"
+        failed = [c.detail for c in self.checks if not c.passed]
+        failed += [f"threshold {r.threshold.scope}: {r.describe()}" for r in self.results
+                   if not r.passed]
+        return "; ".join(self.aborted + failed) or self.outcome
 
 
 class _Signals:
@@ -163,11 +218,7 @@ class _Signals:
 def run_load(options: LoadOptions, progress: Any = None) -> RunResult:
     """Run the scenario and judge it; ``progress(elapsed, total, records)`` is optional."""
     scenario, target = validate(options)
-    run = RunFolder.start(options.out, command="load", target=target, config={
-        "scenario_file": str(options.scenario), "scenario": scenario_summary(scenario),
-        "processes": options.processes, "master": options.master, "worker": options.worker,
-        "max_requests": options.max_requests, "max_duration_s": options.max_duration_s,
-        "keys_file": str(options.keys) if options.keys else None, "ui": options.ui})
+    run = _start_folder(options, scenario, target)
     run_dir = run.path
     cmd = locust_command(options, scenario, target, run_dir)
     signals = _Signals()
@@ -176,7 +227,7 @@ def run_load(options: LoadOptions, progress: Any = None) -> RunResult:
     try:
         with open(run_dir / "locust.out", "wb") as out:
             child = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
             signals.child = child
             aborted = _watch(child, scenario, options, run_dir, signals, progress)
         _reap_group(child)
@@ -185,13 +236,38 @@ def run_load(options: LoadOptions, progress: Any = None) -> RunResult:
     return _finish(run, scenario, child.returncode, signals.received, aborted, options)
 
 
+def _die_with_parent() -> None:
+    """In the Locust child before exec: SIGTERM when the CLI dies, even by SIGKILL.
+
+    Linux's parent-death signal; the child also watches the CLI's pid and keeps its own
+    deadline (``--secton-parent-pid``, ``--secton-deadline``), which covers the forked
+    ``--processes`` workers and systems without prctl.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _start_folder(options: LoadOptions, scenario: Scenario, target: str) -> RunFolder:
+    try:
+        return RunFolder.start(options.out, command="load", target=target, config={
+        "scenario_file": str(options.scenario), "scenario": scenario_summary(scenario),
+        "processes": options.processes, "master": options.master, "worker": options.worker,
+        "max_requests": options.max_requests, "max_duration_s": options.max_duration_s,
+        "keys_file": str(options.keys) if options.keys else None, "ui": options.ui})
+    except OSError as error:
+        raise BadInput(f"--out {options.out}: cannot write the run folder: "
+                       f"{error.strerror or error}") from None
+
+
 def _watch(child: subprocess.Popen[bytes], scenario: Scenario, options: LoadOptions,
            run_dir: Path, signals: _Signals, progress: Any) -> list[str]:
     started = time.monotonic()
-    if options.ui or options.master:
-        deadline = started + options.max_duration_s + STARTUP_ALLOWANCE_S
-    else:
-        deadline = started + scenario.duration + scenario.drain + STARTUP_ALLOWANCE_S * 2
+    deadline = started + child_deadline_s(options, scenario) + STARTUP_ALLOWANCE_S
     thresholds = scenario.threshold_set()
     next_abort_check = started + scenario.abort_grace
     next_down_check = started + DOWN_GRACE_S
@@ -201,7 +277,7 @@ def _watch(child: subprocess.Popen[bytes], scenario: Scenario, options: LoadOpti
         time.sleep(0.25)
         now = time.monotonic()
         if progress is not None:
-            progress(now - started, scenario.duration)
+            progress(now - started, scenario.duration, run_dir)
         if now > deadline and stop_sent_at is None:
             child.send_signal(signal.SIGTERM)
             stop_sent_at = now
@@ -212,7 +288,7 @@ def _watch(child: subprocess.Popen[bytes], scenario: Scenario, options: LoadOpti
         if (scenario.abort_on_fail and len(thresholds) and not aborted
                 and now >= next_abort_check):
             next_abort_check = now + ABORT_CHECK_S
-            aborted = _failing(thresholds, run_dir)
+            aborted = [f"{text} (abort_on_fail)" for text in _failing(thresholds, run_dir)]
             if aborted:
                 (run_dir / STOP_FILE).write_text("\n".join(aborted) + "\n")
         if (scenario.stop_when_down and not aborted and not options.worker
@@ -288,6 +364,7 @@ def _finish(run: RunFolder, scenario: Scenario, returncode: int | None,
     import json
 
     from loadtests.summary import summarize
+    from loadtests.verdict import default_checks, rate_figures, read_schedules
 
     run_dir = run.path
     if options.worker:
@@ -301,18 +378,25 @@ def _finish(run: RunFolder, scenario: Scenario, returncode: int | None,
         locust_summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     results = scenario.threshold_set().evaluate(table)
     summary = summarize(table, scenario)
+    rates = rate_figures(table, scenario, read_schedules(run_dir))
+    checks = default_checks(table, scenario, rates, scenario.duration)
     crashed = returncode not in (0, None) and not signal_received and not locust_summary
     if signal_received is not None:
         outcome, code = "interrupted", 130
     elif crashed:
         outcome, code = "error", 2
-    elif aborted or not all(r.passed for r in results):
+    elif aborted or not all(r.passed for r in results) or not all(c.passed for c in checks):
         outcome, code = "failed", 1
     else:
         outcome, code = "passed", 0
-    run.finish(outcome, records=table.num_rows, summary=summary, locust=locust_summary,
-               aborted_on=aborted, locust_exit_code=returncode,
+    result = RunResult(run_dir, outcome, results, summary, locust_summary, aborted, code,
+                       checks, rates)
+    run.finish(outcome, records=table.num_rows, summary=summary, rates=rates,
+               locust=locust_summary, aborted_on=aborted, locust_exit_code=returncode,
+               reason=result.reason,
+               checks=[{"check": c.name, "passed": c.passed, "detail": c.detail}
+                       for c in checks],
                thresholds=[{"scope": r.threshold.scope, "threshold": r.threshold.text,
                             "actual": r.actual, "passed": r.passed,
                             "resolved": r.describe()} for r in results])
-    return RunResult(run_dir, outcome, results, summary, locust_summary, aborted, code)
+    return result

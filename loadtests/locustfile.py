@@ -17,6 +17,7 @@ done and in-flight requests have drained (or ``drain`` has passed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import locust.runners
 from locust import LoadTestShape, events
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
@@ -33,15 +35,33 @@ from loadtests.live_metrics import REPORT_KEY, LiveMetrics
 from loadtests.process_plan import LoadPlan
 from loadtests.scenario import DEFAULT_MAX_REQUESTS
 from loadtests.users import ChatUser, ModelsUser
+from secton_harness.atomicfile import write_json_atomic
 from secton_harness.endpoints import BY_NAME
 from secton_harness.errors import HarnessError
+from secton_harness.records import rows_to_table
 
 __all__ = ["ChatUser", "ModelsUser", "ScenarioShape"]
 
 STATE_KEY = "secton_state"
 SUMMARY_FILE = "locust-summary.json"
 STOP_FILE = "stop-requested"
+PROGRESS_FILE = "progress.json"
+SCHEDULE_PREFIX = "schedule-"
+PARENT_CHECK_S = 0.5
+#: After its deadline, a process that has not exited within this is ended outright.
+DEADLINE_EXIT_S = 15.0
 log = logging.getLogger("secton.load")
+
+#: Missed heartbeats before the master gives a worker up (Locust: 3, one a second). On a
+#: loaded machine a worker's hub can be busy for a few seconds while it starts (imports,
+#: spawning users); with 3, both workers of a ``--processes 2`` run were once declared
+#: missing, Locust stopped the test ("the last worker went missing") and the run ended
+#: with 0 requests and exit 0. The default checks now fail such a run; this makes it rare.
+locust.runners.HEARTBEAT_LIVENESS = 10
+# pyarrow's first conversion imports pandas with the GIL held: done here, at import, so
+# ``--processes`` workers inherit it from the process Locust forks them from instead of
+# each stalling its hub (and its heartbeats) on it while the master waits.
+rows_to_table([{}])
 
 
 @events.init_command_line_parser.add_listener
@@ -60,6 +80,10 @@ def _arguments(parser: Any) -> None:
     group.add_argument("--secton-metrics-host", default="127.0.0.1")
     group.add_argument("--secton-metrics-linger", type=float, default=0.0,
                        help="Keep serving metrics this many seconds after the run ends")
+    group.add_argument("--secton-parent-pid", type=int, default=0,
+                       help="Stop the run (records kept) when this process is gone")
+    group.add_argument("--secton-deadline", type=float, default=0.0,
+                       help="Hard bound in seconds from the start: stop the run, then exit")
 
 
 class _State:
@@ -84,6 +108,22 @@ def _configure_user_counts(plan: LoadPlan) -> None:
     for cls in (ModelsUser, ChatUser):
         load = loads.get(cls.endpoint_name)
         cls.fixed_count = load.user_count() if load is not None else 0
+        # the scenario timeout, not Locust's 60 s, bounds every connect and read
+        cls.network_timeout = cls.connection_timeout = plan.scenario.timeout
+
+
+def _grower(environment: Any, cls: type) -> Any:
+    """Start ``n`` more users of ``cls`` in this process (the pool's ``grow``).
+
+    Started straight into the runner's user group, as Locust's own spawning does, so they
+    are counted, stopped and killed with the others; the shape's user count is not
+    changed, so Locust never rebalances them away.
+    """
+    def grow(n: int) -> None:
+        runner = environment.runner
+        for _ in range(n):
+            cls(environment).start(runner.user_greenlets)
+    return grow
 
 
 @events.init.add_listener
@@ -108,6 +148,54 @@ def _on_init(environment: Any, **_: Any) -> None:
         gevent.spawn(_apply_local_deltas_forever)
     if not isinstance(runner, WorkerRunner):
         gevent.signal_handler(signal.SIGTERM, _on_sigterm, environment)
+    options = environment.parsed_options
+    if options.secton_parent_pid:
+        gevent.spawn(_watch_parent, environment, options.secton_parent_pid)
+    if options.secton_deadline > 0:
+        gevent.spawn(_deadline, environment, options.secton_deadline)
+
+
+def _watch_parent(environment: Any, pid: int) -> None:
+    """The CLI that started this run is gone (SIGKILL, crash): stop, keep the records.
+
+    Every process of the run watches the CLI itself (a ``--processes`` worker's parent is
+    the Locust master, not the CLI), so none of them keeps loading an orphaned run.
+    """
+    while _alive(pid):
+        gevent.sleep(PARENT_CHECK_S)
+    log.warning("secton-harness: the CLI (pid %d) is gone; stopping the run", pid)
+    _stop_in_order(environment)
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a killed CLI not reaped yet is gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: existence is all we can tell
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
+
+
+def _deadline(environment: Any, seconds: float) -> None:
+    """This process's own hard bound: stop in order at the deadline, exit soon after."""
+    gevent.sleep(seconds)
+    log.warning("secton-harness: deadline of %.0fs reached; stopping the run", seconds)
+    _stop_in_order(environment)
+    gevent.sleep(DEADLINE_EXIT_S)
+    os._exit(1)
+
+
+def _stop_in_order(environment: Any) -> None:
+    if _State.finished:
+        return
+    _State.finished = True
+    gevent.spawn(environment.runner.quit)
 
 
 def _on_sigterm(environment: Any) -> None:
@@ -119,9 +207,8 @@ def _on_sigterm(environment: Any) -> None:
     """
     if _State.finished:
         return
-    _State.finished = True
     log.warning("secton-harness: SIGTERM, stopping the run (records are kept)")
-    gevent.spawn(environment.runner.quit)
+    _stop_in_order(environment)
 
 
 @events.test_start.add_listener
@@ -162,6 +249,9 @@ def _on_spawned(user_count: int, **_: Any) -> None:
     _ensure_recorder(plan_environment())
     counts = runner.user_classes_count
     plan.start_pacers({"models": counts.get("ModelsUser", 0), "chat": counts.get("ChatUser", 0)})
+    for cls in (ModelsUser, ChatUser):
+        if cls.endpoint_name in plan.pacers:
+            plan.pool(cls.endpoint_name).grow = _grower(plan_environment(), cls)
 
 
 _ENV: list[Any] = []
@@ -183,7 +273,15 @@ def _report(client_id: str, data: dict[str, Any]) -> None:
         return
     data[REPORT_KEY] = plan.recorder.deltas.drain()
     data[STATE_KEY] = {"inflight": plan.recorder.inflight, "done": plan.pacing_done,
-                       "records": plan.recorder.count}
+                       "records": plan.recorder.count, "endpoints": _endpoint_state(plan)}
+
+
+def _endpoint_state(plan: LoadPlan) -> dict[str, dict[str, int]]:
+    """Per endpoint of this process: requests in flight, users, dropped so far."""
+    return {name: {"busy": plan.pools[name].busy if name in plan.pools else 0,
+                   "users": plan.pools[name].size if name in plan.pools else 0,
+                   "dropped": pacer.dropped_total}
+            for name, pacer in plan.pacers.items()}
 
 
 @events.worker_report.add_listener
@@ -216,17 +314,60 @@ def _gauges_forever(environment: Any) -> None:
         for name, load in plan.scenario.endpoint_loads().items():
             metrics.target_rate.labels(BY_NAME[name].path).set(
                 load.rate * plan.scenario.multiplier(elapsed) if elapsed >= 0 else 0.0)
+        states = _process_states(environment)
+        for name in plan.scenario.endpoint_loads():
+            path = BY_NAME[name].path
+            metrics.inflight.labels(path).set(sum(
+                s.get(name, {}).get("busy", 0) for s in states.values()))
+            for source, s in states.items():
+                metrics.set_dropped(source, path, s.get(name, {}).get("dropped", 0))
+        if plan.run_dir is not None:
+            with contextlib.suppress(OSError):
+                _write_progress(plan, metrics, states, elapsed)
         gevent.sleep(1.0)
+
+
+def _process_states(environment: Any) -> dict[str, dict[str, Any]]:
+    """Per process that runs users: its per-endpoint state (see :func:`_endpoint_state`)."""
+    if isinstance(environment.runner, MasterRunner):
+        return {client: state.get("endpoints", {})
+                for client, state in _State.worker_states.items()}
+    plan = _State.plan
+    return {"local": _endpoint_state(plan)} if plan is not None else {}
+
+
+def _write_progress(plan: LoadPlan, metrics: LiveMetrics, states: dict[str, Any],
+                    elapsed: float) -> None:
+    """``progress.json``: the live figures the CLI prints (every second, atomically)."""
+    endpoints = {}
+    for name, load in plan.scenario.endpoint_loads().items():
+        path = BY_NAME[name].path
+        endpoints[name] = {
+            "requests": metrics.requests[path], "errors": metrics.errors[path],
+            "ratelimited": metrics.limited[path], "dropped": metrics.dropped_total(path),
+            "inflight": sum(s.get(name, {}).get("busy", 0) for s in states.values()),
+            "users": sum(s.get(name, {}).get("users", 0) for s in states.values()),
+            "asked_rps": load.rate * plan.scenario.multiplier(elapsed) if elapsed >= 0 else 0.0,
+            "p95_bound_s": metrics.p95_bound(path)}
+    assert plan.run_dir is not None
+    write_json_atomic(Path(plan.run_dir) / PROGRESS_FILE,
+                      {"at": time.time(), "elapsed_s": elapsed, "endpoints": endpoints})
 
 
 def _flush(**_: Any) -> None:
     """Write and count everything recorded so far: a worker's final report (sent right
-    after test_stop) must carry every request's metrics."""
+    after test_stop) must carry every request's metrics. The users are stopped by now, so
+    the schedule is closed (what was never sent counts as dropped) and written."""
     plan = _State.plan
     if plan is not None and plan.recorder is not None:
+        plan.finish_pacers()
         plan.recorder.flush()
         plan.recorder.wait()
         _apply_local_deltas()
+        if plan.run_dir is not None:
+            with contextlib.suppress(OSError):
+                write_json_atomic(Path(plan.run_dir) / f"{SCHEDULE_PREFIX}{plan.worker}.json",
+                                  plan.schedule())
 
 
 events.test_stop.add_listener(_flush)
@@ -270,7 +411,7 @@ class ScenarioShape(LoadTestShape):
         elapsed = time.time() - _State.started
         if elapsed < plan.scenario.duration:
             return total, max(total, 100)
-        if elapsed >= plan.scenario.duration + plan.scenario.drain:
+        if elapsed >= plan.scenario.duration + plan.scenario.drain_s:
             return None
         return None if _drained() else (total, max(total, 100))
 

@@ -100,7 +100,8 @@ class Pacer:
 
     def __init__(self, rate_at: Callable[[float], float], phase_at: Callable[[float], str],
                  duration_s: float, *, arrival: str = "even", seed: int | str = 1,
-                 max_tickets: int | None = None, breakpoints: Iterable[float] = ()) -> None:
+                 max_tickets: int | None = None, breakpoints: Iterable[float] = (),
+                 late_tolerance_s: float = math.inf) -> None:
         self.rate_at = rate_at
         self.breakpoints = tuple(breakpoints)
         self.phase_at = phase_at
@@ -112,8 +113,12 @@ class Pacer:
         self._phase_edges = sorted(self.breakpoints)
         self._phase_until = -math.inf
         self._phase = ""
+        self.late_tolerance_s = late_tolerance_s
         self.issued = 0
         self.waiting = 0
+        #: per phase: slots of the schedule (sent or dropped) and slots dropped
+        self.asked: dict[str, int] = {}
+        self.dropped: dict[str, int] = {}
         self.started_wall = 0.0
         self._start_perf = 0.0
         self._offsets: Iterator[float] | None = None
@@ -132,27 +137,64 @@ class Pacer:
         return self._exhausted and self.waiting == 0
 
     def take(self) -> Ticket | None:
-        """Claim the next slot and wait until it is due; None once the schedule is over."""
-        if self._exhausted or self._offsets is None:  # over, or not started yet
-            return None
-        if self.issued >= self._budget:
+        """Claim the next slot and wait until it is due; None once the schedule is over.
+
+        A slot already overdue by more than ``late_tolerance_s`` (every user was busy,
+        or the generator fell behind) is *dropped*: counted in :attr:`dropped`, never sent
+        late, and the next slot is claimed instead (k6's ``dropped_iterations``).
+        """
+        while True:
+            if self._exhausted or self._offsets is None:  # over, or not started yet
+                return None
+            if self.issued >= self._budget:
+                self._exhausted = True
+                return None
+            elapsed = next(self._offsets, None)
+            if elapsed is None:
+                self._exhausted = True
+                return None
+            self.issued += 1
+            if elapsed >= self._phase_until:
+                self._phase = self.phase_at(elapsed)
+                edges = self._phase_edges
+                self._phase_until = edges[bisect.bisect_right(edges, elapsed)] \
+                    if edges and elapsed < edges[-1] else math.inf
+            phase = self._phase
+            self.asked[phase] = self.asked.get(phase, 0) + 1
+            delay = self._start_perf + elapsed - time.perf_counter()
+            if delay < -self.late_tolerance_s:
+                self.dropped[phase] = self.dropped.get(phase, 0) + 1
+                continue
+            if delay > EARLY_S:
+                self.waiting += 1
+                try:
+                    gevent.sleep(delay)
+                except gevent.GreenletExit:  # stopped before it was due: never asked
+                    self.asked[phase] -= 1
+                    self.issued -= 1
+                    raise
+                finally:
+                    self.waiting -= 1
+            return self.started_wall + elapsed, phase
+
+    def finish(self) -> None:
+        """End the schedule now: every slot not yet claimed counts as dropped.
+
+        Called when the run stops (drain over, SIGTERM, abort) so that a backlog that was
+        never sent is on record as dropped, not silently cut.
+        """
+        if self._offsets is None or self._exhausted:
             self._exhausted = True
-            return None
-        elapsed = next(self._offsets, None)
-        if elapsed is None:
-            self._exhausted = True
-            return None
-        self.issued += 1
-        if elapsed >= self._phase_until:
-            self._phase = self.phase_at(elapsed)
-            edges = self._phase_edges
-            self._phase_until = edges[bisect.bisect_right(edges, elapsed)] \
-                if edges and elapsed < edges[-1] else math.inf
-        delay = self._start_perf + elapsed - time.perf_counter()
-        if delay > EARLY_S:
-            self.waiting += 1
-            try:
-                gevent.sleep(delay)
-            finally:
-                self.waiting -= 1
-        return self.started_wall + elapsed, self._phase
+            return
+        self._exhausted = True
+        for elapsed in self._offsets:
+            if self.issued >= self._budget:
+                break
+            self.issued += 1
+            phase = self.phase_at(elapsed)
+            self.asked[phase] = self.asked.get(phase, 0) + 1
+            self.dropped[phase] = self.dropped.get(phase, 0) + 1
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())

@@ -16,6 +16,7 @@ from typing import Any
 import gevent.event
 
 from loadtests.pacing import Pacer
+from loadtests.pool import UserPool
 from loadtests.recorder import Recorder
 from loadtests.scenario import DEFAULT_MAX_REQUESTS, Scenario, load_scenario
 from secton_harness.errors import BadInput
@@ -50,6 +51,7 @@ class LoadPlan:
     contract: Any = None
     recorder: Recorder | None = None
     pacers: dict[str, Pacer] = field(default_factory=dict)
+    pools: dict[str, UserPool] = field(default_factory=dict)
     pacing_started: gevent.event.Event = field(default_factory=gevent.event.Event)
     started_wall: float = 0.0
     key_offset: int = 0
@@ -86,6 +88,15 @@ class LoadPlan:
     def user_rng(self) -> random.Random:
         return random.Random(f"{self.scenario.seed}-{self.worker}-{next(self._next_rng)}")
 
+    def pool(self, endpoint: str) -> UserPool:
+        """The user pool of ``endpoint`` in this process (made on first use; its cap is
+        set to this process's share of ``max_users`` when the pacers start)."""
+        found = self.pools.get(endpoint)
+        if found is None:
+            found = self.pools[endpoint] = UserPool(endpoint, self.scenario.max_users_of(
+                endpoint))
+        return found
+
     def start_pacers(self, users_by_endpoint: dict[str, int]) -> None:
         """One pacer per endpoint for this process's share of the users (and rate)."""
         loads = self.scenario.endpoint_loads()
@@ -98,6 +109,9 @@ class LoadPlan:
                 continue
             share = own / load.user_count()
             base = load.rate * share
+            pool = self.pool(name)
+            pool.cap = max(own, round(self.scenario.max_users_of(name) * share))
+            pool.pending = max(0, own - pool.size)  # spawned users whose on_start is to come
 
             def rate_at(elapsed: float, base: float = base) -> float:
                 return base * self.scenario.multiplier(elapsed)
@@ -108,8 +122,28 @@ class LoadPlan:
                 seed=f"{self.scenario.seed}-{self.key_offset}-{index}",
                 max_tickets=max(1, round(request_budget * own / max(1, mine))),
                 breakpoints=self.scenario.rate_breakpoints(),
+                late_tolerance_s=self.scenario.late_tolerance,
             ).start()
         self.pacing_started.set()
+
+    def finish_pacers(self) -> None:
+        """The run stops: every slot not claimed yet is on record as dropped."""
+        for pacer in self.pacers.values():
+            pacer.finish()
+
+    def schedule(self) -> dict[str, Any]:
+        """Per endpoint: the schedule's slots and drops by phase, and the pool's figures
+        (written per process as ``schedule-<worker>.json``; the CLI sums them)."""
+        out: dict[str, Any] = {}
+        for name, pacer in self.pacers.items():
+            pool = self.pools.get(name)
+            out[name] = {"asked": dict(pacer.asked), "dropped": dict(pacer.dropped),
+                         "pool": pool.snapshot() if pool is not None else {}}
+        return out
+
+    @property
+    def dropped(self) -> int:
+        return sum(pacer.dropped_total for pacer in self.pacers.values())
 
     @property
     def pacing_done(self) -> bool:

@@ -18,7 +18,9 @@ from secton_harness.limits import max_body_bytes
 
 
 def ratelimit(
-    target: Annotated[str, typer.Option(help="Base URL of the API, e.g. http://127.0.0.1:8080.")],
+    target: Annotated[str | None, typer.Option(
+        envvar="SECTON_BASE_URL", show_envvar=True,
+        help="Base URL of the API, e.g. http://127.0.0.1:8080 (env: SECTON_BASE_URL).")] = None,
     keys: Annotated[Path | None, typer.Option(
         help="Keys file (TOML). Two or more keys of one org also map the org's limit. "
              "Default: SECTON_API_KEY.")] = None,
@@ -52,6 +54,8 @@ def ratelimit(
     from secton_harness.keys import resolve_keys
     from secton_harness.policy import load_policy
 
+    if not target:
+        raise BadInput("no target: pass --target URL or set SECTON_BASE_URL")
     try:
         url = parse_http_url(target)
     except ValueError as error:

@@ -31,6 +31,7 @@ starts anything, and reports can read one.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from typing import Any, Literal
@@ -46,6 +47,9 @@ DEFAULT_MAX_REQUESTS = 1_000_000
 #: Longest duration each shape accepts without the user saying so explicitly (seconds).
 SHAPE_CAPS_S: dict[str, float] = {"steady": 3600.0, "step": 3600.0, "spike": 3600.0,
                                   "soak": 24 * 3600.0}
+#: Upper bound of the default ``max_users`` per endpoint (and process); more must be asked
+#: for explicitly, since every user holds a connection and some memory.
+DEFAULT_MAX_USERS = 1000
 DEFAULT_PROMPTS = (
     "Summarise the benefits of load testing in one sentence.",
     "Write a haiku about rate limits.",
@@ -59,6 +63,7 @@ class EndpointLoad(Model):
 
     rate: Rate = Field(description="target rate, e.g. '20/s', '30/min', '0.5/s'")
     users: int | None = Field(None, ge=1, le=10000)
+    max_users: int | None = Field(None, ge=1, le=10000)
 
     @field_validator("rate")
     @classmethod
@@ -68,10 +73,20 @@ class EndpointLoad(Model):
         return rate
 
     def user_count(self) -> int:
-        """``users`` or a default that covers 0.5 s of latency at the target rate."""
+        """The starting pool: ``users`` or a default that covers 0.5 s of latency at the
+        target rate (the pool grows up to :meth:`max_user_count` when every user is busy)."""
         if self.users is not None:
             return self.users
         return min(1000, max(2, math.ceil(self.rate * 0.5) + 1))
+
+    def max_user_count(self, timeout_s: float, peak_factor: float = 1.0) -> int:
+        """The cap of the pool: ``max_users`` or enough users for every request of the
+        peak rate to take the whole ``timeout`` (``rate x timeout``), bounded by
+        :data:`DEFAULT_MAX_USERS` and never below the starting pool."""
+        if self.max_users is not None:
+            return max(self.max_users, self.user_count())
+        needed = math.ceil(self.rate * peak_factor * timeout_s) + 1
+        return max(self.user_count(), min(DEFAULT_MAX_USERS, needed))
 
 
 class ModelsLoad(EndpointLoad):
@@ -137,8 +152,16 @@ class Scenario(Model):
     duration: Duration = Field(description="how long requests are sent (required)")
     arrival: Literal["even", "poisson"] = "even"
     seed: int = 1
-    timeout: Duration = Field(30.0, gt=0)
-    drain: Duration = Field(5.0, ge=0, le=300)
+    timeout: Duration = Field(30.0, gt=0, le=3600)
+    #: after ``duration``, how long in-flight requests may finish (default: ``timeout``);
+    #: what is still open then is recorded as ``cancelled``
+    drain: Duration | None = Field(None, ge=0, le=3600)
+    #: a due request that cannot start within this (every user busy at ``max_users``, or
+    #: the generator behind) is *dropped*: counted, never sent late
+    late_tolerance: Duration = Field(1.0, gt=0, le=60)
+    #: the default rate check: every endpoint must send at least this share of the
+    #: requests its schedule asked for (0 = no check)
+    min_rate_ratio: float = Field(0.95, ge=0, le=1)
     validate_sample: float = Field(0.1, ge=0, le=1)
     abort_on_fail: bool = False
     abort_grace: Duration = 10.0
@@ -184,6 +207,19 @@ class Scenario(Model):
         """The configured endpoints by name (``models``, ``chat``)."""
         found = {e.name: getattr(self.endpoints, e.name) for e in ENDPOINTS}
         return {name: load for name, load in found.items() if load is not None}
+
+    @property
+    def drain_s(self) -> float:
+        """How long in-flight requests may finish after ``duration``."""
+        return self.timeout if self.drain is None else self.drain
+
+    def peak_factor(self) -> float:
+        """The largest :meth:`multiplier` of the shape (the spike factor, else 1)."""
+        return max(1.0, self.spike.factor) if self.shape == "spike" else 1.0
+
+    def max_users_of(self, endpoint: str) -> int:
+        """The pool cap of ``endpoint`` (see :meth:`EndpointLoad.max_user_count`)."""
+        return self.endpoint_loads()[endpoint].max_user_count(self.timeout, self.peak_factor())
 
     def threshold_set(self) -> ThresholdSet:
         return ThresholdSet.parse(self.thresholds,
@@ -234,6 +270,15 @@ class Scenario(Model):
                 return "before"
             return "spike" if elapsed_s < at + length else "after"
         return self.shape
+
+    def phase_windows(self) -> dict[str, tuple[float, float]]:
+        """Each phase's (start, end) offsets in seconds, in order (one window per phase)."""
+        edges = [0.0, *self.rate_breakpoints(), self.duration]
+        windows: dict[str, tuple[float, float]] = {}
+        for start, end in itertools.pairwise(edges):
+            if end > start:
+                windows[self.phase_at((start + end) / 2)] = (start, end)
+        return windows
 
     def expected_requests(self, endpoint: str) -> float:
         """Requests the shape asks of ``endpoint`` over the whole duration (for checks)."""

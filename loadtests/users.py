@@ -22,9 +22,11 @@ from loadtests.process_plan import LoadPlan
 from loadtests.recorder import RECORD_FIELDS
 from secton_harness.endpoints import BY_NAME
 from secton_harness.error_classes import (
+    CANCELLED,
     CONNECT,
     CONTENT_TYPE,
     CONTRACT,
+    HARNESS,
     INVALID_JSON,
     REDIRECT,
     classify,
@@ -34,7 +36,8 @@ from secton_harness.limits import max_body_bytes
 from secton_harness.redact import Redactor
 
 IDLE_S = 0.2
-_STATUS, _ERROR, _REASON = (RECORD_FIELDS.index(name) for name in ("status", "error", "reason"))
+_STATUS, _ERROR, _REASON, _LATENCY = (RECORD_FIELDS.index(name) for name in (
+    "status", "error", "reason", "latency_s"))
 _NO_TOKENS: tuple[int | None, ...] = (None, None, None)
 
 
@@ -93,6 +96,11 @@ class SectonUser(BoundedUser):
         self.redactor = _redactor(self.plan)
         self.redact = self.redactor.text
         self.max_body = max_body_bytes()
+        self.pool = self.plan.pool(self.endpoint_name)
+        self.pool.joined()
+
+    def on_stop(self) -> None:
+        self.pool.left()
 
     @task
     def send(self) -> None:
@@ -110,9 +118,11 @@ class SectonUser(BoundedUser):
         recorder = self.plan.recorder
         if recorder is not None:
             recorder.inflight += 1
+        self.pool.acquire()
         try:
             self.request_once(*ticket)
         finally:
+            self.pool.release()
             if recorder is not None:
                 recorder.inflight -= 1
 
@@ -121,36 +131,71 @@ class SectonUser(BoundedUser):
         raise NotImplementedError
 
     def request_once(self, intended_ts: float, phase: str) -> None:
-        kwargs, payload = self.build_request()
-        validate = (self.plan.contract is not None
-                    and self.rng.random() < self.plan.scenario.validate_sample)
+        """Send one request and record it, whatever happens.
+
+        Every request that may have reached the target leaves one record: a request still
+        open when the run stops (the user is killed) is recorded as ``cancelled``, and an
+        exception in the harness's own code as ``harness`` (its type as the reason).
+        """
         ts = time.time()
         start = time.perf_counter()
-        # no redirect followed, body and head capped, the whole answer within the timeout
-        resp, got = exchange(self.client, self.method, self.path,
-                             timeout_s=self.plan.scenario.timeout, max_body=self.max_body,
-                             keep_body=validate or self.endpoint_name == "chat",
-                             name=self.path, catch_response=True, headers=self.headers,
-                             **kwargs)
-        latency = time.perf_counter() - start
-        row = self.record(got, ts, latency, intended_ts, phase, payload, kwargs, validate)
-        status, error = row[_STATUS], row[_ERROR]
-        if resp is None:  # the deadline fired outside the client: report it ourselves
-            self.environment.events.request.fire(
-                request_type=self.method, name=self.path, response_time=latency * 1000,
-                response_length=0, exception=got.problem, context={}, response=None,
-                start_time=ts, url=self.path)
-        else:
-            with resp:
-                resp.request_meta["response_length"] = got.size
-                if status == 429:
-                    resp.failure("429 rate limited")
-                elif error:
-                    resp.failure(f"{error}: {row[_REASON] or status}")
-                else:
-                    resp.success()
-        if self.plan.recorder is not None:
-            self.plan.recorder.add(row)
+        row: tuple[Any, ...] | None = None
+        try:
+            kwargs, payload = self.build_request()
+            validate = (self.plan.contract is not None
+                        and self.rng.random() < self.plan.scenario.validate_sample)
+            # no redirect followed, body and head capped, the whole answer within the timeout
+            resp, got = exchange(self.client, self.method, self.path,
+                                 timeout_s=self.plan.scenario.timeout, max_body=self.max_body,
+                                 keep_body=validate or self.endpoint_name == "chat",
+                                 name=self.path, catch_response=True, headers=self.headers,
+                                 **kwargs)
+            latency = time.perf_counter() - start
+            try:
+                row = self.record(got, ts, latency, intended_ts, phase, payload, kwargs,
+                                  validate)
+            except Exception as exc:  # a bug or a hostile answer: still one record
+                row = self.failed(ts, latency, intended_ts, phase, HARNESS, type(exc).__name__)
+            status, error = row[_STATUS], row[_ERROR]
+            if resp is None:  # the deadline fired outside the client: report it ourselves
+                self.environment.events.request.fire(
+                    request_type=self.method, name=self.path, response_time=latency * 1000,
+                    response_length=0, exception=got.problem, context={}, response=None,
+                    start_time=ts, url=self.path)
+            else:
+                with resp:
+                    resp.request_meta["response_length"] = got.size
+                    if status == 429:
+                        resp.failure("429 rate limited")
+                    elif error:
+                        resp.failure(f"{error}: {row[_REASON] or status}")
+                    else:
+                        resp.success()
+        except gevent.GreenletExit:
+            row = self.failed(ts, time.perf_counter() - start, intended_ts, phase, CANCELLED,
+                              "still open when the run stopped")
+            self.fire(row, RuntimeError(CANCELLED))
+            raise
+        except Exception as exc:
+            row = self.failed(ts, time.perf_counter() - start, intended_ts, phase, HARNESS,
+                              type(exc).__name__)
+            self.fire(row, exc)
+        finally:
+            if row is not None and self.plan.recorder is not None:
+                self.plan.recorder.add(row)
+
+    def failed(self, ts: float, latency: float, intended_ts: float, phase: str, error: str,
+               reason: str) -> tuple[Any, ...]:
+        """The record of a request that got no usable answer."""
+        return (ts, intended_ts, phase, self.path, self.method, self.key.alias, self.key.org,
+                0, latency, 0, error, reason, False, None, None, None, None, *_NO_TOKENS)
+
+    def fire(self, row: tuple[Any, ...], exc: BaseException) -> None:
+        """The Locust request event of a request that raised (one event per record)."""
+        self.environment.events.request.fire(
+            request_type=self.method, name=self.path, response_time=row[_LATENCY] * 1000,
+            response_length=0, exception=exc, context={}, response=None, url=self.path,
+            start_time=row[0])
 
     def record(self, got: Exchange, ts: float, latency: float, intended_ts: float, phase: str,
                payload: dict[str, Any] | None, kwargs: dict[str, Any],

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -37,15 +38,25 @@ def probe(
     once: Annotated[bool, typer.Option(
         "--once", help="Run every check once, print a table, exit 0 (all pass) or 1.")] = False,
     port: Annotated[int, typer.Option(
-        help="Port of the Prometheus /metrics endpoint in continuous mode; 0: none.")] = 9464,
+        "--port", "--metrics-port",
+        help="Port of the Prometheus /metrics endpoint in continuous mode; 0: none "
+        "(--metrics-port: the same flag name as load).")] = 9464,
     address: Annotated[str, typer.Option(
-        help="Address the /metrics endpoint binds (0.0.0.0 for a remote Prometheus).")
-    ] = "127.0.0.1",
+        "--address", "--metrics-host",
+        help="Address the /metrics endpoint binds (0.0.0.0 for a remote Prometheus; "
+        "--metrics-host: the same flag name as load).")] = "127.0.0.1",
     out: Annotated[Path | None, typer.Option(
         help="Run folder for run.json + records.parquet. Default: runs/<time>-probe.")] = None,
     duration: Annotated[str | None, typer.Option(
+        "--duration", "--max-duration",
         help="Stop continuous mode after this long (e.g. '10m'); default: until "
         "SIGINT/SIGTERM.")] = None,
+    json_out: Annotated[str | None, typer.Option(
+        "--json", metavar="FILE", help="With --once: write the verdict as JSON to FILE "
+        "('-' = stdout).")] = None,
+    junit: Annotated[str | None, typer.Option(
+        metavar="FILE", help="With --once: write a JUnit XML report to FILE, one test case "
+        "per check and target.")] = None,
     ratelimit_file: Annotated[list[str] | None, typer.Option(
         "--ratelimit-file", metavar="PATH", help="Continuous mode: also export this "
         "rate-limit mapper result (ratelimit.json, its run folder, or a glob such as "
@@ -85,12 +96,26 @@ def probe(
     if not 0 <= port <= 65535:
         raise BadInput(f"--port: {port} is not a port number (0-65535)")
     max_body_bytes()  # a bad SECTON_MAX_BODY_BYTES: one line and exit 2 before any request
-    run = ProbeRun.prepare(config, target, label, keys, out, argv=sys.argv[1:])
+    if (json_out or junit) and not once:
+        raise BadInput("--json/--junit: only with --once (continuous mode exports metrics)")
+    from secton_harness.ci import check_writable
+
+    check_writable(json_out, "--json")
+    check_writable(junit, "--junit")
+    console = None
+    if json_out == "-":  # stdout carries the JSON alone; the table goes to stderr
+        from rich.console import Console
+
+        console = Console(log_path=False, stderr=True)
+    run = ProbeRun.prepare(config, target, label, keys, out, argv=sys.argv[1:],
+                           console=console)
     if ratelimit_file:
         probes = run.config.probes.model_copy(update={"ratelimit_files": list(ratelimit_file)})
         run.config = run.config.model_copy(update={"probes": probes})
     if once:
+        started = time.monotonic()
         code = asyncio.run(run.once())
+        _ci_outputs(run, code, json_out, junit, time.monotonic() - started)
     else:
         code = asyncio.run(run.continuous(port, address, seconds, _signals))
     raise typer.Exit(code)
@@ -103,3 +128,28 @@ def _signals(stop: asyncio.Event, stopped_by: list[str]) -> None:
             stopped_by.append(sig.name)
             stop.set()
         loop.add_signal_handler(sig, handler)
+
+
+def _ci_outputs(run: Any, code: int, json_out: str | None, junit: str | None,
+                elapsed_s: float) -> None:
+    """``--json``/``--junit`` of ``probe --once``: one case per check and target.
+
+    Only the result, the reason class and the status go out (never response text).
+    """
+    if json_out is None and junit is None:
+        return
+    from secton_harness.ci import Case, write_json, write_junit
+
+    results = getattr(run, "results", [])
+    cases = [Case(f"{r.target}: {r.check}", "probe", r.result != "failure",
+                  f"{r.result}" + (f": {r.reason}" if r.reason else "")
+                  + (f" (status {r.status})" if r.status else "")) for r in results]
+    if json_out is not None:
+        write_json(json_out, {
+            "command": "probe", "outcome": "failed" if code else "passed", "exit_code": code,
+            "run_dir": str(getattr(run, "run_dir", "")),
+            "checks": [{"target": r.target, "check": r.check, "result": r.result,
+                        "reason": r.reason, "status": r.status,
+                        "duration_s": r.duration_s} for r in results]})
+    if junit is not None:
+        write_junit(junit, "secton-harness probe", cases, elapsed_s)

@@ -106,6 +106,8 @@ class ProbeRun:
             folder.finish("error")
             raise
         sink.close()
+        self.results = results
+        self.run_dir = folder.path
         failed = [r for r in results if r.result == "failure"]
         folder.finish("failed" if failed else "passed", summary=_summary(results))
         self.console.print(results_table(results))

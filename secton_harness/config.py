@@ -15,6 +15,7 @@ second) and :data:`HttpUrl` (``http`` or ``https`` with a host).
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -43,6 +44,8 @@ def parse_duration(value: Any) -> float:
         seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
     else:
         raise ValueError(f"{value!r} is not a duration; use e.g. '30s'")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a finite duration; use e.g. '30s'")
     if seconds < 0:
         raise ValueError(f"{value!r} is negative; a duration is >= 0")
     return seconds
@@ -61,6 +64,8 @@ def parse_rate(value: Any) -> float:
         rate = float(match.group(1)) * _RATE_UNITS[unit]
     else:
         raise ValueError(f"{value!r} is not a rate; use e.g. '5/s' or '30/min'")
+    if not math.isfinite(rate):
+        raise ValueError(f"{value!r} is not a finite rate; use e.g. '5/s' or '30/min'")
     if rate < 0:
         raise ValueError(f"{value!r} is negative; a rate is >= 0")
     return rate

@@ -16,6 +16,8 @@ threshold or a dashboard means the same thing by ``reset`` whichever command wro
 ``content_type``  an answer whose body had to be read is not JSON
 ``invalid_json``  a JSON content type whose body does not parse (or nests too deeply)
 ``contract``      a JSON answer that breaks the API contract (load's sampled validation)
+``cancelled``     still open when the run stopped (load: drain over, SIGINT/SIGTERM, abort)
+``harness``       an exception in the harness's own request path (a bug: never the target's)
 ================  ==========================================================================
 
 Probe records leave the status to the check's conditions (``reason``): their ``error`` is
@@ -44,10 +46,13 @@ HTTP = "http"
 CONTENT_TYPE = "content_type"
 INVALID_JSON = "invalid_json"
 CONTRACT = "contract"
+CANCELLED = "cancelled"
+HARNESS = "harness"
 
 #: Every value a record's ``error`` column can take besides ``""``.
 ERROR_CLASSES: tuple[str, ...] = (TIMEOUT, CONNECT, RESET, TOO_LARGE, PROTOCOL, REDIRECT,
-                                  HTTP, CONTENT_TYPE, INVALID_JSON, CONTRACT)
+                                  HTTP, CONTENT_TYPE, INVALID_JSON, CONTRACT, CANCELLED,
+                                  HARNESS)
 #: Classes meaning no usable answer arrived at all (what a probe calls "no connection").
 TRANSPORT_CLASSES: frozenset[str] = frozenset({TIMEOUT, CONNECT, RESET, TOO_LARGE, PROTOCOL})
 

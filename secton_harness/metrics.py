@@ -45,6 +45,8 @@ RATELIMITED = "secton_ratelimited_total"
 TOKENS = "secton_tokens_total"
 USERS = "secton_load_users"
 TARGET_RATE = "secton_load_target_rate"
+DROPPED = "secton_load_dropped_total"
+INFLIGHT = "secton_load_inflight"
 # rate-limit mapping
 RATELIMIT_OBSERVED = "secton_ratelimit_observed"
 RATELIMIT_VERIFIED = "secton_ratelimit_verified"
@@ -67,6 +69,9 @@ HELP: dict[str, str] = {
     TOKENS: "Tokens reported in chat completion usage, by kind (prompt, completion).",
     USERS: "Simulated users currently running.",
     TARGET_RATE: "Configured target request rate in requests per second, by endpoint.",
+    DROPPED: "Scheduled requests not sent: due while every user was busy at max_users "
+             "(or the generator was behind) for longer than late_tolerance, by endpoint.",
+    INFLIGHT: "Load requests in flight right now, by endpoint.",
     RATELIMIT_OBSERVED: "Rate-limit figures observed by the mapper, by scope and quantity.",
     RATELIMIT_VERIFIED: "1 if the mapper found the figure within the documented policy, else 0.",
     BUILD_INFO: "Version of secton-harness.",

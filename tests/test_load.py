@@ -124,6 +124,7 @@ def test_processes_merge_records_and_metrics(server: ReferenceServer, tmp_path: 
                     if k.startswith("secton_request_duration_seconds_count{"))
     assert histogram == table.num_rows
     assert last['secton_load_target_rate{endpoint="/v1/chat/completions"}'] in (0.0, 80.0)
+    assert last['secton_load_dropped_total{endpoint="/v1/chat/completions"}'] == 0.0
     assert not list(out.glob("records.parts/*"))
 
 
@@ -194,7 +195,7 @@ def test_abort_on_fail_stops_early(server: ReferenceServer, tmp_path: Path) -> N
     out = tmp_path / "run"
     done = run_cli(scenario, server.url, out, timeout=40)
     assert done.returncode == 1, done.stderr[-2000:]
-    assert "aborted early (abort_on_fail): p50_latency_s (" in done.stderr
+    assert "stopped early: p50_latency_s (" in done.stderr and "(abort_on_fail)" in done.stderr
     info = read_run_info(out)
     assert info["outcome"] == "failed" and info["aborted_on"]
     assert read_records(out).num_rows < 20 * 30  # stopped long before the 60 s

@@ -52,6 +52,33 @@ def test_once_exits_1_with_the_reason_when_a_check_fails(reference_server: Any,
     assert json.loads((tmp_path / "run" / "run.json").read_text())["outcome"] == "failed"
 
 
+def test_once_json_and_junit_carry_the_verdict(reference_server: Any, demo_keys_file: Path,
+                                               tmp_path: Path) -> None:
+    """--json - (stdout holds only the JSON) and --junit: one case per check, the failing
+    ones with their reason; the environment names the target (SECTON_BASE_URL)."""
+    import xml.etree.ElementTree as ET
+
+    config = tomllib.loads(DEFAULT_CONFIG.read_text()) | {"faults": {"error_500": 1.0}}
+    server = reference_server(config)
+    junit = tmp_path / "probe.xml"
+    done = subprocess.run(
+        [*CLI, "probe", "--once", "--keys", str(demo_keys_file), "--out",
+         str(tmp_path / "run"), "--json", "-", "--junit", str(junit)],
+        capture_output=True, text=True, timeout=60,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "SECTON_BASE_URL": server.url})
+    assert done.returncode == 1, done.stdout + done.stderr
+    verdict = json.loads(done.stdout)
+    assert verdict["outcome"] == "failed" and verdict["exit_code"] == 1
+    failing = {c["check"] for c in verdict["checks"] if c["result"] == "failure"}
+    assert "models_list" in failing
+    cases = list(ET.parse(junit).getroot().iter("testcase"))
+    assert {c.get("name") for c in cases} == {f"default: {c['check']}"
+                                              for c in verdict["checks"]}
+    failed = {c.get("name") for c in cases if c.find("failure") is not None}
+    assert failed == {f"default: {name}" for name in failing}
+    assert "sk-demo" not in done.stdout + junit.read_text()
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     done = probe("--once", "--target", "http://127.0.0.1:1", "--duration", "5x")
     assert done.returncode == 2

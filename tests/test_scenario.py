@@ -75,3 +75,23 @@ def test_bad_input_is_one_line(tmp_path: Path, data: dict[str, Any], message: st
     text = str(caught.value)
     assert message in text, text
     assert "\n" not in text
+
+
+def test_load_docs_mention_every_field_flag_and_metric() -> None:
+    """docs/load.md names every scenario field, every `load` flag and the load metrics."""
+    import typer
+
+    from loadtests.command import register
+    from loadtests.scenario import ChatLoad, ModelsLoad, Scenario
+    from secton_harness.metrics import DROPPED, INFLIGHT, TARGET_RATE, USERS
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "load.md").read_text()
+    app = typer.Typer()
+    register(app)
+    command = typer.main.get_command(app)
+    flags = [opt for param in command.params for opt in param.opts
+             if opt.startswith("--") and "completion" not in opt]
+    names = [*Scenario.model_fields, *ModelsLoad.model_fields, *ChatLoad.model_fields, *flags,
+             DROPPED, INFLIGHT, TARGET_RATE, USERS]
+    missing = [name for name in names if f"`{name}" not in doc and f" {name}" not in doc]
+    assert not missing, missing

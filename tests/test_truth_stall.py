@@ -1,7 +1,8 @@
 """The wrk2 demonstration: a stalled server cannot hide behind a stalled client.
 
-A steady open-model run (50/s, even arrivals, only 2 users, so at most 2 requests are in
-flight) against a reference server that is frozen with SIGSTOP for one second mid-run and
+A steady open-model run (50/s, even arrivals, only 2 users and ``max_users = 2``, so at
+most 2 requests are in flight; ``late_tolerance`` long enough that no due request is
+dropped) against a reference server that is frozen with SIGSTOP for one second mid-run and
 resumed with SIGCONT (no server change needed). Only the 2 requests in flight see the
 stall as plain latency (< 1 % of the run, so the plain p99 hides it); the ~50 requests
 that were *due* during the stall wait for a free user, and the latency measured from
@@ -37,7 +38,10 @@ STALL_SERVER = {"limits": {"algorithm": "none"}, "admin": {"enabled": True},
                 "keys": DEMO_KEYS}
 STALL_SCENARIO = {"name": "stall", "duration": "6s", "arrival": "even", "drain": "5s",
                   "validate_sample": 0.0,
-                  "endpoints": {"models": {"rate": "50/s", "users": 2}}}
+                  # a fixed pool of 2 (no growth), and due requests wait out the stall
+                  # instead of being dropped: the client-side queue this test is about
+                  "late_tolerance": "3s",
+                  "endpoints": {"models": {"rate": "50/s", "users": 2, "max_users": 2}}}
 
 
 def stall_server(server: ReferenceServer, started_after: int = 25,

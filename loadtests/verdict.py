@@ -1,0 +1,173 @@
+"""The default checks of a load run: did it do what was asked?
+
+Thresholds judge what the target did; these judge the run itself, so that a run that did
+not send what the scenario asked can never pass (a slow target silently capping the rate
+was the failure that motivated them):
+
+- ``requests``: a run with no record at all fails.
+- ``harness_errors``: a run where most records are the harness's own errors fails.
+- ``rate:<endpoint>``: each endpoint must send at least ``min_rate_ratio`` (default 95 %)
+  of the requests its schedule asked for (0 in the scenario removes the check).
+
+Achieved vs asked comes from two sources that never disagree about what was *sent*: the
+records (one per request that left) and each process's schedule file
+(``schedule-<worker>.json``: the slots its pacer handed out or dropped, by phase, and its
+user pool's figures). The ratio is ``sent / scheduled``, so Poisson arrivals, whose
+schedule is random, are not held against the run; the achieved rate shown is that ratio
+times the asked rate (``load.rate x`` the shape's multiplier).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from loadtests.scenario import Scenario
+from loadtests.thresholds import measure
+from secton_harness.endpoints import BY_NAME
+from secton_harness.error_classes import HARNESS
+
+SCHEDULE_GLOB = "schedule-*.json"
+#: A run whose records are more than this share harness errors fails.
+HARNESS_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Check:
+    """One default check: ``name`` (e.g. ``rate:chat``), pass/fail, and one line why."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+def read_schedules(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every process's schedule file summed: per endpoint, ``asked``/``dropped`` by phase
+    and the pools' ``max_users``, ``peak_users``, ``saturated_s`` (longest of any
+    process), ``grown``. Empty when no process wrote one (e.g. a master of remote
+    workers)."""
+    total: dict[str, dict[str, Any]] = {}
+    for file in sorted(run_dir.glob(SCHEDULE_GLOB)):
+        try:
+            data = json.loads(file.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        for endpoint, part in data.items():
+            into = total.setdefault(endpoint, {"asked": {}, "dropped": {}, "pool": {
+                "max_users": 0, "peak_users": 0, "grown": 0, "saturated_s": 0.0}})
+            for kind in ("asked", "dropped"):
+                for phase, n in (part.get(kind) or {}).items():
+                    into[kind][phase] = into[kind].get(phase, 0) + int(n)
+            pool = part.get("pool") or {}
+            merged = into["pool"]
+            for key in ("max_users", "peak_users", "grown"):
+                merged[key] += int(pool.get(key, 0))
+            merged["saturated_s"] = max(merged["saturated_s"], float(pool.get("saturated_s", 0)))
+    return total
+
+
+def rate_figures(table: pa.Table, scenario: Scenario,
+                 schedules: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per endpoint (by name): sent vs asked overall and per phase, dropped, the pool.
+
+    ``asked_rps`` is the scenario's rate in force (the shape's multiplier applied);
+    ``achieved_rps`` = ``asked_rps x sent / scheduled``; ``scheduled`` falls back to the
+    scenario's expected count when no schedule file was written.
+    """
+    out: dict[str, Any] = {}
+    windows = scenario.phase_windows()
+    for name, load in scenario.endpoint_loads().items():
+        path = BY_NAME[name].path
+        part = table.filter(pc.equal(table["endpoint"], path)) if table.num_rows else table
+        sent_by_phase: dict[str, int] = {}
+        if part.num_rows:
+            for phase, n in zip(*_phase_counts(part), strict=True):
+                sent_by_phase[phase] = n
+        schedule = schedules.get(name)
+        phases: dict[str, Any] = {}
+        for phase, (start, end) in windows.items():
+            asked_rps = load.rate * scenario.multiplier((start + end) / 2)
+            if schedule is not None:
+                scheduled = schedule["asked"].get(phase, 0)
+                dropped = schedule["dropped"].get(phase, 0)
+            else:
+                scheduled, dropped = round(asked_rps * (end - start)), None
+            sent = sent_by_phase.get(phase, 0)
+            phases[phase] = _rates(sent, scheduled, dropped, asked_rps)
+        sent = part.num_rows
+        if schedule is not None:
+            scheduled = sum(schedule["asked"].values())
+            dropped = sum(schedule["dropped"].values())
+        else:
+            scheduled, dropped = round(scenario.expected_requests(name)), None
+        asked_rps = scenario.expected_requests(name) / scenario.duration
+        figures = _rates(sent, scheduled, dropped, asked_rps)
+        figures["phases"] = phases
+        figures["pool"] = schedule["pool"] if schedule is not None else None
+        figures["p50_latency_s"] = measure("p50_latency_s", part)
+        out[name] = figures
+    return out
+
+
+def _phase_counts(part: pa.Table) -> tuple[list[str], list[int]]:
+    grouped = part.group_by("phase", use_threads=False).aggregate([([], "count_all")])
+    return grouped["phase"].to_pylist(), grouped["count_all"].to_pylist()
+
+
+def _rates(sent: int, scheduled: int, dropped: int | None, asked_rps: float) -> dict[str, Any]:
+    ratio = sent / scheduled if scheduled else (1.0 if sent == 0 else None)
+    return {"sent": sent, "scheduled": scheduled, "dropped": dropped,
+            "asked_rps": asked_rps,
+            "achieved_rps": asked_rps * ratio if ratio is not None else None,
+            "ratio": ratio}
+
+
+def default_checks(table: pa.Table, scenario: Scenario, rates: dict[str, Any],
+                   duration_s: float) -> list[Check]:
+    """The checks above, in order; ``duration_s`` is how long the run actually sent."""
+    checks = [Check("requests", table.num_rows > 0,
+                    f"{table.num_rows} requests recorded" if table.num_rows else
+                    "no request was recorded: nothing reached the target (see locust.log)")]
+    if table.num_rows:
+        harness = int(pc.sum(pc.cast(pc.equal(pc.fill_null(table["error"], ""),
+                                              HARNESS), pa.int64())).as_py() or 0)
+        share = harness / table.num_rows
+        detail = (f"{harness} of {table.num_rows} records are harness errors "
+                  f"(error class '{HARNESS}'; see locust.log)")
+        checks.append(Check("harness_errors", share <= HARNESS_SHARE, detail))
+    if scenario.min_rate_ratio > 0:
+        for name, figures in rates.items():
+            checks.append(_rate_check(name, figures, scenario, duration_s))
+    return checks
+
+
+def _rate_check(name: str, f: dict[str, Any], scenario: Scenario,
+                duration_s: float) -> Check:
+    ratio = f["ratio"]
+    achieved = f["achieved_rps"] or 0.0
+    text = (f"{name}: {achieved:.3g} of {f['asked_rps']:.3g} req/s "
+            f"({f['sent']} of {f['scheduled']} scheduled")
+    text += f", {f['dropped']} dropped)" if f["dropped"] is not None else ")"
+    passed = ratio is not None and ratio >= scenario.min_rate_ratio
+    if passed:
+        return Check(f"rate:{name}", True, text)
+    pool = f.get("pool") or {}
+    saturated = float(pool.get("saturated_s", 0.0))
+    p50 = f.get("p50_latency_s")
+    if saturated > 0 and pool.get("max_users"):
+        share = min(1.0, saturated / max(duration_s, 1e-9))
+        text += (f" — all {pool['max_users']} users busy {share:.0%} of the run"
+                 + (f" (p50 {p50:.2g} s)" if p50 is not None else "") + "; raise max_users")
+    elif f["dropped"]:
+        text += (" — requests were due while the generator was behind (CPU-bound?); "
+                 "use --processes or a lower rate")
+    else:
+        text += f" — below {scenario.min_rate_ratio:.0%} of the schedule"
+    return Check(f"rate:{name}", False, text)
