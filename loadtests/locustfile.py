@@ -38,7 +38,6 @@ from loadtests.users import ChatUser, ModelsUser
 from secton_harness.atomicfile import write_json_atomic
 from secton_harness.endpoints import BY_NAME
 from secton_harness.errors import HarnessError
-from secton_harness.records import rows_to_table
 
 __all__ = ["ChatUser", "ModelsUser", "ScenarioShape"]
 
@@ -46,22 +45,20 @@ STATE_KEY = "secton_state"
 SUMMARY_FILE = "locust-summary.json"
 STOP_FILE = "stop-requested"
 PROGRESS_FILE = "progress.json"
+#: How long a worker waits for its own spawn greenlet before it starts pacing anyway.
+SPAWN_WAIT_S = 30.0
 SCHEDULE_PREFIX = "schedule-"
 PARENT_CHECK_S = 0.5
 #: After its deadline, a process that has not exited within this is ended outright.
 DEADLINE_EXIT_S = 15.0
 log = logging.getLogger("secton.load")
 
-#: Missed heartbeats before the master gives a worker up (Locust: 3, one a second). On a
-#: loaded machine a worker's hub can be busy for a few seconds while it starts (imports,
-#: spawning users); with 3, both workers of a ``--processes 2`` run were once declared
-#: missing, Locust stopped the test ("the last worker went missing") and the run ended
-#: with 0 requests and exit 0. The default checks now fail such a run; this makes it rare.
+#: Missed heartbeats before the master gives a worker up (Locust: 3, one a second). A
+#: worker's hub can be busy for seconds while it starts on a loaded machine (imports,
+#: spawning users, pyarrow's first use); when every worker is declared missing, Locust
+#: stops the test ("the last worker went missing") and the run would end with few or no
+#: requests. The default checks fail such a run; this makes it rarer.
 locust.runners.HEARTBEAT_LIVENESS = 10
-# pyarrow's first conversion imports pandas with the GIL held: done here, at import, so
-# ``--processes`` workers inherit it from the process Locust forks them from instead of
-# each stalling its hub (and its heartbeats) on it while the master waits.
-rows_to_table([{}])
 
 
 @events.init_command_line_parser.add_listener
@@ -238,6 +235,15 @@ def _ensure_recorder(environment: Any) -> None:
 
 @events.spawning_complete.add_listener
 def _on_spawned(user_count: int, **_: Any) -> None:
+    """Start pacing once this process's users are all placed.
+
+    A worker's spawning_complete comes from the master (Locust sends it once the master
+    has dispatched every user and waited up to 1 s for the workers' reports), and it can
+    arrive while the worker's own spawn greenlet is still starting users. A worker that
+    counted its users then paced too small a share, or none at all (seen once on a loaded
+    machine: a ``--processes 2`` run where one worker never sent), so a worker first
+    waits for its spawn greenlet to finish.
+    """
     plan = _State.plan
     if plan is None or _State.started:
         return
@@ -246,12 +252,29 @@ def _on_spawned(user_count: int, **_: Any) -> None:
     runner = plan_environment().runner
     if isinstance(runner, MasterRunner):
         return
-    _ensure_recorder(plan_environment())
-    counts = runner.user_classes_count
+    if isinstance(runner, WorkerRunner):
+        gevent.spawn(_start_pacing_after_spawn, plan_environment())
+    else:
+        _start_pacing(plan_environment())
+
+
+def _start_pacing_after_spawn(environment: Any) -> None:
+    spawning = getattr(environment.runner, "spawning_greenlet", None)
+    if spawning is not None and not spawning.ready():
+        spawning.join(timeout=SPAWN_WAIT_S)
+    _start_pacing(environment)
+
+
+def _start_pacing(environment: Any) -> None:
+    """This process's pacers, for its share of the users (and so of the rate)."""
+    plan = _State.plan
+    assert plan is not None
+    _ensure_recorder(environment)
+    counts = environment.runner.user_classes_count
     plan.start_pacers({"models": counts.get("ModelsUser", 0), "chat": counts.get("ChatUser", 0)})
     for cls in (ModelsUser, ChatUser):
         if cls.endpoint_name in plan.pacers:
-            plan.pool(cls.endpoint_name).grow = _grower(plan_environment(), cls)
+            plan.pool(cls.endpoint_name).grow = _grower(environment, cls)
 
 
 _ENV: list[Any] = []

@@ -52,6 +52,8 @@ class LoadPlan:
     recorder: Recorder | None = None
     pacers: dict[str, Pacer] = field(default_factory=dict)
     pools: dict[str, UserPool] = field(default_factory=dict)
+    #: per endpoint: this process's share of the scenario's rate (its users / all users)
+    shares: dict[str, float] = field(default_factory=dict)
     pacing_started: gevent.event.Event = field(default_factory=gevent.event.Event)
     started_wall: float = 0.0
     key_offset: int = 0
@@ -109,6 +111,7 @@ class LoadPlan:
                 continue
             share = own / load.user_count()
             base = load.rate * share
+            self.shares[name] = share
             pool = self.pool(name)
             pool.cap = max(own, round(self.scenario.max_users_of(name) * share))
             pool.pending = max(0, own - pool.size)  # spawned users whose on_start is to come
@@ -138,6 +141,7 @@ class LoadPlan:
         for name, pacer in self.pacers.items():
             pool = self.pools.get(name)
             out[name] = {"asked": dict(pacer.asked), "dropped": dict(pacer.dropped),
+                         "share": self.shares.get(name, 0.0),
                          "pool": pool.snapshot() if pool is not None else {}}
         return out
 

@@ -60,8 +60,10 @@ def read_schedules(run_dir: Path) -> dict[str, dict[str, Any]]:
         if not isinstance(data, dict):
             continue
         for endpoint, part in data.items():
-            into = total.setdefault(endpoint, {"asked": {}, "dropped": {}, "pool": {
-                "max_users": 0, "peak_users": 0, "grown": 0, "saturated_s": 0.0}})
+            into = total.setdefault(endpoint, {"asked": {}, "dropped": {}, "share": 0.0,
+                                               "pool": {"max_users": 0, "peak_users": 0,
+                                                        "grown": 0, "saturated_s": 0.0}})
+            into["share"] += float(part.get("share", 0.0))
             for kind in ("asked", "dropped"):
                 for phase, n in (part.get(kind) or {}).items():
                     into[kind][phase] = into[kind].get(phase, 0) + int(n)
@@ -78,8 +80,10 @@ def rate_figures(table: pa.Table, scenario: Scenario,
     """Per endpoint (by name): sent vs asked overall and per phase, dropped, the pool.
 
     ``asked_rps`` is the scenario's rate in force (the shape's multiplier applied);
-    ``achieved_rps`` = ``asked_rps x sent / scheduled``; ``scheduled`` falls back to the
-    scenario's expected count when no schedule file was written.
+    ``achieved_rps`` = ``asked_rps x sent / scheduled``. The part of the rate no process
+    scheduled (a process that never started pacing, or no schedule file at all) counts at
+    the scenario's expected number of requests, so a share that silently never ran shows
+    as a shortfall, never as a smaller schedule.
     """
     out: dict[str, Any] = {}
     windows = scenario.phase_windows()
@@ -94,16 +98,18 @@ def rate_figures(table: pa.Table, scenario: Scenario,
         phases: dict[str, Any] = {}
         for phase, (start, end) in windows.items():
             asked_rps = load.rate * scenario.multiplier((start + end) / 2)
+            expected = asked_rps * (end - start)
             if schedule is not None:
-                scheduled = schedule["asked"].get(phase, 0)
+                scheduled = schedule["asked"].get(phase, 0) + _missing(schedule, expected)
                 dropped = schedule["dropped"].get(phase, 0)
             else:
-                scheduled, dropped = round(asked_rps * (end - start)), None
+                scheduled, dropped = round(expected), None
             sent = sent_by_phase.get(phase, 0)
             phases[phase] = _rates(sent, scheduled, dropped, asked_rps)
         sent = part.num_rows
         if schedule is not None:
-            scheduled = sum(schedule["asked"].values())
+            scheduled = sum(schedule["asked"].values()) + _missing(
+                schedule, scenario.expected_requests(name))
             dropped = sum(schedule["dropped"].values())
         else:
             scheduled, dropped = round(scenario.expected_requests(name)), None
@@ -114,6 +120,12 @@ def rate_figures(table: pa.Table, scenario: Scenario,
         figures["p50_latency_s"] = measure("p50_latency_s", part)
         out[name] = figures
     return out
+
+
+def _missing(schedule: dict[str, Any], expected: float) -> int:
+    """Requests of the share of the rate that no process scheduled."""
+    unscheduled = max(0.0, 1.0 - schedule.get("share", 1.0))
+    return round(unscheduled * expected) if unscheduled > 1e-6 else 0
 
 
 def _phase_counts(part: pa.Table) -> tuple[list[str], list[int]]:

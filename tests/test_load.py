@@ -104,9 +104,14 @@ def test_processes_merge_records_and_metrics(server: ReferenceServer, tmp_path: 
         "endpoints": {"models": {"rate": "10/s", "users": 4}, "chat": {"rate": "80/s",
                                                                          "users": 16}}})
     out, port = tmp_path / "run", free_port()
+    # Locust's master announces spawning_complete without waiting for the workers' reports,
+    # as it does after 1 s on a loaded machine: the workers must still count their final
+    # users (they once counted none, recorded 0 requests and the run exited 0)
+    env = {**os.environ, "LOCUST_WAIT_FOR_WORKERS_REPORT_AFTER_RAMP_UP": "0"}
     child = subprocess.Popen(cli(scenario, server.url, out, "--processes", "2",
                                  "--metrics-port", str(port), "--metrics-linger", "3s"),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env)
     last: dict[str, float] = {}
     while child.poll() is None:
         time.sleep(0.3)

@@ -294,7 +294,7 @@ def test_mostly_harness_errors_fail_and_the_rate_check_can_be_removed() -> None:
 def test_rate_check_uses_the_schedule() -> None:
     scenario = _scenario()
     table = _table([""] * 18)
-    schedule = {"chat": {"asked": {"steady": 20}, "dropped": {"steady": 2},
+    schedule = {"chat": {"asked": {"steady": 20}, "dropped": {"steady": 2}, "share": 1.0,
                          "pool": {"max_users": 3, "peak_users": 3, "grown": 1,
                                   "saturated_s": 5.0}}}
     rates = rate_figures(table, scenario, schedule)
@@ -304,3 +304,16 @@ def test_rate_check_uses_the_schedule() -> None:
     assert not rate.passed
     assert rate.detail.startswith("chat: 1.8 of 2 req/s (18 of 20 scheduled, 2 dropped)")
     assert "all 3 users busy 50% of the run" in rate.detail
+
+
+def test_a_share_of_the_rate_that_never_ran_is_a_shortfall() -> None:
+    """Two processes, one never started pacing (its schedule file is empty): its half of
+    the rate counts as asked and not sent, so the rate check fails."""
+    scenario = _scenario()
+    table = _table([""] * 10)
+    schedule = {"chat": {"asked": {"steady": 10}, "dropped": {}, "share": 0.5,
+                         "pool": {"max_users": 2, "peak_users": 2, "grown": 0,
+                                  "saturated_s": 0.0}}}
+    rates = rate_figures(table, scenario, schedule)
+    assert rates["chat"]["scheduled"] == 20 and rates["chat"]["ratio"] == pytest.approx(0.5)
+    assert not default_checks(table, scenario, rates, 10.0)[-1].passed
