@@ -47,6 +47,8 @@ STOP_FILE = "stop-requested"
 PROGRESS_FILE = "progress.json"
 #: How long a worker waits for its own spawn greenlet before it starts pacing anyway.
 SPAWN_WAIT_S = 30.0
+#: How long a handler that needs the runner waits for Locust to set it.
+RUNNER_WAIT_S = 30.0
 SCHEDULE_PREFIX = "schedule-"
 PARENT_CHECK_S = 0.5
 #: After its deadline, a process that has not exited within this is ended outright.
@@ -89,6 +91,7 @@ class _State:
     plan: LoadPlan | None = None
     metrics: LiveMetrics | None = None
     started: float = 0.0
+    hooked = False
     worker_states: dict[str, dict[str, Any]] = {}  # noqa: RUF012 - one process, one state
     finished = False
 
@@ -125,6 +128,24 @@ def _grower(environment: Any, cls: type) -> Any:
 
 @events.init.add_listener
 def _on_init(environment: Any, **_: Any) -> None:
+    """Build this process's plan, then hook the runner (each once)."""
+    _ensure_plan(environment)
+    _when_runner(environment, _hook_runner)
+
+
+def _ensure_plan(environment: Any) -> None:
+    """The plan needs only the parsed options, so it can be built before the runner exists.
+
+    A ``--processes`` worker connects to the master inside its runner's constructor, before
+    ``environment.runner`` is set and before its ``init`` event: on a loaded machine it has
+    handled the master's spawn and spawning_complete messages by then. Its test_start and
+    spawning_complete came before its plan existed and it never paced (seen: runs with half
+    the rate or 0 requests, exit 0). So every event handler builds the plan if need be,
+    and what needs the runner waits for it (:func:`_when_runner`).
+    """
+    if _State.plan is not None:
+        return
+    _ENV[:] = [environment]
     try:
         plan = LoadPlan.from_options(environment.parsed_options, "pending")
     except HarnessError as error:
@@ -134,6 +155,27 @@ def _on_init(environment: Any, **_: Any) -> None:
     _State.plan = plan
     environment.secton_plan = plan
     _configure_user_counts(plan)
+
+
+def _when_runner(environment: Any, action: Any) -> None:
+    """``action(environment)`` now if the runner is set, else as soon as it is."""
+    if environment.runner is not None:
+        action(environment)
+        return
+
+    def later() -> None:
+        deadline = time.monotonic() + RUNNER_WAIT_S
+        while environment.runner is None and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        action(environment)
+
+    gevent.spawn(later)
+
+
+def _hook_runner(environment: Any) -> None:
+    if _State.hooked:
+        return
+    _State.hooked = True
     runner = environment.runner
     if isinstance(runner, MasterRunner | LocalRunner):
         _State.metrics = LiveMetrics()
@@ -210,7 +252,8 @@ def _on_sigterm(environment: Any) -> None:
 
 @events.test_start.add_listener
 def _on_test_start(environment: Any, **_: Any) -> None:
-    _ensure_recorder(environment)
+    _ensure_plan(environment)  # before the users start: they read it in on_start
+    _when_runner(environment, _ensure_recorder)
 
 
 def _ensure_recorder(environment: Any) -> None:
@@ -244,6 +287,11 @@ def _on_spawned(user_count: int, **_: Any) -> None:
     machine: a ``--processes 2`` run where one worker never sent), so a worker first
     waits for its spawn greenlet to finish.
     """
+    if _ENV:
+        _when_runner(plan_environment(), _spawned)
+
+
+def _spawned(environment: Any) -> None:
     plan = _State.plan
     if plan is None or _State.started:
         return
