@@ -178,17 +178,19 @@ class Pacer:
             return self.started_wall + elapsed, phase
 
     def finish(self) -> None:
-        """End the schedule now: every slot not yet claimed counts as dropped.
+        """End the schedule now: every slot that was due and not claimed counts as dropped.
 
         Called when the run stops (drain over, SIGTERM, abort) so that a backlog that was
-        never sent is on record as dropped, not silently cut.
+        never sent is on record as dropped, not silently cut. Slots not yet due when the
+        run stops (an interrupted run) were never asked for: they are not counted.
         """
         if self._offsets is None or self._exhausted:
             self._exhausted = True
             return
         self._exhausted = True
+        now = time.perf_counter() - self._start_perf
         for elapsed in self._offsets:
-            if self.issued >= self._budget:
+            if self.issued >= self._budget or elapsed > now:
                 break
             self.issued += 1
             phase = self.phase_at(elapsed)

@@ -210,9 +210,11 @@ def test_sigint_keeps_in_flight_requests_on_record(slow: ReferenceServer,
     _, err = child.communicate(timeout=60)
     assert child.returncode == 130, err[-2000:]
     assert read_run_info(out)["outcome"] == "interrupted"
-    table = read_records(out)
-    assert Counter(table["error"].to_pylist())[CANCELLED] >= 1
+    # requests in flight at the signal are recorded (as answered or as cancelled, which
+    # one depends on timing): what counts is that none is missing
     assert record_counts(out) == server_counts(slow)
+    rates = read_run_info(out)["rates"]["chat"]
+    assert rates["dropped"] <= 16  # the rest of the 60 s schedule was never due: not dropped
 
 
 @pytest.mark.slow
