@@ -28,9 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loadtests.scenario import Scenario
-from loadtests.thresholds import measure
 from secton_harness.endpoints import BY_NAME
 from secton_harness.error_classes import HARNESS
+from secton_harness.measures import measure
 
 SCHEDULE_GLOB = "schedule-*.json"
 #: A run whose records are more than this share harness errors fails.
