@@ -72,8 +72,10 @@ def load(
     Sends GET /v1/models and POST /v1/chat/completions at the scenario's open-model rates
     (evenly spaced or Poisson arrivals, steady/step/spike/soak shapes), each user bound to
     a key. Writes a run folder (run.json + records.parquet), serves live Prometheus metrics
-    with --metrics-port, prints a threshold table. Exit 0 all thresholds pass, 1 any fails,
-    2 bad input, 130 interrupted (records kept).
+    with --metrics-port, prints a threshold table. Exit 0 all thresholds and default
+    checks pass (every endpoint sent >= 95 % of its schedule, requests recorded, few
+    harness errors), 1 any fails (one line says why), 2 bad input, 130 interrupted
+    (records kept). The user pool grows from `users` to `max_users` to hold the rate.
 
     Example: [cyan]secton-harness load --scenario examples/capacity.toml --target
     http://127.0.0.1:8080 --keys secton_cli/demo_inputs/demo-keys.toml[/cyan]
