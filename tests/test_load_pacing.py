@@ -68,3 +68,23 @@ def test_phase_follows_the_breakpoints() -> None:
     assert [phase for _, phase in tickets] == [phase_at(t) for t in offsets]
     counts = {p: sum(1 for _, q in tickets if q == p) for p in ("step-1", "step-4")}
     assert counts == {"step-1": 20, "step-4": 80}
+
+
+def test_late_slots_are_dropped_counted_and_never_sent() -> None:
+    """A pacer nobody takes from for 0.3 s at 100/s with late_tolerance 0.1 s: the slots
+    more than 0.1 s overdue are dropped (counted by phase), the rest are sent."""
+    pacer = Pacer(lambda _t: 100.0, lambda _t: "steady", 1.0, late_tolerance_s=0.1).start()
+    gevent.sleep(0.3)  # every user busy: nothing claimed
+    first = pacer.take()
+    assert first is not None
+    assert pacer.dropped["steady"] >= 15  # ~20 slots were > 0.1 s late; timing slack
+    sent = 1 + len(_drain(pacer))
+    assert sent + pacer.dropped_total == pacer.asked["steady"] == 100
+
+
+def test_finish_counts_only_due_slots_as_dropped() -> None:
+    pacer = Pacer(lambda _t: 50.0, lambda _t: "steady", 10.0).start()
+    gevent.sleep(0.2)
+    pacer.finish()  # stopped 0.2 s into a 10 s schedule: ~10 slots were due
+    assert pacer.take() is None and pacer.done
+    assert 5 <= pacer.dropped_total == pacer.asked["steady"] <= 100
