@@ -38,6 +38,12 @@ def ratelimit(
         help="Confirm that a non-loopback target may be sent bursts until it refuses.")] = False,
     endpoint: Annotated[str, typer.Option(
         help="Endpoint to measure on: models (free) or chat (spends tokens).")] = "models",
+    json_out: Annotated[str | None, typer.Option(
+        "--json", metavar="FILE", help="Write the result with the verdict as JSON to FILE "
+        "('-' = stdout).")] = None,
+    junit: Annotated[str | None, typer.Option(
+        metavar="FILE", help="With --expect: write a JUnit XML report to FILE, one test "
+        "case per documented figure.")] = None,
 ) -> None:
     """Map the rate limits of a target: burst, sustained rate, cooldown, full recovery,
     algorithm, shared endpoint budget and Retry-After accuracy, per key and per org.
@@ -70,10 +76,35 @@ def ratelimit(
     max_body_bytes()  # a bad SECTON_MAX_BODY_BYTES: one line and exit 2 before any request
     pool = resolve_keys(keys)
     policy = load_policy(expect) if expect is not None else None
-    raise typer.Exit(_run(url, pool, out, policy, max_requests, duration, max_rps, endpoint))
+    from secton_harness.ci import check_writable
+
+    if junit is not None and expect is None:
+        raise BadInput("--junit: needs --expect (the documented figures are the test cases)")
+    check_writable(json_out, "--json")
+    check_writable(junit, "--junit")
+    raise typer.Exit(_run(url, pool, out, policy, max_requests, duration, max_rps, endpoint,
+                          json_out, junit))
 
 
-def _run(url, pool, out, policy, max_requests, duration, max_rps, endpoint) -> int:
+def _ci_outputs(result: dict, code: int, json_out: str | None, junit: str | None,
+                elapsed_s: float) -> None:
+    """``--json``: the mapper's result with the verdict; ``--junit``: one case per figure."""
+    from secton_harness.ci import Case, write_json, write_junit
+
+    if json_out is not None:
+        write_json(json_out, {"command": "ratelimit", "outcome": "failed" if code else "passed",
+                              "exit_code": code, **result})
+    if junit is not None:
+        cases = [Case(f"{scope}.{figure}", "expect", bool(check["pass"]), check["line"])
+                 for scope, checks in (result.get("expect") or {}).get("scopes", {}).items()
+                 for figure, check in checks.items()]
+        if result.get("stopped_by") == "target_down":
+            cases.append(Case("run", "expect", False, "the target stopped answering"))
+        write_junit(junit, "secton-harness ratelimit", cases, elapsed_s)
+
+
+def _run(url, pool, out, policy, max_requests, duration, max_rps, endpoint,
+         json_out=None, junit=None) -> int:
     import gevent
     from rich.console import Console
 
@@ -93,7 +124,8 @@ def _run(url, pool, out, policy, max_requests, duration, max_rps, endpoint) -> i
     watchers = [gevent.signal_handler(signum, main.throw, KeyboardInterrupt)
                 for signum in (signal.SIGINT, signal.SIGTERM)]
 
-    console = Console(stderr=False)
+    console = Console(stderr=json_out == "-")  # stdout carries the JSON alone
+    started = time.monotonic()
     settings = MapperSettings(target=url, endpoint=endpoint, max_requests=max_requests,
                               max_duration_s=duration, max_rps=max_rps)
     run = RunFolder.start(out, command="ratelimit", target=url, config={
@@ -117,7 +149,9 @@ def _run(url, pool, out, policy, max_requests, duration, max_rps, endpoint) -> i
         failed = target_down or (policy is not None and not result["expect"]["passed"])
         outcome = "failed" if failed else "passed"
         console.print(f"wrote {run.path / 'ratelimit.json'}")
-        return 1 if failed else 0
+        code = 1 if failed else 0
+        _ci_outputs(result, code, json_out, junit, time.monotonic() - started)
+        return code
     except KeyboardInterrupt:
         outcome = "interrupted"
         raise

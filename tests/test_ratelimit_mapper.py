@@ -174,11 +174,20 @@ def test_expect_passes_and_fails_with_exit_codes(reference_server, tmp_path):
     assert result["expect"]["passed"] is True
     assert result["scopes"]["key"]["checks"]["burst"]["pass"] is True
     bad = write_toml(tmp_path / "bad.toml", {"key": {"burst": 20, "algorithm": "fixed_window"}})
-    proc, result = run_cli(tmp_path, server.url, KEYS[:1], "--expect", str(bad), name="bad")
+    junit = tmp_path / "ratelimit.xml"
+    proc, result = run_cli(tmp_path, server.url, KEYS[:1], "--expect", str(bad), "--json", "-",
+                           "--junit", str(junit), name="bad")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     checks = result["scopes"]["key"]["checks"]
     assert checks["burst"]["pass"] is False and checks["algorithm"]["pass"] is False
-    assert "FAIL" in proc.stdout
+    assert "FAIL" in proc.stderr  # --json -: stdout holds the JSON alone
+    verdict = json.loads(proc.stdout)
+    assert verdict["outcome"] == "failed" and verdict["expect"]["passed"] is False
+    import xml.etree.ElementTree as ET
+
+    cases = {c.get("name"): c.find("failure") is None
+             for c in ET.parse(junit).getroot().iter("testcase")}
+    assert cases["key.burst"] is False and cases["key.algorithm"] is False
 
 
 def test_max_requests_stops_with_low_confidence(reference_server, tmp_path):
