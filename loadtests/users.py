@@ -144,6 +144,8 @@ class SectonUser(BoundedUser):
             kwargs, payload = self.build_request()
             validate = (self.plan.contract is not None
                         and self.rng.random() < self.plan.scenario.validate_sample)
+            ts = time.time()  # the send, not the building of the request
+            start = time.perf_counter()
             # no redirect followed, body and head capped, the whole answer within the timeout
             resp, got = exchange(self.client, self.method, self.path,
                                  timeout_s=self.plan.scenario.timeout, max_body=self.max_body,
