@@ -38,6 +38,7 @@ from jsonschema.protocols import Validator
 from secton_harness.client import ApiResponse
 from secton_harness.endpoints import ENDPOINTS
 from secton_harness.errors import BadInput
+from secton_harness.fast_schema import Check, compile_fast, passes
 
 __all__ = [
     "DEFAULT_SCHEMA_DIR",
@@ -83,7 +84,8 @@ def _path(parts: Collection[Any]) -> str:
     return text or "(body)"
 
 
-def _load_schema(path: Path) -> Validator:
+def _load_schema(path: Path) -> tuple[Validator, Check | None]:
+    """The validator of the schema at ``path`` and its compiled yes/no check (if any)."""
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -99,7 +101,7 @@ def _load_schema(path: Path) -> Validator:
     except jsonschema.SchemaError as exc:
         where = _path(exc.absolute_path)
         raise BadInput(f"{path}: invalid JSON Schema at {where}: {exc.message}") from None
-    return cls(schema)
+    return cls(schema), compile_fast(schema)
 
 
 #: Conventional fields the quick start does not document, by schema: ``(list key, field)``
@@ -116,8 +118,11 @@ CONVENTIONS: dict[str, tuple[tuple[str, str], ...]] = {
 class Contract:
     """Compiled validators for the three schemas plus the invariant checks."""
 
-    def __init__(self, validators: Mapping[str, Validator], sources: Mapping[str, Path]) -> None:
+    def __init__(self, validators: Mapping[str, Validator], sources: Mapping[str, Path],
+                 fast_checks: Mapping[str, Check | None] | None = None) -> None:
         self._validators = dict(validators)
+        #: Compiled yes/no checks in front of the validators (secton_harness.fast_schema).
+        self._fast_checks = dict(fast_checks or {})
         #: Where each schema was loaded from (for run.json and error messages).
         self.sources: dict[str, Path] = dict(sources)
 
@@ -142,8 +147,9 @@ class Contract:
             for name, file in SCHEMA_FILES.items():
                 if (user_dir / file).is_file():
                     sources[name] = user_dir / file
-        validators = {name: _load_schema(path) for name, path in sources.items()}
-        return cls(validators, sources)
+        loaded = {name: _load_schema(path) for name, path in sources.items()}
+        return cls({name: pair[0] for name, pair in loaded.items()}, sources,
+                   {name: pair[1] for name, pair in loaded.items()})
 
     # ------------------------------------------------------------------ schema
 
@@ -154,6 +160,9 @@ class Contract:
         except KeyError:
             raise BadInput(f"schema {name!r}: unknown; use one of "
                            f"{', '.join(SCHEMA_FILES)}") from None
+        fast_check = self._fast_checks.get(name)
+        if fast_check is not None and passes(fast_check, body):
+            return []  # jsonschema would find nothing either (fast_schema's docstring)
         errors = sorted(validator.iter_errors(body),
                         key=lambda e: (list(map(str, e.absolute_path)), e.message))
         found = [Violation("schema", f"{_path(e.absolute_path)}: {e.message}")
