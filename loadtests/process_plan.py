@@ -114,6 +114,7 @@ class LoadPlan:
             self.shares[name] = share
             pool = self.pool(name)
             pool.cap = max(own, round(self.scenario.max_users_of(name) * share))
+            pool.peak_rate = base * self.scenario.peak_factor()
             pool.pending = max(0, own - pool.size)  # spawned users whose on_start is to come
 
             def rate_at(elapsed: float, base: float = base) -> float:

@@ -118,11 +118,11 @@ class SectonUser(BoundedUser):
         recorder = self.plan.recorder
         if recorder is not None:
             recorder.inflight += 1
-        self.pool.acquire()
+        started = self.pool.acquire()
         try:
             self.request_once(*ticket)
         finally:
-            self.pool.release()
+            self.pool.release(started)
             if recorder is not None:
                 recorder.inflight -= 1
 

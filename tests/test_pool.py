@@ -32,3 +32,30 @@ def test_starting_users_still_to_come_are_not_grown_again() -> None:
     pool.joined()
     pool.acquire()            # 1 busy of 1 started + 3 coming: no growth
     assert started == []
+
+
+def test_growth_stops_at_what_littles_law_needs() -> None:
+    """A saturated generator core makes every user look busy; once requests finish in
+    ~0 s, more users cannot raise the rate, so the pool stops at rate x time x 1.5 + 2."""
+    started: list[int] = []
+    pool = UserPool("models", cap=1000, grow=started.append, peak_rate=100.0)
+    pool.joined()
+    pool.release(pool.acquire())   # one finished request: ~0 s in flight
+    for _ in range(20):            # every user busy again and again
+        pool.acquire()
+        if pool.pending:
+            pool.joined()
+    # ceil(100/s x ~0 s x 1.5) + 2 = 3 users at most, where the cap would allow 1000
+    assert pool.size + pool.pending <= 3, pool.snapshot()
+
+
+def test_before_any_request_finishes_the_pool_grows_as_before() -> None:
+    """At LLM latencies the first answers take seconds: no bound until one finishes."""
+    started: list[int] = []
+    pool = UserPool("chat", cap=50, grow=started.append, peak_rate=10.0)
+    pool.joined()
+    for _ in range(10):
+        pool.acquire()
+        if pool.pending:
+            pool.joined()
+    assert len(started) == 10 and pool.size == 11
