@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import write_toml
 
-from secton_harness.ratelimit_infer import apply_verification
+from loadtests.ratelimit.infer import apply_verification
 
 KEYS = [
     {"alias": "a1", "key": "sk-test-alpha-1", "org": "org_alpha"},

@@ -8,9 +8,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from loadtests.ratelimit.infer import cost_summary, infer_scope
+from loadtests.ratelimit.policy import Policy, check_policy
 from secton_harness.atomicfile import write_json_atomic
-from secton_harness.policy import Policy, check_policy
-from secton_harness.ratelimit_infer import cost_summary, infer_scope
 from secton_harness.records import read_records
 
 RESULT_FILE = "ratelimit.json"

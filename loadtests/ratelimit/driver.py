@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtests.ratelimit_phases import ScopeRunner, settle
-from loadtests.ratelimit_transport import BoundReached, Transport
+from loadtests.ratelimit.infer import all_returned, infer_scope, scope_window
+from loadtests.ratelimit.phases import ScopeRunner, settle
+from loadtests.ratelimit.transport import BoundReached, Transport
 from secton_harness.keys import ApiKey, KeyPool
-from secton_harness.ratelimit_infer import all_returned, infer_scope, scope_window
 from secton_harness.records import RecordSink
 
 Progress = Callable[[str], None]

@@ -2,7 +2,7 @@
 
 Each phase sends the fewest requests that answer its question and returns plain
 observations (times relative to the phase's anchor, counts), which
-:mod:`secton_harness.ratelimit_infer` turns into figures:
+:mod:`loadtests.ratelimit.infer` turns into figures:
 
 - ``rest``: the first request of a burst doubles as the rest probe; when its rate-limit
   headers say the budget is not full it waits the announced reset and probes again;
@@ -27,7 +27,7 @@ from typing import Any
 import gevent
 import gevent.event
 
-from loadtests.ratelimit_transport import Hit, Transport
+from loadtests.ratelimit.transport import Hit, Transport
 from secton_harness.keys import ApiKey
 
 RETURN_PROBES = 3

@@ -56,9 +56,9 @@ def ratelimit(
     Example: [cyan]secton-harness ratelimit --target http://127.0.0.1:8080 --keys
     keys.toml --out runs/rl --expect examples/ratelimit-policy.toml[/cyan]
     """
+    from loadtests.ratelimit.policy import load_policy
     from secton_harness.config import parse_duration, parse_http_url
     from secton_harness.keys import resolve_keys
-    from secton_harness.policy import load_policy
 
     if not target:
         raise BadInput("no target: pass --target URL or set SECTON_BASE_URL")
@@ -108,8 +108,8 @@ def _run(url, pool, out, policy, max_requests, duration, max_rps, endpoint,
     import gevent
     from rich.console import Console
 
-    from loadtests.ratelimit_driver import MapperSettings, run_mapper
-    from loadtests.ratelimit_output import build_result, limit_card
+    from loadtests.ratelimit.driver import MapperSettings, run_mapper
+    from loadtests.ratelimit.output import build_result, limit_card
     from secton_harness.runfolder import RunFolder
 
     # Ctrl-C / SIGTERM become a KeyboardInterrupt thrown into *this* (the main) greenlet
