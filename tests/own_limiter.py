@@ -28,7 +28,9 @@ MODELS = json.dumps({"object": "list", "data": [
 
 class PenaltyBox:
     """Fixed window anchored at its first request; the request over the limit starts a
-    cooldown during which every request is refused (refusals do not extend it)."""
+    cooldown during which every request is refused (refusals are not counted and do not
+    extend it). A cooldown shorter than the window ends inside the same, still full,
+    window: the next request starts another cooldown."""
 
     def __init__(self, limit: int, window_s: float, cooldown_s: float) -> None:
         self.limit, self.window_s, self.cooldown_s = limit, window_s, cooldown_s
@@ -46,8 +48,7 @@ class PenaltyBox:
                 start, count = now, 0
             count += 1
             if count > self.limit:
-                blocked = now + self.cooldown_s
-                self.state[name] = [now, 0, blocked]   # a fresh window after the cooldown
+                self.state[name] = [start, count, now + self.cooldown_s]
                 return self.cooldown_s
             self.state[name] = [start, count, blocked]
             return None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -49,8 +50,8 @@ def leaky_evidence(records: pd.DataFrame | None, phase: str, rate: float,
     if records is None or records.empty or rate <= 0:
         return False, None
     mask = (records["phase"] == phase) & (records["status"] == 200)
-    if "check" in records:
-        mask &= records["check"] == "burst"
+    if STEP_COLUMN in records:
+        mask &= records[STEP_COLUMN] == "burst"
     burst = records[mask]
     if len(burst) < 3:
         return False, None
@@ -91,10 +92,14 @@ def retry_after_accuracy(cooldowns: list[dict[str, Any]], first_retry_after: lis
 def _unmeasured(obs: dict[str, Any], why: str) -> dict[str, Any]:
     burst = obs.get("burst_a") or {}
     return {
-        "burst": int(burst.get("allowed", 0)), "sustained_per_min": None, "cooldown_s": None,
-        "full_recovery_s": None, "algorithm": "unknown", "shared_across_endpoints": None,
+        "burst": int(burst.get("allowed", 0)), "sustained_per_min": None,
+        "sustained_bound": {"at_least": None, "at_most": None, "why": why},
+        "cooldown_s": None, "full_recovery_s": None, "algorithm": "unknown",
+        "penalty_extends": None, "refusals_count": None, "shared_across_endpoints": None,
         "retry_after": {"present": False, "mean_error_s": None, "max_error_s": None},
-        "confidence": "low", "evidence": {"why": why, "burst_sent": burst.get("sent")},
+        "confidence": "low", "unverified": ["sustained_per_min"],
+        "evidence": {"why": why, "burst_sent": burst.get("sent"),
+                     "burst_allowed": burst.get("allowed")},
     }
 
 
@@ -144,26 +149,48 @@ def infer_scope(obs: dict[str, Any], records: pd.DataFrame | None = None) -> dic
     if shape == "gradual":
         rate_obs = obs.get("rate") or {}
         rate = rate_obs.get("rate_per_s")
-        if not rate:
-            return _unmeasured(obs, "the refill rate could not be measured")
-        capacity = bucket_capacity(burst_a["allowed"], rate, burst_a["last_allowed_s"])
-        leaky, growth = leaky_evidence(records, obs.get("burst_phase", "burst"), rate, capacity)
-        algorithm = "leaky_bucket" if leaky else "token_bucket"
+        successes = rate_obs.get("successes") or 0
+        if not rate or successes < 2:
+            # one success (or none) is no interval: a rate from it would be a search step
+            return _unmeasured(obs, f"the refill rate was not measured ({successes} "
+                                    "success(es) after a refusal; two are needed)")
+        family = "bucket"
         evidence.update({
-            "refill_rate_per_s": _r(rate, 4), "refill_successes": rate_obs.get("successes"),
+            "refill_rate_per_s": _r(rate, 4), "refill_successes": successes,
             "refill_probe_step_s": _r(rate_obs.get("step_s")),
-            "burst_latency_growth_s": _r(growth),
-            "why": ("after a refusal, single successes return at 1/rate intervals"
-                    + ("; burst latency grew like a queue" if leaky else
-                       "; burst answered at once (not queued)")),
         })
-        if (rate_obs.get("successes") or 0) < 4:
+        if successes < 4:
             confidence = "medium"
-        burst = capacity
-        cooldown = cd_a["cooldown_s"]
-        # tokens left at the first 429 were 1 - rate * cooldown; full = capacity again
-        full_recovery = (capacity - 1) / rate + cd_a["cooldown_s"]
         sustained = 60.0 * rate
+        cooldown = cd_a["cooldown_s"]
+        counter = counter_evidence(obs, rate)
+        if counter is not None:
+            family = "counter"
+            algorithm = "sliding_window_counter"
+            burst = int(max(burst_a["allowed"], counter["second_burst_allowed"] or 0))
+            # the previous period weighs until one period after the boundary
+            full_recovery = cooldown + burst / rate
+            evidence.update(counter)
+            evidence["why"] = (
+                f"single successes return at 1/rate ({1 / rate:.3f}s), but the first one "
+                f"came {counter['longest_cooldown_s']:.3f}s after the 429: a bucket "
+                "refills within 1/rate; a counter waits for its period to end, then lets "
+                "the previous period's weight decay")
+        else:
+            capacity = bucket_capacity(burst_a["allowed"], rate, burst_a["last_allowed_s"])
+            leaky, growth = leaky_evidence(records, obs.get("burst_phase", "burst"), rate,
+                                           capacity)
+            algorithm = "leaky_bucket" if leaky else "token_bucket"
+            evidence.update({
+                "burst_latency_growth_s": _r(growth),
+                "why": ("after a refusal, single successes return at 1/rate intervals, the "
+                        "first within 1/rate of the 429"
+                        + ("; burst latency grew like a queue" if leaky else
+                           "; burst answered at once (not queued)")),
+            })
+            burst = capacity
+            # tokens left at the first 429 were 1 - rate * cooldown; full = capacity again
+            full_recovery = (capacity - 1) / rate + cd_a["cooldown_s"]
     else:
         cycle_b = obs.get("cycle_b")
         if cycle_b is None or cycle_b.get("cooldown") is None:
@@ -223,15 +250,17 @@ def infer_scope(obs: dict[str, Any], records: pd.DataFrame | None = None) -> dic
             evidence["burst_mismatch"] = f"second burst allowed {n_b}, first {burst}"
         if algorithm == "penalty_cooldown":
             window, source = scope_window(burst_a, burst)
+            family = "penalty"
             if window:
                 sustained = 60.0 * burst / window
                 evidence["window_from"] = source
             else:
-                # a penalty hides its window: first burst to recovery is only a bound
+                # a penalty hides its window: first burst to recovery is only a guess for
+                # the verification to test, never reported unverified
                 sustained = 60.0 * burst / max(w_a, 1e-9)
-                evidence["window_from"] = f"first burst to recovery ({source})"
-                confidence = "medium"
+                evidence["window_from"] = f"first burst to recovery, a guess ({source})"
         else:
+            family = "window"
             sustained = 60.0 * burst / w_a
 
     ends = obs.get("endpoints") or {}
@@ -254,60 +283,124 @@ def infer_scope(obs: dict[str, Any], records: pd.DataFrame | None = None) -> dic
     retry = retry_after_accuracy(cooldowns, firsts, extends, penalty_s)
     if burst_a.get("reset_s") is not None:
         evidence["reset_header_error_s"] = _r(burst_a["reset_s"] - full_recovery)
-    sustained, confidence = apply_verification(obs.get("verify"), sustained, confidence,
-                                               evidence)
+    evidence["family"] = family
+    evidence["sustained_estimate_per_min"] = _r(sustained, 2)
+    verdict = apply_verification(obs.get("verify"), sustained, algorithm, evidence, family)
+    confidence = min(confidence, verdict.confidence, key=LEVELS.index)
     if obs.get("stopped_by"):
         confidence = "low"
     return {
         "burst": int(burst),
-        "sustained_per_min": _r(sustained, 2),
+        "sustained_per_min": _r(verdict.sustained, 2),
+        "sustained_bound": verdict.bound,
         "cooldown_s": _r(cooldown),
         "full_recovery_s": _r(full_recovery),
-        "algorithm": algorithm,
+        "algorithm": verdict.algorithm,
         "penalty_extends": extends,
+        "refusals_count": refusals_count(obs, extends),
         "shared_across_endpoints": shared,
         "retry_after": retry,
         "confidence": confidence,
+        "unverified": [] if verdict.sustained is not None else ["sustained_per_min"],
         "evidence": evidence,
     }
 
 
-LOWER = {"high": "medium", "medium": "low", "low": "low"}
+def estimate(obs: dict[str, Any]) -> dict[str, Any]:
+    """What the verification tests: the inferred (unverified) sustained rate, the burst
+    and the limiter family (bucket, counter, window, penalty)."""
+    scope = infer_scope({k: v for k, v in obs.items() if k != "verify"})
+    evidence = scope["evidence"]
+    return {"estimate_per_min": evidence.get("sustained_estimate_per_min"),
+            "burst": scope.get("burst"), "family": evidence.get("family")}
 
 
-def apply_verification(verify: dict[str, Any] | None, sustained: float, confidence: str,
-                       evidence: dict[str, Any]) -> tuple[float, str]:
-    """The steady runs' verdict on the inferred sustained rate: a 429 at 90 % means the
-    estimate is too high (lowered below the failing rate, confidence down a step); no 429
-    at 120 % means it may be too low (confidence down a step)."""
+def counter_evidence(obs: dict[str, Any], rate: float) -> dict[str, Any] | None:
+    """A sliding-window counter (HAProxy ``http_req_rate``, the ``limits`` library's
+    sliding-window counter) returns single successes like a bucket, but its first success
+    waits for the period to end: after a burst, a bucket has a token back within 1/rate, a
+    counter only at the period's boundary. Two bursts at different phases of the period
+    (the driver rests 2.5 periods between them), so one ending near a boundary cannot hide
+    it. None when both cooldowns are a bucket's."""
+    second = obs.get("bucket_b") or {}
+    cooldowns = [obs["cooldown_a"]["cooldown_s"]]
+    if second.get("cooldown"):
+        cooldowns.append(second["cooldown"]["cooldown_s"])
+    longest = max(cooldowns)
+    if longest <= 2.0 / rate + 0.1:
+        return None
+    return {"longest_cooldown_s": _r(longest), "cooldowns_s": [_r(c) for c in cooldowns],
+            "second_burst_allowed": (second.get("burst") or {}).get("allowed")}
+
+
+def refusals_count(obs: dict[str, Any], extends: bool) -> bool | None:
+    """Do refused requests count against the limit (retrying during a block extends it)?
+    True for an extending penalty and when the driver's quiet-probe test saw the block end
+    sooner without retries than with them; None when not tested."""
+    if extends:
+        return True
+    test = obs.get("refusal_test")
+    if not test:
+        return None
+    return bool(test.get("counts"))
+
+
+LEVELS = ("low", "medium", "high")
+#: the records' column holding the mapper's sub-phase (``check`` is the probes')
+STEP_COLUMN = "step"
+#: the verification's steady runs as fractions of the estimate (loadtests/ratelimit/verify.py)
+LOW, HIGH = 0.9, 1.15
+
+
+@dataclass(frozen=True)
+class Verdict:
+    sustained: float | None
+    bound: dict[str, Any] | None
+    algorithm: str
+    confidence: str
+
+
+def apply_verification(verify: dict[str, Any] | None, estimate_per_min: float,
+                       algorithm: str, evidence: dict[str, Any], family: str = "") -> Verdict:
+    """The steady runs' verdict: the sustained rate is reported as a number only when a
+    90 % run saw no 429 and a ~115 % run saw one (then it is the final estimate); else it
+    is ``None`` with the bounds the runs proved, and when those bounds exclude the
+    inferred figure, the algorithm that predicted it is not claimed either."""
     if not verify:
-        return sustained, confidence
-    if verify.get("skipped") or verify.get("stopped_by"):
-        why = verify.get("skipped") or f"stopped by {verify.get('stopped_by')}"
-        evidence["sustained_check"] = f"not verified: {why}"
-        return sustained, confidence
-    at_90 = verify.get("at_90") or {}
-    lines = []
-    if at_90.get("refused"):
-        lines.append(f"a steady {at_90['rate_per_min']}/min (90 %) saw a 429 after "
-                     f"{at_90['first_429_at']} requests: the estimate "
-                     f"{sustained:.1f}/min was lowered to 81 %")
-        sustained, confidence = 0.9 * at_90["rate_per_min"], LOWER[confidence]
-    elif at_90:
-        lines.append(f"a steady {at_90['rate_per_min']}/min (90 %) for {at_90['sent']} "
-                     f"requests from {verify.get('from')} saw no 429")
-    at_120 = verify.get("at_120")
-    if at_120 and at_120.get("refused"):
-        lines.append(f"{at_120['rate_per_min']}/min (120 %) saw a 429 after "
-                     f"{at_120['first_429_at']} requests")
-    elif at_120:
-        lines.append(f"{at_120['rate_per_min']}/min (120 %) saw no 429 in {at_120['sent']} "
-                     "requests: the rate may be higher")
-        confidence = LOWER[confidence]
-    elif verify.get("at_120_skipped"):
-        lines.append(f"120 % run skipped: {verify['at_120_skipped']}")
-    evidence["sustained_check"] = "; ".join(lines)
-    return sustained, confidence
+        why = "not verified: no steady run was made"
+        evidence["sustained_check"] = why
+        return Verdict(None, {"at_least": None, "at_most": None,
+                              "estimate": _r(estimate_per_min, 2), "why": why},
+                       algorithm, "medium")
+    lines = [f"a steady {run['rate_per_min']}/min ({run['factor']:.0%}) "
+             + (f"saw a 429 after {run['first_429_at']} requests" if run["refused"]
+                else f"saw no 429 in {run['sent']} requests")
+             for run in verify.get("runs", [])]
+    if verify.get("verified"):
+        evidence["sustained_check"] = "verified: " + "; ".join(lines)
+        final = verify["estimate_per_min"]
+        if family != "counter" and abs(final - estimate_per_min) > 0.15 * estimate_per_min:
+            # the window, refill or penalty read from the bursts predicted another rate:
+            # the model behind it is wrong, so its algorithm is not claimed (a counter's
+            # refill grid is known to read high; its algorithm comes from the cooldowns)
+            return Verdict(final, None, _unclaimed(algorithm, evidence), "medium")
+        return Verdict(final, None, algorithm, "high")
+    why = f"not verified: {verify.get('unverified')}"
+    evidence["sustained_check"] = "; ".join([why, *lines])
+    lower, upper = verify.get("at_least_per_min"), verify.get("at_most_per_min")
+    bound = {"at_least": lower, "at_most": upper, "estimate": _r(estimate_per_min, 2),
+             "why": why}
+    if (upper is not None and upper < LOW * estimate_per_min) or (
+            lower is not None and lower > HIGH * estimate_per_min):
+        algorithm = _unclaimed(algorithm, evidence)
+    return Verdict(None, bound, algorithm, "medium")
+
+
+def _unclaimed(algorithm: str, evidence: dict[str, Any]) -> str:
+    evidence["algorithm_guess"] = algorithm
+    evidence["algorithm_why"] = ("the steady runs contradict the sustained rate this "
+                                 "algorithm's figures predicted")
+    return "unknown"
 
 
 def request_counts(records: pd.DataFrame) -> dict[str, int]:
@@ -317,18 +410,21 @@ def request_counts(records: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in records.groupby("phase").size().items()}
 
 
-def cost_summary(records: pd.DataFrame, scopes: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """``requests_sent`` beside the minimum (a burst + its 429 per scope, plus recovery
-    probes) and the issue's bound ``3 x (key burst + org burst) + recovery probes``, where
-    probes are every request that is not part of a burst or a rest probe (cooldown,
-    recovery, sustained-rate grid, and the one- or two-request side checks)."""
+def cost_summary(records: pd.DataFrame, scopes: dict[str, dict[str, Any]],
+                 budget: int | None = None) -> dict[str, Any]:
+    """``requests_sent`` beside the minimum (a burst + its 429 per scope), the recovery
+    probes (every request that is not part of a burst, a rest probe or a verification run:
+    cooldown, recovery, refill grid, side checks), the verification runs, and the
+    ``--budget``; ``over_minimum`` is requests sent over the minimum plus probes."""
     counts = request_counts(records)
-    steps = records["check"] if "check" in records else pd.Series([], dtype=str)
+    steps = records[STEP_COLUMN] if STEP_COLUMN in records else pd.Series([], dtype=str)
     probes = int(steps.isin(["cooldown", "recovery", "sustained", "endpoints",
                              "isolation"]).sum())
-    bursts = sum((s.get("burst") or 0) for s in scopes.values())
+    verification = int((steps == "verify").sum())
     sent = len(records)
     minimum = sum((s.get("burst") or 0) + 1 for s in scopes.values())
-    bound = 3 * bursts + probes
     return {"requests_sent": sent, "minimum_bursts": minimum, "recovery_probes": probes,
-            "bound": bound, "within_bound": sent <= bound, "by_phase": counts}
+            "verification_requests": verification,
+            "over_minimum": round(sent / max(1, minimum + probes), 2),
+            "budget": budget, "within_budget": budget is None or sent <= budget,
+            "by_phase": counts}

@@ -51,7 +51,7 @@ def build_result(run_dir: Path, target: str, observations: dict[str, Any],
             scope["stopped_by"] = obs["stopped_by"]
         scope["observations"] = _plain(obs)
         scopes[name] = scope
-    cost = cost_summary(records, scopes)
+    cost = cost_summary(records, scopes, facts.get("budget"))
     result: dict[str, Any] = {
         "target": target,
         "requests_sent": int(facts["requests_sent"]),
@@ -97,8 +97,8 @@ def limit_card(result: dict[str, Any], console: Console) -> None:
             console.print(f"{name} sustained check: {check}", markup=False)
     cost = result["cost"]
     console.print(f"requests sent: {cost['requests_sent']} (minimum {cost['minimum_bursts']}"
-                  f" for the bursts + {cost['recovery_probes']} recovery probes; bound "
-                  f"{cost['bound']}), {result['duration_s']}s")
+                  f" for the bursts + {cost['recovery_probes']} recovery probes; budget "
+                  f"{cost['budget']}), {result['duration_s']}s")
     if result.get("stopped_by"):
         console.print(f"[yellow]stopped by {result['stopped_by']}: figures are partial "
                       "(confidence low)[/]")

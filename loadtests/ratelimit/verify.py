@@ -1,0 +1,130 @@
+"""Verification of the inferred sustained rate by steady runs: a figure is reported as
+measured only when a run at 90 % of it saw no 429 *and* a run at ~115 % saw one.
+
+Why both: a 90 % run alone cannot fail in the direction that matters for an underestimate
+(it passes whatever the true rate above it is), and a 115 % run alone cannot catch an
+overestimate. A run that contradicts the estimate moves it (a 429 at 90 %: down; no 429
+at 115 %: up) and the pair is run again, for a few rounds within the ``--budget``. What the
+runs proved is kept as bounds either way: the fastest run that saw no 429 is a lower
+bound, the slowest that saw one an upper bound; an unverified figure is reported as those
+bounds, never as a number that looks measured.
+
+Each run is long enough to mean it: a bucket is run from empty (right after the refill
+measurement) for ~3 s at 90 % and until its deficit reaches a few tokens at 115 %; a
+window, penalty or sliding-window counter from rested (its rest, or two periods for a
+counter, whose previous window still weighs) for about two windows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from loadtests.ratelimit.infer import HIGH, LOW
+from loadtests.ratelimit.phases import ScopeRunner
+from loadtests.ratelimit.transport import BoundReached
+
+Progress = Callable[[str], None]
+ROUNDS = 3
+
+
+def run_plan(family: str, rate: float, burst: int, factor: float) -> int:
+    """Requests in one steady run (it stops at the first 429)."""
+    if family == "bucket":
+        if factor < 1:   # ~3 s from empty: an overestimate of > 11 % runs a token short
+            return max(10, min(30, math.ceil(factor * rate * 3.0)))
+        # from empty at 115 %: the deficit grows 0.15 x rate per second; a few tokens
+        return max(12, min(40, math.ceil(factor * rate * 4.0 / ((factor - 1) * rate))))
+    # from rested, about two windows' worth (a fixed window aligned to the clock needs
+    # two to hold one whole window)
+    return math.ceil((1.8 if factor < 1 else 2.3) * burst) + 2
+
+
+def verify_sustained(runner: ScopeRunner, obs: dict[str, Any], estimate: dict[str, Any],
+                     budget: int, say: Progress) -> None:
+    """Steady runs at 90 % and 115 % of the estimate (see the module doc); the outcome in
+    ``obs["verify"]``: ``verified``, the final ``estimate_per_min``, the bounds proved,
+    every run, and ``unverified`` with the reason when the budget or a bound stopped it."""
+    if obs.get("stopped_by") or obs.get("unreachable"):
+        return
+    per_min = estimate.get("estimate_per_min")
+    burst = estimate.get("burst") or 0
+    if not per_min or burst < 1:
+        return
+    family = estimate["family"]
+    transport = runner.transport
+    rate = per_min / 60.0
+    verify: dict[str, Any] = {"from": "empty" if family == "bucket" else "rested",
+                              "runs": [], "verified": False}
+    obs["verify"] = verify
+    lower: float | None = None
+    upper: float | None = None
+    try:
+        for _ in range(ROUNDS):
+            outcome = None
+            for factor in (LOW, HIGH):
+                n = run_plan(family, rate, burst, factor)
+                rest = _rest(family, obs, estimate, rate)
+                left = budget - transport.sent
+                takes = rest + n / (factor * rate)
+                if n > left:
+                    verify["unverified"] = (f"the next run ({n} requests) would exceed "
+                                            f"--budget ({left} left)")
+                    return
+                if transport.now() + takes > transport.deadline:
+                    verify["unverified"] = (f"the next run ({takes:.1f}s) would exceed "
+                                            "--max-duration")
+                    return
+                transport.sleep_until(transport.now() + rest)
+                say(f"verify: up to {n} requests at {factor:.0%} of {60 * rate:.1f}/min")
+                run = runner.steady(factor * rate, n)
+                run["factor"] = factor
+                verify["runs"].append(run)
+                if run["refused"]:
+                    upper = min(upper or math.inf, factor * rate)
+                else:
+                    lower = max(lower or 0.0, factor * rate)
+                if factor == LOW and run["refused"]:
+                    outcome = "lower"
+                    break
+                if factor == HIGH:
+                    outcome = "verified" if run["refused"] else "raise"
+            if outcome == "verified":
+                verify["verified"] = True
+                break
+            if lower is not None and upper is not None and upper <= lower * HIGH / LOW:
+                rate = math.sqrt(lower * upper)   # the runs bracket it as tightly as a pair
+                verify["verified"] = True
+                break
+            rate = _next_estimate(rate, lower, upper)
+    except BoundReached as stop:
+        verify["unverified"] = f"stopped by {stop.bound}"
+    finally:
+        verify["estimate_per_min"] = round(60 * rate, 2)
+        verify["at_least_per_min"] = round(60 * lower, 2) if lower else None
+        verify["at_most_per_min"] = round(60 * upper, 2) if upper else None
+        if not verify["verified"] and "unverified" not in verify:
+            verify["unverified"] = (f"{ROUNDS} rounds of steady runs did not bracket the "
+                                    "rate between a 90 % run without a 429 and a 115 % run "
+                                    "with one")
+
+
+def _next_estimate(rate: float, lower: float | None, upper: float | None) -> float:
+    """Where to aim the next pair: between the proved bounds (geometric middle), or, with
+    only one bound, just past it so the next pair tests something new."""
+    if lower is not None and upper is not None:
+        return math.sqrt(lower * upper / (LOW * HIGH))
+    if upper is not None:
+        return upper / 1.2
+    if lower is not None:
+        return 1.05 * lower / LOW
+    return rate
+
+
+def _rest(family: str, obs: dict[str, Any], estimate: dict[str, Any], rate: float) -> float:
+    if family == "bucket":
+        return 0.0
+    if family == "counter":   # the previous window still weighs for one more period
+        return 2.2 * (estimate.get("burst") or 1) / rate + 0.1
+    return float(obs.get("rest_after_s", 1.0))
