@@ -420,7 +420,7 @@ def cost_summary(records: pd.DataFrame, scopes: dict[str, dict[str, Any]],
     steps = records[STEP_COLUMN] if STEP_COLUMN in records else pd.Series([], dtype=str)
     probes = int(steps.isin(["cooldown", "recovery", "sustained", "endpoints",
                              "isolation"]).sum())
-    verification = int((steps == "verify").sum())
+    verification = int(steps.isin(["verify", "drain"]).sum())
     sent = len(records)
     minimum = sum((s.get("burst") or 0) + 1 for s in scopes.values())
     return {"requests_sent": sent, "minimum_bursts": minimum, "recovery_probes": probes,

@@ -108,8 +108,9 @@ class ScopeRunner:
         return hit
 
     # ------------------------------------------------------------------ burst
-    def burst(self, first: Hit | None = None) -> dict[str, Any]:
-        """Fire until the first 429; ``first`` is the rest probe that opened the burst."""
+    def burst(self, first: Hit | None = None, step: str = "burst") -> dict[str, Any]:
+        """Fire until the first 429; ``first`` is the rest probe that opened the burst
+        (``step="drain"``: a burst that only empties a bucket before a verification run)."""
         refused = gevent.event.Event()
 
         def done(hit: Hit) -> None:
@@ -118,8 +119,8 @@ class ScopeRunner:
 
         hits: list[Hit] = [first] if first is not None else []
         while not refused.is_set() and len(hits) < self.max_burst:
-            hits.append(self.transport.fire(self.next_key(), self._phase("burst"),
-                                            self.endpoint, on_done=done, step="burst"))
+            hits.append(self.transport.fire(self.next_key(), self._phase(step),
+                                            self.endpoint, on_done=done, step=step))
             gevent.sleep(0)
         settle(hits)
         for hit in hits:

@@ -34,8 +34,8 @@ def run_plan(family: str, rate: float, burst: int, factor: float) -> int:
     if family == "bucket":
         if factor < 1:   # ~3 s from empty: an overestimate of > 11 % runs a token short
             return max(10, min(30, math.ceil(factor * rate * 3.0)))
-        # from empty at 115 %: the deficit grows 0.15 x rate per second; a few tokens
-        return max(12, min(40, math.ceil(factor * rate * 4.0 / ((factor - 1) * rate))))
+        # from empty at 115 %: the deficit grows 0.15 x rate per second; three tokens
+        return max(12, min(40, math.ceil(factor * rate * (1.0 + 3.0 / ((factor - 1) * rate)))))
     # from rested, about two windows' worth (a fixed window aligned to the clock needs
     # two to hold one whole window)
     return math.ceil((1.8 if factor < 1 else 2.3) * burst) + 2
@@ -77,6 +77,8 @@ def verify_sustained(runner: ScopeRunner, obs: dict[str, Any], estimate: dict[st
                                             "--max-duration")
                     return
                 transport.sleep_until(transport.now() + rest)
+                if family == "bucket" and verify["runs"]:
+                    runner.burst(step="drain")   # a passing run leaves tokens behind
                 say(f"verify: up to {n} requests at {factor:.0%} of {60 * rate:.1f}/min")
                 run = runner.steady(factor * rate, n)
                 run["factor"] = factor
