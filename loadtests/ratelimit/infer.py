@@ -30,8 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket", "leaky_bucket",
-              "penalty_cooldown", "unknown")
+from secton_harness.ratelimit_model import CONFIDENCE
 
 
 def _r(value: float | None, digits: int = 3) -> float | None:
@@ -286,7 +285,7 @@ def infer_scope(obs: dict[str, Any], records: pd.DataFrame | None = None) -> dic
     evidence["family"] = family
     evidence["sustained_estimate_per_min"] = _r(sustained, 2)
     verdict = apply_verification(obs.get("verify"), sustained, algorithm, evidence, family)
-    confidence = min(confidence, verdict.confidence, key=LEVELS.index)
+    confidence = min(confidence, verdict.confidence, key=CONFIDENCE.index)
     if obs.get("stopped_by"):
         confidence = "low"
     return {
@@ -345,7 +344,6 @@ def refusals_count(obs: dict[str, Any], extends: bool) -> bool | None:
     return bool(test.get("counts"))
 
 
-LEVELS = ("low", "medium", "high")
 #: the records' column holding the mapper's sub-phase (``check`` is the probes')
 STEP_COLUMN = "step"
 #: the verification's steady runs as fractions of the estimate (loadtests/ratelimit/verify.py)
