@@ -37,7 +37,7 @@ def test_defined_once(word: str, pattern: str) -> None:
 def test_algorithm_names_every_module_uses_are_the_models() -> None:
     used = set()
     for text in _sources().values():
-        used |= set(re.findall(r"""algorithm = ["'](\w+)["']""", text))
+        used |= set(re.findall(r"""algorithm\s*=\s*["'](\w+)["']""", text))
     assert used and used <= set(ALGORITHMS), used - set(ALGORITHMS)
 
 

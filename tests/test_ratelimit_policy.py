@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import write_toml
 
-from loadtests.ratelimit.infer import bucket_capacity, retry_after_accuracy
+from loadtests.ratelimit.fingerprints.bucket import bucket_capacity
+from loadtests.ratelimit.infer import retry_after_accuracy
 from loadtests.ratelimit.policy import check_policy, load_policy, parse_tolerance
 from secton_harness.errors import BadInput
 

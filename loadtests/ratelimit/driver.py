@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.ratelimit.infer import all_returned, estimate, infer_scope, scope_window
+from loadtests.ratelimit.observations import ScopeObservations
 from loadtests.ratelimit.phases import ScopeRunner, settle
 from loadtests.ratelimit.transport import BoundReached, Transport
 from loadtests.ratelimit.verify import verify_sustained
@@ -46,10 +47,10 @@ def _quiet(progress: Progress | None) -> Progress:
 
 def map_scope(runner: ScopeRunner, *, sibling: ApiKey | None = None,
               outsider: ApiKey | None = None, progress: Progress | None = None
-              ) -> dict[str, Any]:
+              ) -> ScopeObservations:
     """Observations for one scope; on a hard bound, what was measured plus ``stopped_by``."""
     say = _quiet(progress)
-    obs: dict[str, Any] = {"burst_phase": runner.label or "burst"}
+    obs: ScopeObservations = {"burst_phase": runner.label or "burst"}
     try:
         _run_scope(runner, obs, sibling, outsider, say)
     except BoundReached as stop:
@@ -58,7 +59,7 @@ def map_scope(runner: ScopeRunner, *, sibling: ApiKey | None = None,
     return obs
 
 
-def _run_scope(runner: ScopeRunner, obs: dict[str, Any], sibling: ApiKey | None,
+def _run_scope(runner: ScopeRunner, obs: ScopeObservations, sibling: ApiKey | None,
                outsider: ApiKey | None, say: Progress) -> None:
     transport = runner.transport
     say("rest: probing that the limiter is rested")
@@ -123,7 +124,7 @@ def _run_scope(runner: ScopeRunner, obs: dict[str, Any], sibling: ApiKey | None,
                               (window or 0.0) + 0.1)
 
 
-def second_bucket_cycle(runner: ScopeRunner, obs: dict[str, Any], period: float,
+def second_bucket_cycle(runner: ScopeRunner, obs: ScopeObservations, period: float,
                         say: Progress) -> None:
     """A bucket and a sliding-window counter both return single successes at the rate;
     they differ in the first one after a burst: within 1/rate for a bucket, at the
@@ -140,7 +141,7 @@ def second_bucket_cycle(runner: ScopeRunner, obs: dict[str, Any], period: float,
     obs["rest_after_s"] = 2.2 * period
 
 
-def _rested_burst(runner: ScopeRunner, obs: dict[str, Any], burst_a: dict[str, Any],
+def _rested_burst(runner: ScopeRunner, obs: ScopeObservations, burst_a: dict[str, Any],
                   say: Progress) -> dict[str, Any]:
     """Verify the rest from the burst itself: the scope's own 429 announces its limit; a
     burst well short of it means the scope (an org, whose state a rested key's headers
@@ -170,7 +171,7 @@ def _rested_burst(runner: ScopeRunner, obs: dict[str, Any], burst_a: dict[str, A
     return burst
 
 
-def side_checks(runner: ScopeRunner, obs: dict[str, Any], sibling: ApiKey | None,
+def side_checks(runner: ScopeRunner, obs: ScopeObservations, sibling: ApiKey | None,
                 outsider: ApiKey | None) -> float:
     """One or two requests each, sent while the scope's budget is exhausted: the other
     endpoint (shared budget?), a sibling key of the same org (key or org limit?), a key
@@ -210,7 +211,7 @@ def key_limit(key_obs: dict[str, Any]) -> int | None:
     return limit
 
 
-def org_rest_s(key_obs: dict[str, Any], longest_reset_s: float) -> float:
+def org_rest_s(key_obs: ScopeObservations, longest_reset_s: float) -> float:
     """How long to rest before the org burst. The org's state is hidden behind a rested
     key's headers, and a weighted counter still remembers the key phase for up to two
     periods: rest the key's own rest, the longest window or reset any header announced,

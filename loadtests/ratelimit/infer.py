@@ -5,20 +5,10 @@ for one scope (burst counts and times, cooldown brackets, the recovery shape, a 
 "split" cycle) and the run's records as a pandas DataFrame; the output is the scope
 object of ``ratelimit.json``. Reports can call :func:`infer_scope` again on stored data.
 
-How each algorithm shows itself (``evidence`` names the facts used):
-
-- budget returns *at once* after the cooldown (three fast requests all allowed) → a
-  window or a penalty; then the split cycle (one request, a quiet gap of 30 % of the
-  cooldown, then the burst) decides what the recovery is anchored to:
-  the first request of the window (``fixed_window``/``sliding_window``: the window length
-  is the same in both cycles) or the first 429 (``penalty_cooldown``: the cooldown is the
-  same). Sliding windows give back only the aged-out request after the split cycle,
-  fixed windows a full budget.
-- budget returns *one at a time* (refusals right after the first success) → a bucket;
-  single successes come back at ``1/rate``; latency growing through the burst (requests
-  queued, not refused) marks ``leaky_bucket``, otherwise ``token_bucket``.
-- a penalty that retries extend ends only when a probe gap exceeds it; a single quiet
-  probe after that gap in the split cycle then succeeds at once.
+Each family's fingerprint is its own module (``fingerprints/``: bucket, counter, window,
+penalty); this module asks the recovery shape, lets the family read its figures, then
+applies the steady runs' verdict (``verify``) and assembles the scope (the model:
+``secton_harness/ratelimit_model.py``).
 """
 
 from __future__ import annotations
@@ -30,33 +20,19 @@ from typing import Any
 
 import pandas as pd
 
+from loadtests.ratelimit.fingerprints.bucket import STEP_COLUMN, read_bucket
+from loadtests.ratelimit.fingerprints.counter import counter_evidence, read_counter
+from loadtests.ratelimit.fingerprints.penalty import scope_window
+from loadtests.ratelimit.fingerprints.window import all_returned, read_at_once
+
+__all__ = ["all_returned", "apply_verification", "cost_summary", "estimate", "infer_scope",
+           "retry_after_accuracy", "scope_window"]
+from loadtests.ratelimit.observations import ScopeObservations
 from secton_harness.ratelimit_model import CONFIDENCE
 
 
 def _r(value: float | None, digits: int = 3) -> float | None:
     return None if value is None or not math.isfinite(value) else round(value, digits)
-
-
-def bucket_capacity(allowed: int, rate: float, last_allowed_s: float) -> int:
-    """A bucket's capacity from a burst fired faster than it refills: the burst also got
-    ``rate * duration`` refilled tokens, which are not capacity."""
-    return max(1, math.ceil(allowed - rate * last_allowed_s - 0.05))
-
-
-def leaky_evidence(records: pd.DataFrame | None, phase: str, rate: float,
-                   capacity: int) -> tuple[bool, float | None]:
-    """Did latency grow through the burst as a queue would make it (leaky bucket)?"""
-    if records is None or records.empty or rate <= 0:
-        return False, None
-    mask = (records["phase"] == phase) & (records["status"] == 200)
-    if STEP_COLUMN in records:
-        mask &= records[STEP_COLUMN] == "burst"
-    burst = records[mask]
-    if len(burst) < 3:
-        return False, None
-    growth = float(burst["latency_s"].max() - burst["latency_s"].min())
-    expected = (capacity - 1) / rate
-    return growth > max(0.02, 0.5 * expected), growth
 
 
 def retry_after_accuracy(cooldowns: list[dict[str, Any]], first_retry_after: list[float | None],
@@ -88,7 +64,7 @@ def retry_after_accuracy(cooldowns: list[dict[str, Any]], first_retry_after: lis
     }
 
 
-def _unmeasured(obs: dict[str, Any], why: str) -> dict[str, Any]:
+def _unmeasured(obs: ScopeObservations, why: str) -> dict[str, Any]:
     burst = obs.get("burst_a") or {}
     return {
         "burst": int(burst.get("allowed", 0)), "sustained_per_min": None,
@@ -102,25 +78,7 @@ def _unmeasured(obs: dict[str, Any], why: str) -> dict[str, Any]:
     }
 
 
-def all_returned(ret: dict[str, Any]) -> bool:
-    """Every answered return probe allowed (key-limit refusals of an org scope are not
-    answers), and at least two of them: a bucket refuses the one right after a success."""
-    return ret.get("sent", 0) >= 2 and ret.get("allowed", 0) >= ret.get("sent", 0)
-
-
-def scope_window(burst_a: dict[str, Any], burst: int) -> tuple[float | None, str]:
-    """The scope's window from a ``RateLimit-Policy`` header, only when that header is
-    plainly this scope's: its limit matches the burst. The 429 announces the refusing
-    scope (for the org scope, the org); allowed responses the scope with least left."""
-    for limit, window, where in (
-            (burst_a.get("refusal_limit"), burst_a.get("refusal_window_s"), "the 429's"),
-            (burst_a.get("header_limit"), burst_a.get("header_window_s"), "an allowed one's")):
-        if window and limit is not None and abs(limit - burst) <= 1:
-            return float(window), f"RateLimit-Policy of {where} response (limit {limit})"
-    return None, "no RateLimit-Policy header of this scope's limit"
-
-
-def infer_scope(obs: dict[str, Any], records: pd.DataFrame | None = None) -> dict[str, Any]:
+def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> dict[str, Any]:
     """One scope object (DESIGN.md ``ratelimit.json`` contract) from its observations."""
     if obs.get("unreachable"):
         return _unmeasured(obs, obs["unreachable"])
@@ -139,12 +97,8 @@ def infer_scope(obs: dict[str, Any], records: pd.DataFrame | None = None) -> dic
     }
     ret_a = obs.get("return_a") or {"allowed": 0, "sent": 0}
     evidence["after_recovery_allowed"] = f"{ret_a['allowed']}/{ret_a['sent']}"
-    confidence = "high"
-    extends = False
-    penalty_s = None
     shape = "at_once" if all_returned(ret_a) else "gradual"
     evidence["recovery_shape"] = shape
-
     if shape == "gradual":
         rate_obs = obs.get("rate") or {}
         rate = rate_obs.get("rate_per_s")
@@ -153,114 +107,23 @@ def infer_scope(obs: dict[str, Any], records: pd.DataFrame | None = None) -> dic
             # one success (or none) is no interval: a rate from it would be a search step
             return _unmeasured(obs, f"the refill rate was not measured ({successes} "
                                     "success(es) after a refusal; two are needed)")
-        family = "bucket"
-        evidence.update({
-            "refill_rate_per_s": _r(rate, 4), "refill_successes": successes,
-            "refill_probe_step_s": _r(rate_obs.get("step_s")),
-        })
-        if successes < 4:
-            confidence = "medium"
-        sustained = 60.0 * rate
-        cooldown = cd_a["cooldown_s"]
+        evidence.update({"refill_rate_per_s": _r(rate, 4), "refill_successes": successes,
+                         "refill_probe_step_s": _r(rate_obs.get("step_s"))})
         counter = counter_evidence(obs, rate)
-        if counter is not None:
-            family = "counter"
-            algorithm = "sliding_window_counter"
-            burst = int(max(burst_a["allowed"], counter["second_burst_allowed"] or 0))
-            # the previous period weighs until one period after the boundary
-            full_recovery = cooldown + burst / rate
-            evidence.update(counter)
-            evidence["why"] = (
-                f"single successes return at 1/rate ({1 / rate:.3f}s), but the first one "
-                f"came {counter['longest_cooldown_s']:.3f}s after the 429: a bucket "
-                "refills within 1/rate; a counter waits for its period to end, then lets "
-                "the previous period's weight decay")
-        else:
-            capacity = bucket_capacity(burst_a["allowed"], rate, burst_a["last_allowed_s"])
-            leaky, growth = leaky_evidence(records, obs.get("burst_phase", "burst"), rate,
-                                           capacity)
-            algorithm = "leaky_bucket" if leaky else "token_bucket"
-            evidence.update({
-                "burst_latency_growth_s": _r(growth),
-                "why": ("after a refusal, single successes return at 1/rate intervals, the "
-                        "first within 1/rate of the 429"
-                        + ("; burst latency grew like a queue" if leaky else
-                           "; burst answered at once (not queued)")),
-            })
-            burst = capacity
-            # tokens left at the first 429 were 1 - rate * cooldown; full = capacity again
-            full_recovery = (capacity - 1) / rate + cd_a["cooldown_s"]
+        reading = (read_counter(obs, rate, counter) if counter is not None
+                   else read_bucket(obs, rate, records))
+        if successes < 4:
+            reading.confidence = "medium"
     else:
-        cycle_b = obs.get("cycle_b")
-        if cycle_b is None or cycle_b.get("cooldown") is None:
+        found = read_at_once(obs)
+        if found is None:
             return _unmeasured(obs, "stopped before the second (split) cycle ended")
-        cd_b = cycle_b["cooldown"]
-        burst_b = cycle_b["burst"]
-        ret_b = cycle_b.get("return") or {"allowed": 0, "sent": 0}
-        c_a = cd_a["cooldown_s"]
-        w_a = cd_a["t_recovered"] - burst_a["t0"]
-        c_b = cd_b["cooldown_s"]
-        w_b = cd_b["t_recovered"] - cycle_b["u0"]
-        n_b = burst_b["allowed"] + 1
-        evidence.update({
-            "window_a_s": _r(w_a), "window_b_s": _r(w_b), "cooldown_a_s": _r(c_a),
-            "cooldown_b_s": _r(c_b), "split_gap_s": _r(cycle_b["gap_s"]),
-            "split_burst_allowed": n_b,
-            "after_split_recovery_allowed": f"{ret_b['allowed']}/{ret_b['sent']}",
-        })
-        burst = int(burst_a["allowed"])
-        ext_probe = cycle_b.get("ext_probe_s")
-        if ext_probe is not None and cd_b.get("first_probe_ok"):
-            extends = True
-            algorithm = "penalty_cooldown"
-            penalty_s = (cd_a["prev_gap_s"] + min(cd_a["last_gap_s"], ext_probe)) / 2
-            cooldown = full_recovery = penalty_s
-            evidence["why"] = (
-                f"probing every <{cd_a['prev_gap_s']:.3f}s kept it refused for "
-                f"{c_a:.2f}s, one probe after a quiet {ext_probe:.3f}s succeeded: "
-                "retries during the cooldown extend it")
-        else:
-            e_window = abs(w_b - w_a) / w_a
-            e_penalty = abs(c_b - c_a) / c_a if c_a > 0 else math.inf
-            evidence["anchor_mismatch"] = {"window": _r(e_window), "penalty": _r(e_penalty)}
-            if e_penalty < e_window:
-                algorithm = "penalty_cooldown"
-                cooldown = full_recovery = (c_a + c_b) / 2
-                penalty_s = cooldown
-                evidence["why"] = ("the cooldown is the same after both bursts although the "
-                                   "second began later in its window: a penalty from the "
-                                   "first 429, not a window")
-            elif all_returned(ret_b):
-                algorithm = "fixed_window"
-                cooldown = full_recovery = c_a
-                evidence["why"] = ("the full budget returns at once, at the same time after "
-                                   "the window's first request in both cycles")
-            else:
-                algorithm = "sliding_window"
-                cooldown = c_a
-                full_recovery = c_a + burst_a["last_allowed_s"]
-                evidence["why"] = ("after the split cycle only the aged-out request came "
-                                   "back: capacity returns as old requests leave the window")
-            if min(e_window, e_penalty) > 0.15 or min(e_window, e_penalty) * 2 > max(
-                    e_window, e_penalty):
-                confidence = "medium"
-        if abs(n_b - burst) > 1:
-            confidence = "medium"
-            evidence["burst_mismatch"] = f"second burst allowed {n_b}, first {burst}"
-        if algorithm == "penalty_cooldown":
-            window, source = scope_window(burst_a, burst)
-            family = "penalty"
-            if window:
-                sustained = 60.0 * burst / window
-                evidence["window_from"] = source
-            else:
-                # a penalty hides its window: first burst to recovery is only a guess for
-                # the verification to test, never reported unverified
-                sustained = 60.0 * burst / max(w_a, 1e-9)
-                evidence["window_from"] = f"first burst to recovery, a guess ({source})"
-        else:
-            family = "window"
-            sustained = 60.0 * burst / w_a
+        reading = found
+    evidence.update(reading.evidence)
+    burst, algorithm, family = reading.burst, reading.algorithm, reading.family
+    sustained, confidence = reading.sustained_per_min, reading.confidence
+    cooldown, full_recovery = reading.cooldown_s, reading.full_recovery_s
+    extends, penalty_s = reading.penalty_extends, reading.penalty_s
 
     ends = obs.get("endpoints") or {}
     shared = {429: True}.get(ends.get("status"), False if ends.get("status") == 200 else None)
@@ -305,47 +168,22 @@ def infer_scope(obs: dict[str, Any], records: pd.DataFrame | None = None) -> dic
     }
 
 
-def estimate(obs: dict[str, Any]) -> dict[str, Any]:
+def estimate(obs: ScopeObservations) -> dict[str, Any]:
     """What the verification tests: the inferred (unverified) sustained rate, the burst
     and the limiter family (bucket, counter, window, penalty)."""
-    scope = infer_scope({k: v for k, v in obs.items() if k != "verify"})
+    unverified: ScopeObservations = {k: v for k, v in obs.items() if k != "verify"}  # type: ignore[assignment]
+    scope = infer_scope(unverified)
     evidence = scope["evidence"]
     return {"estimate_per_min": evidence.get("sustained_estimate_per_min"),
             "burst": scope.get("burst"), "family": evidence.get("family")}
 
 
-def counter_evidence(obs: dict[str, Any], rate: float) -> dict[str, Any] | None:
-    """A sliding-window counter (HAProxy ``http_req_rate``, the ``limits`` library's
-    sliding-window counter) returns single successes like a bucket, but its first success
-    waits for the period to end: after a burst, a bucket has a token back within 1/rate, a
-    counter only at the period's boundary. Two bursts at different phases of the period
-    (the driver rests 2.5 periods between them), so one ending near a boundary cannot hide
-    it. None when both cooldowns are a bucket's."""
-    second = obs.get("bucket_b") or {}
-    cooldowns = [obs["cooldown_a"]["cooldown_s"]]
-    if second.get("cooldown"):
-        cooldowns.append(second["cooldown"]["cooldown_s"])
-    longest = max(cooldowns)
-    if longest <= 2.0 / rate + 0.1:
-        return None
-    return {"longest_cooldown_s": _r(longest), "cooldowns_s": [_r(c) for c in cooldowns],
-            "second_burst_allowed": (second.get("burst") or {}).get("allowed")}
-
-
-def refusals_count(obs: dict[str, Any], extends: bool) -> bool | None:
+def refusals_count(obs: ScopeObservations, extends: bool) -> bool | None:
     """Do refused requests count against the limit (retrying during a block extends it)?
-    True for an extending penalty and when the driver's quiet-probe test saw the block end
-    sooner without retries than with them; None when not tested."""
-    if extends:
-        return True
-    test = obs.get("refusal_test")
-    if not test:
-        return None
-    return bool(test.get("counts"))
+    True for an extending penalty; None (not tested) otherwise."""
+    return True if extends else None
 
 
-#: the records' column holding the mapper's sub-phase (``check`` is the probes')
-STEP_COLUMN = "step"
 #: the verification's steady runs as fractions of the estimate (loadtests/ratelimit/verify.py)
 LOW, HIGH = 0.9, 1.15
 
