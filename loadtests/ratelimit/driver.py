@@ -122,6 +122,29 @@ def _run_scope(runner: ScopeRunner, obs: ScopeObservations, sibling: ApiKey | No
     cycle_b["return"] = runner.return_shape()
     obs["rest_after_s"] = max(1.15 * max(w_a, cycle_b["cooldown"]["t_recovered"] - u0.t),
                               (window or 0.0) + 0.1)
+    if not cycle_b["cooldown"]["first_probe_ok"] or ext_probe is None:
+        refusal_test(runner, obs, c_a, say)
+
+
+def refusal_test(runner: ScopeRunner, obs: ScopeObservations, cooldown_s: float,
+                 say: Progress) -> None:
+    """Do refused requests count (HAProxy's classic ``track-sc`` then ``deny`` recipe)?
+    The first cooldown was measured while probing; if refusals count, those probes kept
+    the limiter busy. So: rest, burst again, stay quiet for 75 % of that cooldown and send
+    one probe. A window or a plain penalty still refuses it (its cooldown does not depend
+    on the client); a limiter that counted the probes lets it through."""
+    transport = runner.transport
+    transport.sleep_until(transport.now() + obs.get("rest_after_s", 1.0))
+    say("refusals: do retries during the block extend it? (burst, then one quiet probe)")
+    burst = runner.burst(runner.rest_probe(), step="refusal_test")
+    if not burst["refused"] or burst["t_first_429"] is None:
+        return
+    quiet = 0.75 * cooldown_s
+    transport.sleep_until(burst["t_first_429"] + quiet)
+    hit = runner.probe("refusal_test")
+    obs["refusal_test"] = {"burst_allowed": burst["allowed"], "quiet_s": round(quiet, 3),
+                           "cooldown_with_retries_s": round(cooldown_s, 3),
+                           "allowed": hit.ok or not hit.done}
 
 
 def second_bucket_cycle(runner: ScopeRunner, obs: ScopeObservations, period: float,
@@ -278,8 +301,11 @@ def run_mapper(settings: MapperSettings, keys: KeyPool, run_dir: Path,
             except BoundReached as stop:
                 observations["org"] = {"stopped_by": stop.bound}
             else:
+                # keys the key phase did not use first: their own state is fresh
+                fresh_first = sorted(plan["org_keys"],
+                                     key=lambda k: k.alias == plan["primary"].alias)
                 org_runner = ScopeRunner(
-                    transport, plan["org_keys"], settings.endpoint, label="org",
+                    transport, fresh_first, settings.endpoint, label="org",
                     min_step=settings.min_step_s, growth=settings.growth,
                     key_limit=key_limit(key_obs),
                     key_rest_s=key_spent_s(key_obs))

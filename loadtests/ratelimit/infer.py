@@ -120,6 +120,14 @@ def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> 
             return _unmeasured(obs, "stopped before the second (split) cycle ended")
         reading = found
     evidence.update(reading.evidence)
+    counts = refusals_count(obs, reading.penalty_extends)
+    if counts and not reading.penalty_extends:
+        test = obs["refusal_test"]
+        evidence["refusals_count_why"] = (
+            f"probing, the first success came {test['cooldown_with_retries_s']}s after the "
+            f"429; one probe after a quiet {test['quiet_s']}s got through: the refused "
+            "probes counted and kept it refused (the cooldown depends on the client)")
+        reading.confidence = "medium"
     burst, algorithm, family = reading.burst, reading.algorithm, reading.family
     sustained, confidence = reading.sustained_per_min, reading.confidence
     cooldown, full_recovery = reading.cooldown_s, reading.full_recovery_s
@@ -159,7 +167,7 @@ def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> 
         "full_recovery_s": _r(full_recovery),
         "algorithm": verdict.algorithm,
         "penalty_extends": extends,
-        "refusals_count": refusals_count(obs, extends),
+        "refusals_count": counts,
         "shared_across_endpoints": shared,
         "retry_after": retry,
         "confidence": confidence,
@@ -180,8 +188,12 @@ def estimate(obs: ScopeObservations) -> dict[str, Any]:
 
 def refusals_count(obs: ScopeObservations, extends: bool) -> bool | None:
     """Do refused requests count against the limit (retrying during a block extends it)?
-    True for an extending penalty; None (not tested) otherwise."""
-    return True if extends else None
+    True for an extending penalty, or when one quiet probe after 75 % of the cooldown
+    measured while probing got through (``driver.refusal_test``); None when not tested."""
+    if extends:
+        return True
+    test = obs.get("refusal_test")
+    return None if not test else bool(test["allowed"])
 
 
 #: the verification's steady runs as fractions of the estimate (loadtests/ratelimit/verify.py)
@@ -255,7 +267,7 @@ def cost_summary(records: pd.DataFrame, scopes: dict[str, dict[str, Any]],
     counts = request_counts(records)
     steps = records[STEP_COLUMN] if STEP_COLUMN in records else pd.Series([], dtype=str)
     probes = int(steps.isin(["cooldown", "recovery", "sustained", "endpoints",
-                             "isolation"]).sum())
+                             "isolation", "refusal_test"]).sum())
     verification = int(steps.isin(["verify", "drain"]).sum())
     sent = len(records)
     minimum = sum((s.get("burst") or 0) + 1 for s in scopes.values())

@@ -128,6 +128,7 @@ class ScopeObservations(TypedDict, total=False):
     outsider: str
     isolated: bool
     rest_after_s: float
+    refusal_test: dict[str, Any]
     verify: Verification
     unreachable: str
     stopped_by: str

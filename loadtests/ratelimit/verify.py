@@ -27,6 +27,8 @@ from loadtests.ratelimit.transport import BoundReached
 
 Progress = Callable[[str], None]
 ROUNDS = 3
+#: a bracket ``upper / lower`` at most this wide has its middle within ±10 % of both ends
+NARROW = 1.2
 
 
 def run_plan(family: str, rate: float, burst: int, factor: float) -> int:
@@ -36,6 +38,10 @@ def run_plan(family: str, rate: float, burst: int, factor: float) -> int:
             return max(10, min(30, math.ceil(factor * rate * 3.0)))
         # from empty at 115 %: the deficit grows 0.15 x rate per second; three tokens
         return max(12, min(40, math.ceil(factor * rate * (1.0 + 3.0 / ((factor - 1) * rate)))))
+    if family == "counter":
+        # a counter weighs the previous period: steady state needs two full periods after
+        # the first, and an overestimate of a few % shows only there
+        return math.ceil(3.2 * min(factor, 1.0) * burst) + 2
     # from rested, about two windows' worth (a fixed window aligned to the clock needs
     # two to hold one whole window)
     return math.ceil((1.8 if factor < 1 else 2.3) * burst) + 2
@@ -58,52 +64,68 @@ def verify_sustained(runner: ScopeRunner, obs: dict[str, Any], estimate: dict[st
     verify: dict[str, Any] = {"from": "empty" if family == "bucket" else "rested",
                               "runs": [], "verified": False}
     obs["verify"] = verify
-    lower: float | None = None
-    upper: float | None = None
+    bounds: dict[str, float] = {}
+
+    def run_at(target: float, factor: float, plan_factor: float) -> dict[str, Any] | None:
+        """One steady run at ``target`` req/s (None when the budget or the deadline
+        forbids it; the reason is kept); updates the bounds it proves."""
+        n = run_plan(family, target / plan_factor, burst, plan_factor)
+        rest = _rest(family, obs, estimate, target)
+        left = budget - transport.sent
+        takes = rest + n / target
+        if n > left:
+            verify["unverified"] = (f"the next run ({n} requests) would exceed --budget "
+                                    f"({left} left)")
+            return None
+        if transport.now() + takes > transport.deadline:
+            verify["unverified"] = f"the next run ({takes:.1f}s) would exceed --max-duration"
+            return None
+        transport.sleep_until(transport.now() + rest)
+        if family == "bucket" and verify["runs"]:
+            runner.burst(step="drain")   # a passing run leaves tokens behind
+        say(f"verify: up to {n} requests at {60 * target:.1f}/min")
+        run = runner.steady(target, n)
+        run["factor"] = round(factor, 3)
+        verify["runs"].append(run)
+        if run["refused"]:
+            bounds["upper"] = min(bounds.get("upper", math.inf), target)
+        else:
+            bounds["lower"] = max(bounds.get("lower", 0.0), target)
+        return run
+
+    inferred = rate
     try:
-        for _ in range(ROUNDS):
+        for round_index in range(ROUNDS):
             outcome = None
             for factor in (LOW, HIGH):
-                n = run_plan(family, rate, burst, factor)
-                rest = _rest(family, obs, estimate, rate)
-                left = budget - transport.sent
-                takes = rest + n / (factor * rate)
-                if n > left:
-                    verify["unverified"] = (f"the next run ({n} requests) would exceed "
-                                            f"--budget ({left} left)")
+                run = run_at(factor * rate, factor * rate / inferred, factor)
+                if run is None:
                     return
-                if transport.now() + takes > transport.deadline:
-                    verify["unverified"] = (f"the next run ({takes:.1f}s) would exceed "
-                                            "--max-duration")
-                    return
-                transport.sleep_until(transport.now() + rest)
-                if family == "bucket" and verify["runs"]:
-                    runner.burst(step="drain")   # a passing run leaves tokens behind
-                say(f"verify: up to {n} requests at {factor:.0%} of {60 * rate:.1f}/min")
-                run = runner.steady(factor * rate, n)
-                run["factor"] = factor
-                verify["runs"].append(run)
-                if run["refused"]:
-                    upper = min(upper or math.inf, factor * rate)
-                else:
-                    lower = max(lower or 0.0, factor * rate)
                 if factor == LOW and run["refused"]:
                     outcome = "lower"
                     break
                 if factor == HIGH:
                     outcome = "verified" if run["refused"] else "raise"
-            if outcome == "verified":
-                verify["verified"] = True
+            lower, upper = bounds.get("lower"), bounds.get("upper")
+            if outcome == "verified" and round_index == 0:
+                verify["verified"] = True   # the inference held: it is the figure
                 break
             if lower is not None and upper is not None and upper <= lower * HIGH / LOW:
-                rate = math.sqrt(lower * upper)   # the runs bracket it as tightly as a pair
-                verify["verified"] = True
+                # re-aimed: narrow the bracket to ±10 % and report its middle
+                while upper / lower > NARROW:
+                    middle = math.sqrt(lower * upper)
+                    if run_at(middle, middle / inferred, HIGH) is None:
+                        break
+                    lower, upper = bounds["lower"], bounds["upper"]
+                rate = math.sqrt(lower * upper)
+                verify["verified"] = upper / lower <= NARROW
                 break
             rate = _next_estimate(rate, lower, upper)
     except BoundReached as stop:
         verify["unverified"] = f"stopped by {stop.bound}"
     finally:
         verify["estimate_per_min"] = round(60 * rate, 2)
+        lower, upper = bounds.get("lower"), bounds.get("upper")
         verify["at_least_per_min"] = round(60 * lower, 2) if lower else None
         verify["at_most_per_min"] = round(60 * upper, 2) if upper else None
         if not verify["verified"] and "unverified" not in verify:
