@@ -117,6 +117,9 @@ def test_haproxy_stick_table(counts_refused: bool, backend, stops, tmp_path):
     scope = run_mapper(tmp_path, url, KEYS[:1])["scopes"]["key"]
     right_or_honest(scope, burst=10, per_min=600, algorithms={"sliding_window_counter"},
                     refusals_count=counts_refused)
+    if counts_refused:   # retrying during the block extends it: seen, and said
+        assert scope["refusals_count"] is True, scope["observations"].get("refusal_test")
+        assert scope["confidence"] != "high"
 
 
 @pytest.mark.parametrize(("kind", "algorithm"), [("moving", "sliding_window"),
@@ -152,4 +155,4 @@ def test_penalty_box_with_only_retry_after(window: float, cooldown: float,
     url = real_limiters.own_limiter(tmp_path / "penalty", config, stops)
     scope = run_mapper(tmp_path, url, KEYS[:1])["scopes"]["key"]
     right_or_honest(scope, burst=8, per_min=60 * 8 / window, algorithms={"penalty_cooldown"},
-                    cooldown_s=truth, penalty_extends=False)
+                    cooldown_s=truth, penalty_extends=False, refusals_count=False)
