@@ -115,6 +115,7 @@ def test_key_scope_matches_the_configured_limit(case: str, reference_server, tmp
     assert cost["within_budget"], cost
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("org_keys", [2, 4])
 def test_org_scope_over_several_keys(org_keys: int, reference_server, tmp_path):
     org_limit = 6 * org_keys - 3  # every key below its own limit of 10, together above
@@ -132,6 +133,7 @@ def test_org_scope_over_several_keys(org_keys: int, reference_server, tmp_path):
     assert result["scopes"]["key"]["burst"] in (9, 10, 11)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extends", [False, True], ids=["plain", "extends"])
 def test_org_penalty_cooldown(extends: bool, reference_server, tmp_path):
     """An org-level penalty over three keys whose own limits (8 each, no penalty) sum only

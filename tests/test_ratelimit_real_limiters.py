@@ -143,7 +143,7 @@ def test_limits_sliding_counter_org_phase_starts_rested(stops, tmp_path):
                     algorithms={"sliding_window_counter"}, burst_tolerance=2)
 
 
-@pytest.mark.parametrize(("window", "cooldown", "truth"), [(2.0, 0.8, None), (1.0, 1.5, 1.5)],
+@pytest.mark.parametrize(("window", "cooldown", "truth"), [(1.5, 0.6, None), (1.0, 1.5, 1.5)],
                          ids=["window-longer", "cooldown-longer"])
 def test_penalty_box_with_only_retry_after(window: float, cooldown: float,
                                            truth: float | None, stops, tmp_path):
