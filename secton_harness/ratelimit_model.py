@@ -61,6 +61,9 @@ class ScopeResult(_Open):
     """One scope (``key`` or ``org``) of ``ratelimit.json``."""
 
     burst: int | None = None
+    #: false when the given keys cannot reach the scope's limit (an org above what its
+    #: keys may send together): then no figure is reported, with the reason in evidence
+    reachable: bool | None = None
     sustained_per_min: float | None = None
     sustained_bound: SustainedBound | None = None
     cooldown_s: float | None = None

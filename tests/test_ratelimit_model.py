@@ -52,3 +52,17 @@ def test_the_model_rejects_a_wrong_shape(tmp_path: Path) -> None:
                 {**good, "scopes": {"team": {}}}):
         with pytest.raises(pydantic.ValidationError):
             parse_result(bad)
+
+
+def test_an_unreachable_org_invents_no_figures() -> None:
+    """The keys' own limits refused first: no burst, no rate, ``reachable: false``."""
+    from loadtests.ratelimit.infer import infer_scope
+
+    obs = {"burst_a": {"sent": 32, "allowed": 30, "refused": True, "key_refused": True},
+           "unreachable": "the keys' own limits refused before the org's"}
+    scope = infer_scope(obs)  # type: ignore[arg-type]
+    assert scope["reachable"] is False and scope["burst"] is None
+    assert scope["sustained_per_min"] is None and scope["algorithm"] == "unknown"
+    assert scope["confidence"] == "low" and "burst" in scope["unverified"]
+    assert "refused before" in scope["evidence"]["why"]
+    parse_result({"target": "t", "requests_sent": 32, "scopes": {"org": scope}})

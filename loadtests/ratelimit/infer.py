@@ -64,15 +64,22 @@ def retry_after_accuracy(cooldowns: list[dict[str, Any]], first_retry_after: lis
     }
 
 
-def _unmeasured(obs: ScopeObservations, why: str) -> dict[str, Any]:
+def _unmeasured(obs: ScopeObservations, why: str, *, burst_known: bool = True,
+                reachable: bool | None = None) -> dict[str, Any]:
+    """A scope whose figures were not measured: nothing invented. ``burst`` stays when
+    the burst did end in the scope's own 429 (then it is measured); an org the keys could
+    not reach, or a burst without a 429, has none (``reachable: false`` for the former)."""
     burst = obs.get("burst_a") or {}
+    refused = bool(burst.get("refused")) and burst_known
     return {
-        "burst": int(burst.get("allowed", 0)), "sustained_per_min": None,
+        "burst": int(burst.get("allowed", 0)) if refused else None,
+        "reachable": reachable, "sustained_per_min": None,
         "sustained_bound": {"at_least": None, "at_most": None, "why": why},
         "cooldown_s": None, "full_recovery_s": None, "algorithm": "unknown",
         "penalty_extends": None, "refusals_count": None, "shared_across_endpoints": None,
         "retry_after": {"present": False, "mean_error_s": None, "max_error_s": None},
-        "confidence": "low", "unverified": ["sustained_per_min"],
+        "confidence": "low",
+        "unverified": ["sustained_per_min"] + ([] if refused else ["burst"]),
         "evidence": {"why": why, "burst_sent": burst.get("sent"),
                      "burst_allowed": burst.get("allowed")},
     }
@@ -81,7 +88,7 @@ def _unmeasured(obs: ScopeObservations, why: str) -> dict[str, Any]:
 def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> dict[str, Any]:
     """One scope object (DESIGN.md ``ratelimit.json`` contract) from its observations."""
     if obs.get("unreachable"):
-        return _unmeasured(obs, obs["unreachable"])
+        return _unmeasured(obs, obs["unreachable"], burst_known=False, reachable=False)
     burst_a = obs.get("burst_a")
     if not burst_a or not burst_a.get("refused"):
         return _unmeasured(obs, "no 429 within the burst: no limit found below "
