@@ -143,6 +143,19 @@ def test_limits_sliding_counter_org_phase_starts_rested(stops, tmp_path):
                     algorithms={"sliding_window_counter"}, burst_tolerance=2)
 
 
+def test_org_limit_the_keys_cannot_reach_invents_nothing(stops, tmp_path):
+    """Three keys of 6 each cannot reach an org limit of 40, and no headers tell a key's
+    429 from the org's: the org is ``reachable: false`` with no figures (it was reported
+    as a burst of 4, sliding_window, high)."""
+    config = {"kind": "sliding_counter", "keys": {k["key"]: k["org"] for k in KEYS},
+              "key": {"limit": 6, "window_s": 1}, "org": {"limit": 40, "window_s": 1}}
+    url = real_limiters.own_limiter(tmp_path / "limits", config, stops)
+    org = run_mapper(tmp_path, url, KEYS)["scopes"]["org"]
+    assert org["reachable"] is False and org["burst"] is None, org
+    assert org["sustained_per_min"] is None and org["confidence"] == "low"
+    assert "was not reached" in org["evidence"]["why"]
+
+
 @pytest.mark.parametrize(("window", "cooldown", "truth"), [(1.5, 0.6, None), (1.0, 1.5, 1.5)],
                          ids=["window-longer", "cooldown-longer"])
 def test_penalty_box_with_only_retry_after(window: float, cooldown: float,

@@ -46,13 +46,13 @@ def _quiet(progress: Progress | None) -> Progress:
 
 
 def map_scope(runner: ScopeRunner, *, sibling: ApiKey | None = None,
-              outsider: ApiKey | None = None, progress: Progress | None = None
-              ) -> ScopeObservations:
+              outsider: ApiKey | None = None, progress: Progress | None = None,
+              keys_total: int | None = None) -> ScopeObservations:
     """Observations for one scope; on a hard bound, what was measured plus ``stopped_by``."""
     say = _quiet(progress)
     obs: ScopeObservations = {"burst_phase": runner.label or "burst"}
     try:
-        _run_scope(runner, obs, sibling, outsider, say)
+        _run_scope(runner, obs, sibling, outsider, say, keys_total)
     except BoundReached as stop:
         obs["stopped_by"] = stop.bound
         say(f"stopped by {stop.bound}")
@@ -60,7 +60,7 @@ def map_scope(runner: ScopeRunner, *, sibling: ApiKey | None = None,
 
 
 def _run_scope(runner: ScopeRunner, obs: ScopeObservations, sibling: ApiKey | None,
-               outsider: ApiKey | None, say: Progress) -> None:
+               outsider: ApiKey | None, say: Progress, keys_total: int | None = None) -> None:
     transport = runner.transport
     say("rest: probing that the limiter is rested")
     first = runner.rest_probe()
@@ -73,6 +73,16 @@ def _run_scope(runner: ScopeRunner, obs: ScopeObservations, sibling: ApiKey | No
     if burst_a.get("key_refused"):
         obs["unreachable"] = ("the keys' own limits refused before the org's: the org limit "
                               "is above what these keys can send together")
+        say(obs["unreachable"])
+        return
+    if (keys_total and runner.key_limit is None
+            and burst_a["allowed"] >= keys_total - len(runner.keys)):
+        # no headers tell a key's 429 from the org's, and the keys' own limits together
+        # explain the burst: the org's limit was not seen
+        obs["unreachable"] = (
+            f"the org burst ({burst_a['allowed']}) is what the {len(runner.keys)} keys' own "
+            f"limits allow together ({keys_total}) and no rate-limit headers tell a key's "
+            "429 from the org's: the org limit, if any, was not reached")
         say(obs["unreachable"])
         return
     burst_a = _rested_burst(runner, obs, burst_a, say)
@@ -309,8 +319,11 @@ def run_mapper(settings: MapperSettings, keys: KeyPool, run_dir: Path,
                     min_step=settings.min_step_s, growth=settings.growth,
                     key_limit=key_limit(key_obs),
                     key_rest_s=key_spent_s(key_obs))
-                observations["org"] = map_scope(org_runner, outsider=plan["outsider"],
-                                                progress=lambda m: say(f"[org] {m}"))
+                key_burst = infer_scope(key_obs).get("burst") or 0
+                observations["org"] = map_scope(
+                    org_runner, outsider=plan["outsider"],
+                    progress=lambda m: say(f"[org] {m}"),
+                    keys_total=key_burst * len(plan["org_keys"]) or None)
                 verify_sustained(org_runner, observations["org"],
                                  estimate(observations["org"]), settings.budget,
                                  lambda m: say(f"[org] {m}"))
