@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadtests.ratelimit.fingerprints.counter import bucket_cooldown_limit
 from loadtests.ratelimit.infer import all_returned, estimate, infer_scope, scope_window
 from loadtests.ratelimit.observations import ScopeObservations
 from loadtests.ratelimit.phases import ScopeRunner, settle
@@ -162,15 +163,28 @@ def second_bucket_cycle(runner: ScopeRunner, obs: ScopeObservations, period: flo
     """A bucket and a sliding-window counter both return single successes at the rate;
     they differ in the first one after a burst: within 1/rate for a bucket, at the
     period's end for a counter. A burst that happened to end near a period boundary would
-    hide it, so a second burst is made 2.5 periods later (rested, and at another phase)."""
+    hide it, so a second burst is made 2.5 periods later (rested, and at another phase),
+    and a third, a third of a period further on, when the first two looked like a
+    bucket's."""
     transport = runner.transport
-    say(f"recovery: second burst after {2.5 * period:.2f}s (bucket or windowed counter?)")
-    transport.sleep_until(transport.now() + 2.5 * period)
-    burst = runner.burst(runner.rest_probe())
-    second: dict[str, Any] = {"burst": burst}
-    obs["bucket_b"] = second
-    if burst["refused"]:
-        second["cooldown"] = runner.cooldown(burst["t_first_429"])
+    rate = (obs.get("rate") or {}).get("rate_per_s") or 1.0
+    second: dict[str, Any] = {}
+    obs["bucket_b"] = second   # type: ignore[typeddict-item]
+    for shift in (0.0, 1 / 3):
+        wait = (2.5 + shift) * period
+        say(f"recovery: another burst after {wait:.2f}s (bucket or windowed counter?)")
+        transport.sleep_until(transport.now() + wait)
+        burst = runner.burst(runner.rest_probe())
+        if not burst["refused"]:
+            break
+        cooldown = runner.cooldown(burst["t_first_429"])
+        if "burst" not in second:
+            second.update(burst=burst, cooldown=cooldown)
+        else:
+            second.setdefault("more_cooldowns_s", []).append(cooldown["cooldown_s"])
+        longest = max(obs["cooldown_a"]["cooldown_s"], cooldown["cooldown_s"])
+        if longest > bucket_cooldown_limit(rate):
+            break
     obs["rest_after_s"] = 2.2 * period
 
 

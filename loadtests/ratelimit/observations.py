@@ -79,10 +79,12 @@ SplitCycle = TypedDict("SplitCycle", {
 
 
 class SecondBurst(TypedDict, total=False):
-    """Buckets and counters: a second burst 2.5 periods later, and its cooldown."""
+    """Buckets and counters: a second burst 2.5 periods later, and its cooldown; the
+    cooldown of a third, when the first two looked like a bucket's."""
 
     burst: Burst
     cooldown: Cooldown
+    more_cooldowns_s: list[float]
 
 
 class SteadyRun(TypedDict):
