@@ -44,13 +44,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from secton_harness.metrics import HELP, RATELIMIT_OBSERVED, RATELIMIT_VERIFIED
+from secton_harness.ratelimit_model import QUANTITIES, RESULT_FILE, SCOPES
 
 log = logging.getLogger(__name__)
 
-RESULT_FILE = "ratelimit.json"
-#: The numeric figures of a scope that become ``quantity`` label values.
-QUANTITIES = ("burst", "sustained_per_min", "cooldown_s", "full_recovery_s")
-SCOPES = ("key", "org")
 _OBSERVED_LABELS = ["scope", "quantity", "org", "target"]
 _VERIFIED_LABELS = ["scope", "figure", "org", "target"]
 
@@ -94,6 +91,9 @@ def samples_from_result(result: Any, target_label: str) -> Samples:
             if isinstance(check, dict) and isinstance(check.get("pass"), bool):
                 samples.verified[(scope_name, str(figure), org, target_label)] = \
                     1.0 if check["pass"] else 0.0
+        # a figure the mapper could not verify is never shown as passed
+        for figure in scope.get("unverified") or []:
+            samples.verified[(scope_name, str(figure), org, target_label)] = 0.0
     return samples
 
 

@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from reports.stats import bucket_width, outcomes, status_class
+from secton_harness.ratelimit_model import CARD_FIELDS
 
-CARD_FIELDS = ["burst", "sustained_per_min", "cooldown_s", "full_recovery_s", "algorithm",
-               "shared_across_endpoints", "confidence", "retry_after"]
 MAX_KEYS = 16
 MAX_INTERVALS = 50
 
@@ -55,7 +54,10 @@ def _cards(result: dict[str, Any]) -> list[dict[str, Any]]:
         figures = []
         for name in CARD_FIELDS:
             if name in data:
-                figures.append(_figure(name, data[name], _check_for(data, result, scope, name)))
+                value = data[name]
+                if value is None and name in (data.get("unverified") or []):
+                    value = shown_bound(data.get(f"{name.removesuffix('_per_min')}_bound"))
+                figures.append(_figure(name, value, _check_for(data, result, scope, name)))
         cards.append({"scope": scope, "org": data.get("org"), "figures": figures,
                       "passed": _scope_verdict(figures),
                       "requests_sent": data.get("requests_sent", result.get("requests_sent")),
@@ -81,6 +83,15 @@ def _check_for(data: dict[str, Any], result: dict[str, Any], scope: str,
                                                        item.get("field")):
                     return item
     return None
+
+
+def shown_bound(bound: Any) -> str:
+    """An unverified figure as its bounds, never as a number that looks measured."""
+    if not isinstance(bound, dict):
+        return "unverified"
+    parts = [f"{word} {bound[key]}" for word, key in (("≥", "at_least"), ("≤", "at_most"))
+             if bound.get(key) is not None]
+    return "unverified" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def _figure(name: str, value: Any, check: dict[str, Any] | None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from secton_harness.errors import BadInput
+from secton_harness.ratelimit_model import RESULT_FILE
 from secton_harness.records import PARTS_DIR, RECORDS_FILE, read_records
 from secton_harness.runfolder import RUN_FILE, read_json_object, read_run_info
 
@@ -33,7 +34,7 @@ NEEDED = ["ts", "source", "phase", "endpoint", "key_alias", "org", "status", "la
           "check", "success", "reason", "intended_ts", "detail"]
 CATEGORICAL = ["source", "phase", "endpoint", "key_alias", "org", "error", "target", "check",
                "reason", "detail"]
-RATELIMIT_FILE = "ratelimit.json"
+RATELIMIT_FILE = RESULT_FILE
 
 
 @dataclass

@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - older typer on plain click
 
 import dashboards.command
 import loadtests.command
-import loadtests.ratelimit_command
+import loadtests.ratelimit.command
 import probes.command
 import reports.command
 import simulator.command
@@ -86,7 +86,7 @@ def demo(
 #: The commands' modules, in the order ``--help`` lists them; each has ``register(app)``
 #: and imports its heavy dependencies (Locust, gevent, pandas) inside the command only.
 COMMAND_MODULES = (simulator.command, probes.command, loadtests.command,
-                   loadtests.ratelimit_command, reports.command, dashboards.command)
+                   loadtests.ratelimit.command, reports.command, dashboards.command)
 
 for _module in COMMAND_MODULES:
     _module.register(app)

@@ -63,10 +63,11 @@ SCHEMA = pa.schema([
     ("detail", pa.string()),              # resolved failed condition, e.g. [STATUS] (500) == 200
     ("intended_ts", pa.float64()),        # open-model pacing: when the request was due
     ("worker", pa.string()),              # which process produced the record
+    ("step", pa.string()),                # rate-limit mapper: sub-phase (burst, cooldown, ...)
 ])
 COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
 _DEFAULTS: dict[str, Any] = {"error": "", "reason": "", "detail": "", "phase": "", "target": "",
-                             "check": "", "worker": "", "status": 0}
+                             "check": "", "worker": "", "step": "", "status": 0}
 _COLUMN_SET = frozenset(COLUMNS)
 #: Rows a sink keeps waiting while its writes fail (a full disk) before the oldest go.
 MAX_WAITING_ROWS = 200_000

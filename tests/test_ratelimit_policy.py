@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from conftest import write_toml
 
+from loadtests.ratelimit.fingerprints.bucket import bucket_capacity
+from loadtests.ratelimit.infer import retry_after_accuracy
+from loadtests.ratelimit.policy import check_policy, load_policy, parse_tolerance
 from secton_harness.errors import BadInput
-from secton_harness.policy import check_policy, load_policy, parse_tolerance
-from secton_harness.ratelimit_infer import bucket_capacity, retry_after_accuracy
 
 MEASURED = {"burst": 10, "sustained_per_min": 590.0, "cooldown_s": 0.9,
             "full_recovery_s": 0.9, "algorithm": "fixed_window",

@@ -163,7 +163,7 @@ class Transport:
 
     def send(self, key: ApiKey, phase: str, endpoint: str = "models", step: str = "") -> Hit:
         """Send one request and wait for its answer (``step``: the sub-phase, kept in
-        the record's ``check`` column so org requests, all phase ``org``, stay apart)."""
+        the record's ``step`` column so org requests, all phase ``org``, stay apart)."""
         t = self._pace()
         hit = Hit(t=t, ts=self.epoch(t), key=key.alias, endpoint=endpoint, phase=phase,
                   step=step or phase)
@@ -230,7 +230,7 @@ class Transport:
             org=key.org, status=status, latency_s=hit.latency_s, error=error, bytes=size,
             retry_after_s=hit.retry_after_s, ratelimit_limit=hit.limit,
             ratelimit_remaining=hit.remaining, ratelimit_reset_s=hit.reset_s,
-            target=self.target_label, success=hit.ok, check=hit.step, reason=reason,
+            target=self.target_label, success=hit.ok, step=hit.step, reason=reason,
         )
         if on_done is not None:
             on_done(hit)

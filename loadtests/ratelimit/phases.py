@@ -2,7 +2,7 @@
 
 Each phase sends the fewest requests that answer its question and returns plain
 observations (times relative to the phase's anchor, counts), which
-:mod:`secton_harness.ratelimit_infer` turns into figures:
+:mod:`loadtests.ratelimit.infer` turns into figures:
 
 - ``rest``: the first request of a burst doubles as the rest probe; when its rate-limit
   headers say the budget is not full it waits the announced reset and probes again;
@@ -27,7 +27,7 @@ from typing import Any
 import gevent
 import gevent.event
 
-from loadtests.ratelimit_transport import Hit, Transport
+from loadtests.ratelimit.transport import Hit, Transport
 from secton_harness.keys import ApiKey
 
 RETURN_PROBES = 3
@@ -108,8 +108,9 @@ class ScopeRunner:
         return hit
 
     # ------------------------------------------------------------------ burst
-    def burst(self, first: Hit | None = None) -> dict[str, Any]:
-        """Fire until the first 429; ``first`` is the rest probe that opened the burst."""
+    def burst(self, first: Hit | None = None, step: str = "burst") -> dict[str, Any]:
+        """Fire until the first 429; ``first`` is the rest probe that opened the burst
+        (``step="drain"``: a burst that only empties a bucket before a verification run)."""
         refused = gevent.event.Event()
 
         def done(hit: Hit) -> None:
@@ -118,8 +119,8 @@ class ScopeRunner:
 
         hits: list[Hit] = [first] if first is not None else []
         while not refused.is_set() and len(hits) < self.max_burst:
-            hits.append(self.transport.fire(self.next_key(), self._phase("burst"),
-                                            self.endpoint, on_done=done, step="burst"))
+            hits.append(self.transport.fire(self.next_key(), self._phase(step),
+                                            self.endpoint, on_done=done, step=step))
             gevent.sleep(0)
         settle(hits)
         for hit in hits:

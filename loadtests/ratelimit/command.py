@@ -31,6 +31,10 @@ def ratelimit(
         help="Documented policy (TOML) to verify; exit 1 when a figure is off.")] = None,
     max_requests: Annotated[int, typer.Option(
         min=10, help="Hard bound on requests sent (cost control).")] = 2000,
+    budget: Annotated[int, typer.Option(
+        min=10, help="Requests the mapper may spend measuring and verifying; a verification "
+                     "run that would exceed it is not started and its figure is reported "
+                     "unverified.")] = 1000,
     max_duration: Annotated[str, typer.Option(help="Hard bound on run time, e.g. 5m.")] = "5m",
     max_rps: Annotated[float, typer.Option(
         min=0.1, help="Never send faster than this (requests per second).")] = 100.0,
@@ -56,9 +60,9 @@ def ratelimit(
     Example: [cyan]secton-harness ratelimit --target http://127.0.0.1:8080 --keys
     keys.toml --out runs/rl --expect examples/ratelimit-policy.toml[/cyan]
     """
+    from loadtests.ratelimit.policy import load_policy
     from secton_harness.config import parse_duration, parse_http_url
     from secton_harness.keys import resolve_keys
-    from secton_harness.policy import load_policy
 
     if not target:
         raise BadInput("no target: pass --target URL or set SECTON_BASE_URL")
@@ -82,8 +86,8 @@ def ratelimit(
         raise BadInput("--junit: needs --expect (the documented figures are the test cases)")
     check_writable(json_out, "--json")
     check_writable(junit, "--junit")
-    raise typer.Exit(_run(url, pool, out, policy, max_requests, duration, max_rps, endpoint,
-                          json_out, junit))
+    raise typer.Exit(_run(url, pool, out, policy, min(budget, max_requests), max_requests,
+                          duration, max_rps, endpoint, json_out, junit))
 
 
 def _ci_outputs(result: dict, code: int, json_out: str | None, junit: str | None,
@@ -103,13 +107,13 @@ def _ci_outputs(result: dict, code: int, json_out: str | None, junit: str | None
         write_junit(junit, "secton-harness ratelimit", cases, elapsed_s)
 
 
-def _run(url, pool, out, policy, max_requests, duration, max_rps, endpoint,
+def _run(url, pool, out, policy, budget, max_requests, duration, max_rps, endpoint,
          json_out=None, junit=None) -> int:
     import gevent
     from rich.console import Console
 
-    from loadtests.ratelimit_driver import MapperSettings, run_mapper
-    from loadtests.ratelimit_output import build_result, limit_card
+    from loadtests.ratelimit.driver import MapperSettings, run_mapper
+    from loadtests.ratelimit.output import build_result, limit_card
     from secton_harness.runfolder import RunFolder
 
     # Ctrl-C / SIGTERM become a KeyboardInterrupt thrown into *this* (the main) greenlet
@@ -127,9 +131,10 @@ def _run(url, pool, out, policy, max_requests, duration, max_rps, endpoint,
     console = Console(stderr=json_out == "-")  # stdout carries the JSON alone
     started = time.monotonic()
     settings = MapperSettings(target=url, endpoint=endpoint, max_requests=max_requests,
-                              max_duration_s=duration, max_rps=max_rps)
+                              budget=budget, max_duration_s=duration, max_rps=max_rps)
     run = RunFolder.start(out, command="ratelimit", target=url, config={
-        "endpoint": endpoint, "max_requests": max_requests, "max_duration_s": duration,
+        "endpoint": endpoint, "max_requests": max_requests, "budget": budget,
+        "max_duration_s": duration,
         "max_rps": max_rps, "keys": pool.aliases,
         "expect": policy.model_dump() if policy is not None else None})
     outcome = "error"

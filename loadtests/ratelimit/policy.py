@@ -24,9 +24,8 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from secton_harness.config import Model, load_toml_model
+from secton_harness.ratelimit_model import ALGORITHMS, QUANTITIES
 
-ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket", "leaky_bucket",
-              "penalty_cooldown", "unknown")
 #: Default tolerance per figure: (absolute, relative); the larger one applies.
 DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
     "burst": (1.0, 0.0),
@@ -34,6 +33,7 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
     "cooldown_s": (0.25, 0.10),
     "full_recovery_s": (0.25, 0.10),
 }
+assert tuple(DEFAULT_TOLERANCES) == QUANTITIES
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
@@ -71,6 +71,8 @@ class ScopePolicy(Model):
     full_recovery_s: Figure | float | None = None
     algorithm: str | list[str] | None = None
     shared_across_endpoints: bool | None = None
+    penalty_extends: bool | None = None
+    refusals_count: bool | None = None
     retry_after_max_error_s: float | None = Field(None, ge=0)
 
     @field_validator("algorithm")
@@ -111,9 +113,11 @@ def check_scope(name: str, policy: ScopePolicy, measured: dict[str, Any]) -> dic
         expected, allowed = _figure(raw, figure)
         got = measured.get(figure)
         passed = got is not None and abs(got - expected) <= allowed + 1e-9
+        shown = "unverified" if got is None and figure in (
+            measured.get("unverified") or []) else got
         checks[figure] = {"expected": expected, "tolerance": round(allowed, 4),
                           "measured": got, "pass": passed,
-                          "line": f"{name}.{figure} ({got}) == {expected:g} ± {allowed:g}"}
+                          "line": f"{name}.{figure} ({shown}) == {expected:g} ± {allowed:g}"}
     if policy.algorithm is not None:
         allowed_algos = [policy.algorithm] if isinstance(policy.algorithm, str) else list(
             policy.algorithm)
@@ -121,13 +125,13 @@ def check_scope(name: str, policy: ScopePolicy, measured: dict[str, Any]) -> dic
         checks["algorithm"] = {"expected": allowed_algos, "measured": got,
                                "pass": got in allowed_algos,
                                "line": f"{name}.algorithm ({got}) in {allowed_algos}"}
-    if policy.shared_across_endpoints is not None:
-        got = measured.get("shared_across_endpoints")
-        checks["shared_across_endpoints"] = {
-            "expected": policy.shared_across_endpoints, "measured": got,
-            "pass": got == policy.shared_across_endpoints,
-            "line": f"{name}.shared_across_endpoints ({got}) == "
-                    f"{policy.shared_across_endpoints}"}
+    for prop in ("shared_across_endpoints", "penalty_extends", "refusals_count"):
+        promised = getattr(policy, prop)
+        if promised is None:
+            continue
+        got = measured.get(prop)
+        checks[prop] = {"expected": promised, "measured": got, "pass": got == promised,
+                        "line": f"{name}.{prop} ({got}) == {promised}"}
     if policy.retry_after_max_error_s is not None:
         got = (measured.get("retry_after") or {}).get("max_error_s")
         checks["retry_after_max_error_s"] = {

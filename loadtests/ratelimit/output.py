@@ -8,14 +8,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from loadtests.ratelimit.infer import cost_summary, infer_scope
+from loadtests.ratelimit.policy import Policy, check_policy
 from secton_harness.atomicfile import write_json_atomic
-from secton_harness.policy import Policy, check_policy
-from secton_harness.ratelimit_infer import cost_summary, infer_scope
+from secton_harness.ratelimit_model import CARD_FIELDS, RESULT_FILE, parse_result
 from secton_harness.records import read_records
-
-RESULT_FILE = "ratelimit.json"
-FIGURES = ("burst", "sustained_per_min", "cooldown_s", "full_recovery_s", "algorithm",
-           "shared_across_endpoints", "confidence")
 
 
 def _plain(obs: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +48,7 @@ def build_result(run_dir: Path, target: str, observations: dict[str, Any],
             scope["stopped_by"] = obs["stopped_by"]
         scope["observations"] = _plain(obs)
         scopes[name] = scope
-    cost = cost_summary(records, scopes)
+    cost = cost_summary(records, scopes, facts.get("budget"))
     result: dict[str, Any] = {
         "target": target,
         "requests_sent": int(facts["requests_sent"]),
@@ -66,6 +63,7 @@ def build_result(run_dir: Path, target: str, observations: dict[str, Any],
         for name, checks in verdict["scopes"].items():
             if name in scopes:
                 scopes[name]["checks"] = checks
+    parse_result(result)   # the file's model (secton_harness/ratelimit_model.py) holds
     write_json_atomic(run_dir / RESULT_FILE, result)
     return result
 
@@ -78,11 +76,17 @@ def limit_card(result: dict[str, Any], console: Console) -> None:
     for name, scope in scopes.items():
         who = scope.get("key_alias") or f"{scope.get('org')} ({', '.join(scope.get('keys', []))})"
         table.add_column(f"{name}: {who}")
-    for figure in (*FIGURES, "retry_after"):
+    for figure in CARD_FIELDS:
         row = [figure]
         for scope in scopes.values():
             value = scope.get(figure)
-            if figure == "retry_after":
+            if value is None and figure in (scope.get("unverified") or []):
+                bound = scope.get("sustained_bound") or {}
+                value = "unverified" + "".join(
+                    f" {word} {bound[key]}" for word, key in (("≥", "at_least"),
+                                                              ("≤", "at_most"))
+                    if bound.get(key) is not None)
+            elif figure == "retry_after":
                 ra = value or {}
                 value = (f"present, mean err {ra.get('mean_error_s')}s, max "
                          f"{ra.get('max_error_s')}s" if ra.get("present") else "absent")
@@ -95,10 +99,14 @@ def limit_card(result: dict[str, Any], console: Console) -> None:
         check = (scope.get("evidence") or {}).get("sustained_check")
         if check:
             console.print(f"{name} sustained check: {check}", markup=False)
+        guess = (scope.get("evidence") or {}).get("algorithm_guess")
+        if guess:
+            console.print(f"{name} algorithm: unknown (the bursts suggested {guess}; the "
+                          "steady runs contradict it)", markup=False)
     cost = result["cost"]
     console.print(f"requests sent: {cost['requests_sent']} (minimum {cost['minimum_bursts']}"
-                  f" for the bursts + {cost['recovery_probes']} recovery probes; bound "
-                  f"{cost['bound']}), {result['duration_s']}s")
+                  f" for the bursts + {cost['recovery_probes']} recovery probes; budget "
+                  f"{cost['budget']}), {result['duration_s']}s")
     if result.get("stopped_by"):
         console.print(f"[yellow]stopped by {result['stopped_by']}: figures are partial "
                       "(confidence low)[/]")

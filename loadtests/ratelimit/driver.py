@@ -12,17 +12,19 @@ org during the org's cooldown (isolation).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtests.ratelimit_phases import ScopeRunner, settle
-from loadtests.ratelimit_transport import BoundReached, Transport
+from loadtests.ratelimit.fingerprints.counter import bucket_cooldown_limit
+from loadtests.ratelimit.infer import all_returned, estimate, infer_scope, scope_window
+from loadtests.ratelimit.observations import ScopeObservations
+from loadtests.ratelimit.phases import ScopeRunner, settle
+from loadtests.ratelimit.transport import BoundReached, Transport
+from loadtests.ratelimit.verify import verify_sustained
 from secton_harness.keys import ApiKey, KeyPool
-from secton_harness.ratelimit_infer import all_returned, infer_scope, scope_window
 from secton_harness.records import RecordSink
 
 Progress = Callable[[str], None]
@@ -33,6 +35,7 @@ class MapperSettings:
     target: str
     endpoint: str = "models"
     max_requests: int = 2000
+    budget: int = 1000
     max_duration_s: float = 300.0
     max_rps: float = 100.0
     min_step_s: float = 0.03
@@ -44,21 +47,21 @@ def _quiet(progress: Progress | None) -> Progress:
 
 
 def map_scope(runner: ScopeRunner, *, sibling: ApiKey | None = None,
-              outsider: ApiKey | None = None, progress: Progress | None = None
-              ) -> dict[str, Any]:
+              outsider: ApiKey | None = None, progress: Progress | None = None,
+              keys_total: int | None = None) -> ScopeObservations:
     """Observations for one scope; on a hard bound, what was measured plus ``stopped_by``."""
     say = _quiet(progress)
-    obs: dict[str, Any] = {"burst_phase": runner.label or "burst"}
+    obs: ScopeObservations = {"burst_phase": runner.label or "burst"}
     try:
-        _run_scope(runner, obs, sibling, outsider, say)
+        _run_scope(runner, obs, sibling, outsider, say, keys_total)
     except BoundReached as stop:
         obs["stopped_by"] = stop.bound
         say(f"stopped by {stop.bound}")
     return obs
 
 
-def _run_scope(runner: ScopeRunner, obs: dict[str, Any], sibling: ApiKey | None,
-               outsider: ApiKey | None, say: Progress) -> None:
+def _run_scope(runner: ScopeRunner, obs: ScopeObservations, sibling: ApiKey | None,
+               outsider: ApiKey | None, say: Progress, keys_total: int | None = None) -> None:
     transport = runner.transport
     say("rest: probing that the limiter is rested")
     first = runner.rest_probe()
@@ -71,6 +74,16 @@ def _run_scope(runner: ScopeRunner, obs: dict[str, Any], sibling: ApiKey | None,
     if burst_a.get("key_refused"):
         obs["unreachable"] = ("the keys' own limits refused before the org's: the org limit "
                               "is above what these keys can send together")
+        say(obs["unreachable"])
+        return
+    if (keys_total and runner.key_limit is None
+            and burst_a["allowed"] >= keys_total - len(runner.keys)):
+        # no headers tell a key's 429 from the org's, and the keys' own limits together
+        # explain the burst: the org's limit was not seen
+        obs["unreachable"] = (
+            f"the org burst ({burst_a['allowed']}) is what the {len(runner.keys)} keys' own "
+            f"limits allow together ({keys_total}) and no rate-limit headers tell a key's "
+            "429 from the org's: the org limit, if any, was not reached")
         say(obs["unreachable"])
         return
     burst_a = _rested_burst(runner, obs, burst_a, say)
@@ -87,7 +100,10 @@ def _run_scope(runner: ScopeRunner, obs: dict[str, Any], sibling: ApiKey | None,
         obs["rate"] = runner.return_rate(ret_a["t_last"])
         side_checks(runner, obs, sibling, outsider)
         rate = obs["rate"]["rate_per_s"] or 1.0
-        obs["rest_after_s"] = 1.2 * burst_a["allowed"] / rate
+        period = burst_a["allowed"] / rate
+        obs["rest_after_s"] = 1.2 * period
+        if (obs["rate"].get("successes") or 0) >= 2:
+            second_bucket_cycle(runner, obs, period, say)
         return
     say("recovery: budget returned at once; split cycle to find what it is anchored to")
     c_a = cd_a["cooldown_s"]
@@ -117,9 +133,62 @@ def _run_scope(runner: ScopeRunner, obs: dict[str, Any], sibling: ApiKey | None,
     cycle_b["return"] = runner.return_shape()
     obs["rest_after_s"] = max(1.15 * max(w_a, cycle_b["cooldown"]["t_recovered"] - u0.t),
                               (window or 0.0) + 0.1)
+    if not cycle_b["cooldown"]["first_probe_ok"] or ext_probe is None:
+        refusal_test(runner, obs, c_a, say)
 
 
-def _rested_burst(runner: ScopeRunner, obs: dict[str, Any], burst_a: dict[str, Any],
+def refusal_test(runner: ScopeRunner, obs: ScopeObservations, cooldown_s: float,
+                 say: Progress) -> None:
+    """Do refused requests count (HAProxy's classic ``track-sc`` then ``deny`` recipe)?
+    The first cooldown was measured while probing; if refusals count, those probes kept
+    the limiter busy. So: rest, burst again, stay quiet for 75 % of that cooldown and send
+    one probe. A window or a plain penalty still refuses it (its cooldown does not depend
+    on the client); a limiter that counted the probes lets it through."""
+    transport = runner.transport
+    transport.sleep_until(transport.now() + obs.get("rest_after_s", 1.0))
+    say("refusals: do retries during the block extend it? (burst, then one quiet probe)")
+    burst = runner.burst(runner.rest_probe(), step="refusal_test")
+    if not burst["refused"] or burst["t_first_429"] is None:
+        return
+    quiet = 0.75 * cooldown_s
+    transport.sleep_until(burst["t_first_429"] + quiet)
+    hit = runner.probe("refusal_test")
+    obs["refusal_test"] = {"burst_allowed": burst["allowed"], "quiet_s": round(quiet, 3),
+                           "cooldown_with_retries_s": round(cooldown_s, 3),
+                           "allowed": hit.ok or not hit.done}
+
+
+def second_bucket_cycle(runner: ScopeRunner, obs: ScopeObservations, period: float,
+                        say: Progress) -> None:
+    """A bucket and a sliding-window counter both return single successes at the rate;
+    they differ in the first one after a burst: within 1/rate for a bucket, at the
+    period's end for a counter. A burst that happened to end near a period boundary would
+    hide it, so a second burst is made 2.5 periods later (rested, and at another phase),
+    and a third, a third of a period further on, when the first two looked like a
+    bucket's."""
+    transport = runner.transport
+    rate = (obs.get("rate") or {}).get("rate_per_s") or 1.0
+    second: dict[str, Any] = {}
+    obs["bucket_b"] = second   # type: ignore[typeddict-item]
+    for shift in (0.0, 1 / 3):
+        wait = (2.5 + shift) * period
+        say(f"recovery: another burst after {wait:.2f}s (bucket or windowed counter?)")
+        transport.sleep_until(transport.now() + wait)
+        burst = runner.burst(runner.rest_probe())
+        if not burst["refused"]:
+            break
+        cooldown = runner.cooldown(burst["t_first_429"])
+        if "burst" not in second:
+            second.update(burst=burst, cooldown=cooldown)
+        else:
+            second.setdefault("more_cooldowns_s", []).append(cooldown["cooldown_s"])
+        longest = max(obs["cooldown_a"]["cooldown_s"], cooldown["cooldown_s"])
+        if longest > bucket_cooldown_limit(rate):
+            break
+    obs["rest_after_s"] = 2.2 * period
+
+
+def _rested_burst(runner: ScopeRunner, obs: ScopeObservations, burst_a: dict[str, Any],
                   say: Progress) -> dict[str, Any]:
     """Verify the rest from the burst itself: the scope's own 429 announces its limit; a
     burst well short of it means the scope (an org, whose state a rested key's headers
@@ -149,7 +218,7 @@ def _rested_burst(runner: ScopeRunner, obs: dict[str, Any], burst_a: dict[str, A
     return burst
 
 
-def side_checks(runner: ScopeRunner, obs: dict[str, Any], sibling: ApiKey | None,
+def side_checks(runner: ScopeRunner, obs: ScopeObservations, sibling: ApiKey | None,
                 outsider: ApiKey | None) -> float:
     """One or two requests each, sent while the scope's budget is exhausted: the other
     endpoint (shared budget?), a sibling key of the same org (key or org limit?), a key
@@ -178,71 +247,6 @@ def side_checks(runner: ScopeRunner, obs: dict[str, Any], sibling: ApiKey | None
     return max((h.t for h in (*ends, sib) if h is not None and h.refused), default=0.0)
 
 
-PROBE_STEPS = ("cooldown", "recovery", "sustained", "endpoints", "isolation")
-
-
-def headroom(transport: Transport, bursts: int) -> int:
-    """Requests left under the cost bound ``3 x bursts + recovery probes`` (verification
-    requests are not recovery probes: they are charged against the bursts' allowance)."""
-    probes = sum(transport.steps.get(step, 0) for step in PROBE_STEPS)
-    return 3 * bursts + probes - transport.sent
-
-
-def verify_sustained(runner: ScopeRunner, obs: dict[str, Any], bursts: int,
-                     say: Progress) -> None:
-    """Check the inferred sustained rate with short steady runs: at 90 % it must see no
-    429; at 120 % (only when cheap) it must see one. A bucket is run from empty (right
-    after the refill measurement), a window or penalty from rested. Skipped, and said so,
-    when it would break the cost bound or ``--max-requests``/``--max-duration``."""
-    if obs.get("stopped_by") or obs.get("unreachable"):
-        return
-    scope = infer_scope(obs)
-    per_min, burst = scope.get("sustained_per_min"), scope.get("burst") or 0
-    if not per_min or burst < 1:
-        return
-    transport = runner.transport
-    rate = per_min / 60.0
-    bucket = obs.get("rate") is not None
-    if bucket:   # from empty: an overestimate shows as a growing deficit of tokens
-        n90 = max(4, min(12, int(0.9 * rate * 2.5)))
-        n120 = math.ceil((2 + n90 / 9) * 6) + 1
-        wait = 0.0
-    else:        # from rested: 1.25 windows at 90 %, one window at 120 %
-        n90 = math.ceil(1.125 * burst)
-        n120 = math.ceil(1.2 * burst) + 1
-        wait = obs.get("rest_after_s", 0.0)
-    room = headroom(transport, bursts)
-    verify: dict[str, Any] = {"from": "empty" if bucket else "rested", "at_90_requests": n90,
-                              "headroom": room}
-    obs["verify"] = verify
-    left = transport.max_requests - transport.sent
-    end = transport.now() + wait + n90 / (0.9 * rate)
-    if n90 > room:
-        verify["skipped"] = (f"a {n90}-request run at 90 % would exceed the cost bound "
-                             f"(room for {room})")
-    elif n90 > left or end > transport.deadline:
-        verify["skipped"] = "it would exceed --max-requests or --max-duration"
-    if "skipped" in verify:
-        say(f"verify: skipped, {verify['skipped']}")
-        return
-    try:
-        transport.sleep_until(transport.now() + wait)
-        say(f"verify: {n90} requests at 90 % of {per_min:.1f}/min")
-        verify["at_90"] = runner.steady(0.9 * rate, n90)
-        room, left = headroom(transport, bursts), transport.max_requests - transport.sent
-        takes = n120 / (1.2 * rate)
-        if verify["at_90"]["refused"]:
-            return
-        if n120 > min(room, left) or takes > 2.0 or transport.now() + takes > transport.deadline:
-            verify["at_120_skipped"] = (f"{n120} requests over {takes:.1f}s: not cheap "
-                                        f"(room for {min(room, left)})")
-            return
-        say(f"verify: up to {n120} requests at 120 %")
-        verify["at_120"] = runner.steady(1.2 * rate, n120)
-    except BoundReached as stop:
-        verify["stopped_by"] = stop.bound
-
-
 def key_limit(key_obs: dict[str, Any]) -> int | None:
     """The key's own limit as its 429 announced it, to tell a key's refusals from the
     org's; unknown when a sibling key was refused with the same limit announced (the key
@@ -252,6 +256,17 @@ def key_limit(key_obs: dict[str, Any]) -> int | None:
     if key_obs.get("sibling_refused") and key_obs.get("sibling_limit") in (None, limit):
         return None
     return limit
+
+
+def org_rest_s(key_obs: ScopeObservations, longest_reset_s: float) -> float:
+    """How long to rest before the org burst. The org's state is hidden behind a rested
+    key's headers, and a weighted counter still remembers the key phase for up to two
+    periods: rest the key's own rest, the longest window or reset any header announced,
+    and twice the longest recovery or cooldown the key scope observed, plus a margin. The
+    org's own 429, when it announces a limit, then verifies the rest (``rest_check``)."""
+    key = infer_scope(key_obs)
+    observed = max(key.get("full_recovery_s") or 0.0, key.get("cooldown_s") or 0.0)
+    return max(key_obs.get("rest_after_s", 1.0), longest_reset_s, 2.0 * observed) + 0.2
 
 
 def key_spent_s(key_obs: dict[str, Any]) -> float:
@@ -296,16 +311,13 @@ def run_mapper(settings: MapperSettings, keys: KeyPool, run_dir: Path,
         observations["key"] = map_scope(key_runner, sibling=plan["sibling"],
                                         progress=lambda m: say(f"[key] {m}"))
         stopped_by = observations["key"].get("stopped_by")
-        key_size = infer_scope(observations["key"]).get("burst") or 0
-        verify_sustained(key_runner, observations["key"], key_size,
-                         lambda m: say(f"[key] {m}"))
+        # the key scope may spend half the budget when an org scope follows
+        key_budget = settings.budget // 2 if plan["org"] is not None else settings.budget
+        verify_sustained(key_runner, observations["key"], estimate(observations["key"]),
+                         key_budget, lambda m: say(f"[key] {m}"))
         if plan["org"] is not None and stopped_by is None:
             key_obs = observations["key"]
-            key_rest = key_obs.get("rest_after_s", 1.0)
-            # the org's state is hidden behind a rested key's headers: rest the keys and
-            # the longest window or reset any header announced, then let the org's own
-            # 429 verify it (a short burst is redone after the announced reset)
-            rest = max(key_rest, transport.longest_reset_s) + 0.1
+            rest = org_rest_s(key_obs, transport.longest_reset_s)
             say(f"[org scope] resting {rest:.2f}s, then keys "
                 f"{', '.join(k.alias for k in plan['org_keys'])} of {plan['org']} in rotation")
             try:
@@ -313,15 +325,21 @@ def run_mapper(settings: MapperSettings, keys: KeyPool, run_dir: Path,
             except BoundReached as stop:
                 observations["org"] = {"stopped_by": stop.bound}
             else:
+                # keys the key phase did not use first: their own state is fresh
+                fresh_first = sorted(plan["org_keys"],
+                                     key=lambda k: k.alias == plan["primary"].alias)
                 org_runner = ScopeRunner(
-                    transport, plan["org_keys"], settings.endpoint, label="org",
+                    transport, fresh_first, settings.endpoint, label="org",
                     min_step=settings.min_step_s, growth=settings.growth,
                     key_limit=key_limit(key_obs),
                     key_rest_s=key_spent_s(key_obs))
-                observations["org"] = map_scope(org_runner, outsider=plan["outsider"],
-                                                progress=lambda m: say(f"[org] {m}"))
-                org_burst = infer_scope(observations["org"]).get("burst") or 0
-                verify_sustained(org_runner, observations["org"], key_size + org_burst,
+                key_burst = infer_scope(key_obs).get("burst") or 0
+                observations["org"] = map_scope(
+                    org_runner, outsider=plan["outsider"],
+                    progress=lambda m: say(f"[org] {m}"),
+                    keys_total=key_burst * len(plan["org_keys"]) or None)
+                verify_sustained(org_runner, observations["org"],
+                                 estimate(observations["org"]), settings.budget,
                                  lambda m: say(f"[org] {m}"))
             stopped_by = observations["org"].get("stopped_by")
     finally:
@@ -329,6 +347,7 @@ def run_mapper(settings: MapperSettings, keys: KeyPool, run_dir: Path,
         sink.close()
     facts = {
         "requests_sent": transport.sent,
+        "budget": settings.budget,
         "duration_s": round(time.time() - started, 3),
         "stopped_by": stopped_by,
         "org": plan["org"],

@@ -1,0 +1,285 @@
+"""Rate-limit figures and algorithm from the mapper's observations and records (pure).
+
+No Locust, no network: the input is the observation dict the mapper's phases produced
+for one scope (burst counts and times, cooldown brackets, the recovery shape, a second
+"split" cycle) and the run's records as a pandas DataFrame; the output is the scope
+object of ``ratelimit.json``. Reports can call :func:`infer_scope` again on stored data.
+
+Each family's fingerprint is its own module (``fingerprints/``: bucket, counter, window,
+penalty); this module asks the recovery shape, lets the family read its figures, then
+applies the steady runs' verdict (``verify``) and assembles the scope (the model:
+``secton_harness/ratelimit_model.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from loadtests.ratelimit.fingerprints.bucket import STEP_COLUMN, read_bucket
+from loadtests.ratelimit.fingerprints.counter import counter_evidence, read_counter
+from loadtests.ratelimit.fingerprints.penalty import scope_window
+from loadtests.ratelimit.fingerprints.window import all_returned, read_at_once
+
+__all__ = ["all_returned", "apply_verification", "cost_summary", "estimate", "infer_scope",
+           "retry_after_accuracy", "scope_window"]
+from loadtests.ratelimit.observations import ScopeObservations
+from secton_harness.ratelimit_model import CONFIDENCE
+
+
+def _r(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, digits)
+
+
+def retry_after_accuracy(cooldowns: list[dict[str, Any]], first_retry_after: list[float | None],
+                         extends: bool, penalty_s: float | None) -> dict[str, Any]:
+    """Retry-After's promise (sent time + value) against the recovery actually seen."""
+    errors: list[float] = []
+    present = False
+    for cooldown, first in zip(cooldowns, first_retry_after, strict=False):
+        if cooldown is None:
+            continue
+        announced = list(cooldown.get("retry_after", []))
+        if first is not None:
+            announced.insert(0, (0.0, first))
+        present = present or bool(announced)
+        if not announced:
+            continue
+        if extends and penalty_s is not None:
+            at, value = announced[-1]
+            errors.append(value - penalty_s)
+            continue
+        for at, value in announced:
+            errors.append(at + value - cooldown["cooldown_s"])
+    return {
+        "present": present,
+        "mean_error_s": _r(statistics.fmean(abs(e) for e in errors)) if errors else None,
+        "max_error_s": _r(max(abs(e) for e in errors)) if errors else None,
+        "mean_signed_error_s": _r(statistics.fmean(errors)) if errors else None,
+        "samples": len(errors),
+    }
+
+
+def _unmeasured(obs: ScopeObservations, why: str, *, burst_known: bool = True,
+                reachable: bool | None = None) -> dict[str, Any]:
+    """A scope whose figures were not measured: nothing invented. ``burst`` stays when
+    the burst did end in the scope's own 429 (then it is measured); an org the keys could
+    not reach, or a burst without a 429, has none (``reachable: false`` for the former)."""
+    burst = obs.get("burst_a") or {}
+    refused = bool(burst.get("refused")) and burst_known
+    return {
+        "burst": int(burst.get("allowed", 0)) if refused else None,
+        "reachable": reachable, "sustained_per_min": None,
+        "sustained_bound": {"at_least": None, "at_most": None, "why": why},
+        "cooldown_s": None, "full_recovery_s": None, "algorithm": "unknown",
+        "penalty_extends": None, "refusals_count": None, "shared_across_endpoints": None,
+        "retry_after": {"present": False, "mean_error_s": None, "max_error_s": None},
+        "confidence": "low",
+        "unverified": ["sustained_per_min"] + ([] if refused else ["burst"]),
+        "evidence": {"why": why, "burst_sent": burst.get("sent"),
+                     "burst_allowed": burst.get("allowed")},
+    }
+
+
+def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> dict[str, Any]:
+    """One scope object (DESIGN.md ``ratelimit.json`` contract) from its observations."""
+    if obs.get("unreachable"):
+        return _unmeasured(obs, obs["unreachable"], burst_known=False, reachable=False)
+    burst_a = obs.get("burst_a")
+    if not burst_a or not burst_a.get("refused"):
+        return _unmeasured(obs, "no 429 within the burst: no limit found below "
+                                f"{(burst_a or {}).get('sent', 0)} requests")
+    cd_a = obs.get("cooldown_a")
+    if cd_a is None:
+        return _unmeasured(obs, "stopped before the cooldown ended")
+    evidence: dict[str, Any] = {
+        "burst_sent": burst_a["sent"], "burst_allowed": burst_a["allowed"],
+        "burst_duration_s": _r(burst_a["last_allowed_s"]),
+        "cooldown_probes": cd_a["probes"],
+        "cooldown_bracket_s": [_r(cd_a["last_fail_s"]), _r(cd_a["success_s"])],
+    }
+    ret_a = obs.get("return_a") or {"allowed": 0, "sent": 0}
+    evidence["after_recovery_allowed"] = f"{ret_a['allowed']}/{ret_a['sent']}"
+    shape = "at_once" if all_returned(ret_a) else "gradual"
+    evidence["recovery_shape"] = shape
+    if shape == "gradual":
+        rate_obs = obs.get("rate") or {}
+        rate = rate_obs.get("rate_per_s")
+        successes = rate_obs.get("successes") or 0
+        if not rate or successes < 2:
+            # one success (or none) is no interval: a rate from it would be a search step
+            return _unmeasured(obs, f"the refill rate was not measured ({successes} "
+                                    "success(es) after a refusal; two are needed)")
+        evidence.update({"refill_rate_per_s": _r(rate, 4), "refill_successes": successes,
+                         "refill_probe_step_s": _r(rate_obs.get("step_s"))})
+        counter = counter_evidence(obs, rate)
+        reading = (read_counter(obs, rate, counter) if counter is not None
+                   else read_bucket(obs, rate, records))
+        if successes < 4:
+            reading.confidence = "medium"
+    else:
+        found = read_at_once(obs)
+        if found is None:
+            return _unmeasured(obs, "stopped before the second (split) cycle ended")
+        reading = found
+    evidence.update(reading.evidence)
+    counts = refusals_count(obs, reading.penalty_extends)
+    if counts and not reading.penalty_extends:
+        test = obs["refusal_test"]
+        evidence["refusals_count_why"] = (
+            f"probing, the first success came {test['cooldown_with_retries_s']}s after the "
+            f"429; one probe after a quiet {test['quiet_s']}s got through: the refused "
+            "probes counted and kept it refused (the cooldown depends on the client)")
+        reading.confidence = "medium"
+    burst, algorithm, family = reading.burst, reading.algorithm, reading.family
+    sustained, confidence = reading.sustained_per_min, reading.confidence
+    cooldown, full_recovery = reading.cooldown_s, reading.full_recovery_s
+    extends, penalty_s = reading.penalty_extends, reading.penalty_s
+
+    ends = obs.get("endpoints") or {}
+    shared = {429: True}.get(ends.get("status"), False if ends.get("status") == 200 else None)
+    if ends:
+        evidence["other_endpoint"] = (f"{ends.get('other')}: {ends.get('allowed')}/"
+                                      f"{ends.get('sent')} allowed right after the 429")
+    if obs.get("rest_check"):
+        evidence["rest_check"] = obs["rest_check"]
+    key_refused = sum((part or {}).get("key_refused", 0) for part in (
+        ret_a, (obs.get("cycle_b") or {}).get("return")))
+    if key_refused:
+        evidence["key_limit_refusals_set_aside"] = key_refused
+    for name in ("sibling", "outsider"):
+        if obs.get(name):
+            evidence[name] = obs[name]
+    cooldowns = [cd_a, (obs.get("cycle_b") or {}).get("cooldown")]
+    firsts = [burst_a.get("retry_after_s"),
+              ((obs.get("cycle_b") or {}).get("burst") or {}).get("retry_after_s")]
+    retry = retry_after_accuracy(cooldowns, firsts, extends, penalty_s)
+    if burst_a.get("reset_s") is not None:
+        evidence["reset_header_error_s"] = _r(burst_a["reset_s"] - full_recovery)
+    evidence["family"] = family
+    evidence["sustained_estimate_per_min"] = _r(sustained, 2)
+    verdict = apply_verification(obs.get("verify"), sustained, algorithm, evidence, family)
+    confidence = min(confidence, verdict.confidence, key=CONFIDENCE.index)
+    if obs.get("stopped_by"):
+        confidence = "low"
+    return {
+        "burst": int(burst),
+        "sustained_per_min": _r(verdict.sustained, 2),
+        "sustained_bound": verdict.bound,
+        "cooldown_s": _r(cooldown),
+        "full_recovery_s": _r(full_recovery),
+        "algorithm": verdict.algorithm,
+        "penalty_extends": extends,
+        "refusals_count": counts,
+        "shared_across_endpoints": shared,
+        "retry_after": retry,
+        "confidence": confidence,
+        "unverified": [] if verdict.sustained is not None else ["sustained_per_min"],
+        "evidence": evidence,
+    }
+
+
+def estimate(obs: ScopeObservations) -> dict[str, Any]:
+    """What the verification tests: the inferred (unverified) sustained rate, the burst
+    and the limiter family (bucket, counter, window, penalty)."""
+    unverified: ScopeObservations = {k: v for k, v in obs.items() if k != "verify"}  # type: ignore[assignment]
+    scope = infer_scope(unverified)
+    evidence = scope["evidence"]
+    return {"estimate_per_min": evidence.get("sustained_estimate_per_min"),
+            "burst": scope.get("burst"), "family": evidence.get("family")}
+
+
+def refusals_count(obs: ScopeObservations, extends: bool) -> bool | None:
+    """Do refused requests count against the limit (retrying during a block extends it)?
+    True for an extending penalty, or when one quiet probe after 75 % of the cooldown
+    measured while probing got through (``driver.refusal_test``); None when not tested."""
+    if extends:
+        return True
+    test = obs.get("refusal_test")
+    return None if not test else bool(test["allowed"])
+
+
+#: the verification's steady runs as fractions of the estimate (loadtests/ratelimit/verify.py)
+LOW, HIGH = 0.9, 1.15
+
+
+@dataclass(frozen=True)
+class Verdict:
+    sustained: float | None
+    bound: dict[str, Any] | None
+    algorithm: str
+    confidence: str
+
+
+def apply_verification(verify: dict[str, Any] | None, estimate_per_min: float,
+                       algorithm: str, evidence: dict[str, Any], family: str = "") -> Verdict:
+    """The steady runs' verdict: the sustained rate is reported as a number only when a
+    90 % run saw no 429 and a ~115 % run saw one (then it is the final estimate); else it
+    is ``None`` with the bounds the runs proved, and when those bounds exclude the
+    inferred figure, the algorithm that predicted it is not claimed either."""
+    if not verify:
+        why = "not verified: no steady run was made"
+        evidence["sustained_check"] = why
+        return Verdict(None, {"at_least": None, "at_most": None,
+                              "estimate": _r(estimate_per_min, 2), "why": why},
+                       algorithm, "medium")
+    lines = [f"a steady {run['rate_per_min']}/min ({run['factor']:.0%}) "
+             + (f"saw a 429 after {run['first_429_at']} requests" if run["refused"]
+                else f"saw no 429 in {run['sent']} requests")
+             for run in verify.get("runs", [])]
+    if verify.get("verified"):
+        evidence["sustained_check"] = "verified: " + "; ".join(lines)
+        final = verify["estimate_per_min"]
+        if family != "counter" and abs(final - estimate_per_min) > 0.15 * estimate_per_min:
+            # the window, refill or penalty read from the bursts predicted another rate:
+            # the model behind it is wrong, so its algorithm is not claimed (a counter's
+            # refill grid is known to read high; its algorithm comes from the cooldowns)
+            return Verdict(final, None, _unclaimed(algorithm, evidence), "medium")
+        return Verdict(final, None, algorithm, "high")
+    why = f"not verified: {verify.get('unverified')}"
+    evidence["sustained_check"] = "; ".join([why, *lines])
+    lower, upper = verify.get("at_least_per_min"), verify.get("at_most_per_min")
+    bound = {"at_least": lower, "at_most": upper, "estimate": _r(estimate_per_min, 2),
+             "why": why}
+    if (upper is not None and upper < LOW * estimate_per_min) or (
+            lower is not None and lower > HIGH * estimate_per_min):
+        algorithm = _unclaimed(algorithm, evidence)
+    return Verdict(None, bound, algorithm, "medium")
+
+
+def _unclaimed(algorithm: str, evidence: dict[str, Any]) -> str:
+    evidence["algorithm_guess"] = algorithm
+    evidence["algorithm_why"] = ("the steady runs contradict the sustained rate this "
+                                 "algorithm's figures predicted")
+    return "unknown"
+
+
+def request_counts(records: pd.DataFrame) -> dict[str, int]:
+    """Requests per phase (the cost table of the report)."""
+    if records.empty:
+        return {}
+    return {str(k): int(v) for k, v in records.groupby("phase").size().items()}
+
+
+def cost_summary(records: pd.DataFrame, scopes: dict[str, dict[str, Any]],
+                 budget: int | None = None) -> dict[str, Any]:
+    """``requests_sent`` beside the minimum (a burst + its 429 per scope), the recovery
+    probes (every request that is not part of a burst, a rest probe or a verification run:
+    cooldown, recovery, refill grid, side checks), the verification runs, and the
+    ``--budget``; ``over_minimum`` is requests sent over the minimum plus probes."""
+    counts = request_counts(records)
+    steps = records[STEP_COLUMN] if STEP_COLUMN in records else pd.Series([], dtype=str)
+    probes = int(steps.isin(["cooldown", "recovery", "sustained", "endpoints",
+                             "isolation", "refusal_test"]).sum())
+    verification = int(steps.isin(["verify", "drain"]).sum())
+    sent = len(records)
+    minimum = sum((s.get("burst") or 0) + 1 for s in scopes.values())
+    return {"requests_sent": sent, "minimum_bursts": minimum, "recovery_probes": probes,
+            "verification_requests": verification,
+            "over_minimum": round(sent / max(1, minimum + probes), 2),
+            "budget": budget, "within_budget": budget is None or sent <= budget,
+            "by_phase": counts}

@@ -1,0 +1,96 @@
+"""The rate-limit mapper's result, ``ratelimit.json``: its file name, its figures, the
+algorithm names and the confidence levels, each defined here once, and a typed model of
+the file. In the core because three jobs read it: the mapper writes it
+(``loadtests/ratelimit``), the probe exporter re-exports it as gauges (``probes``), the
+report shows its card (``reports``).
+
+The model is what the mapper validates before writing and what readers parse with;
+unknown keys are kept (``extra="allow"``: evidence, observations and checks are free-form
+and older files may carry more), but a figure of the wrong type is an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+RESULT_FILE = "ratelimit.json"
+
+#: Every algorithm the mapper can name; ``unknown`` when it cannot tell (or the steady runs
+#: contradicted the algorithm it read from the bursts).
+ALGORITHMS = ("fixed_window", "sliding_window", "sliding_window_counter", "token_bucket",
+              "leaky_bucket", "penalty_cooldown", "unknown")
+Algorithm = Literal["fixed_window", "sliding_window", "sliding_window_counter",
+                    "token_bucket", "leaky_bucket", "penalty_cooldown", "unknown"]
+
+#: Confidence levels, lowest first (docs/ratelimit.md "Confidence" says what each promises).
+CONFIDENCE = ("low", "medium", "high")
+Confidence = Literal["low", "medium", "high"]
+
+#: The numeric figures of a scope (gauges' ``quantity`` label, policy tolerances).
+QUANTITIES = ("burst", "sustained_per_min", "cooldown_s", "full_recovery_s")
+#: The figures shown on a limit card, in order (the mapper's and the report's).
+CARD_FIELDS = (*QUANTITIES, "algorithm", "penalty_extends", "refusals_count",
+               "shared_across_endpoints", "confidence", "retry_after")
+SCOPES = ("key", "org")
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class SustainedBound(_Open):
+    """What the steady runs proved when they did not verify a number: ``at_least`` (the
+    fastest run without a 429), ``at_most`` (the slowest with one), the unverified
+    ``estimate`` and ``why``."""
+
+    at_least: float | None = None
+    at_most: float | None = None
+    estimate: float | None = None
+    why: str
+
+
+class RetryAfter(_Open):
+    present: bool = False
+    mean_error_s: float | None = None
+    max_error_s: float | None = None
+
+
+class ScopeResult(_Open):
+    """One scope (``key`` or ``org``) of ``ratelimit.json``."""
+
+    burst: int | None = None
+    #: false when the given keys cannot reach the scope's limit (an org above what its
+    #: keys may send together): then no figure is reported, with the reason in evidence
+    reachable: bool | None = None
+    sustained_per_min: float | None = None
+    sustained_bound: SustainedBound | None = None
+    cooldown_s: float | None = None
+    full_recovery_s: float | None = None
+    algorithm: Algorithm = "unknown"
+    penalty_extends: bool | None = None
+    refusals_count: bool | None = None
+    shared_across_endpoints: bool | None = None
+    retry_after: RetryAfter | None = None
+    confidence: Confidence = "low"
+    #: figures reported without verification (as bounds, never as measured numbers)
+    unverified: list[str] = []
+    evidence: dict[str, Any] = {}
+
+
+class RatelimitResult(_Open):
+    """The whole file: target, cost, and the scopes mapped."""
+
+    target: str
+    requests_sent: int
+    duration_s: float | None = None
+    scopes: dict[Literal["key", "org"], ScopeResult]
+    cost: dict[str, Any] = {}
+    stopped_by: str | None = None
+
+
+def parse_result(data: Any) -> RatelimitResult:
+    """A parsed ``ratelimit.json`` as the model (pydantic ``ValidationError``, a
+    ``ValueError``, when it is not that shape)."""
+    return RatelimitResult.model_validate(data)
