@@ -16,8 +16,15 @@ from typing import Any
 
 import pytest
 import tomli_w
+from hypothesis import settings
 
 from simulator.launcher import ReferenceServer
+
+# Hypothesis' per-example deadline is a timing assertion: a first call that imports
+# something, or a busy machine, breaks it (seen: 277 ms against 200 ms on a loaded core).
+# The properties are about results, never speed.
+settings.register_profile("secton", deadline=None)
+settings.load_profile("secton")
 
 ROOT = Path(__file__).resolve().parent.parent
 
