@@ -66,6 +66,12 @@ def load(
                                               "scenario is refused.")] = "1h",
     allow_remote: Annotated[bool, typer.Option(help="Allow a non-loopback "
                                                "--target.")] = False,
+    push_gateway: Annotated[str | None, typer.Option(
+        metavar="URL", help="Push the final metrics to this Prometheus Pushgateway at the "
+        "end of the run (job secton_load, grouped by run).")] = None,
+    keep_parts: Annotated[bool, typer.Option(help="With --worker: keep a copy of every "
+                                             "record part in --out after sending it to "
+                                             "the master.")] = True,
 ) -> None:
     """Load the target at the scenario's rates with Locust; judge its thresholds.
 
@@ -105,7 +111,7 @@ def load(
         expect_workers=expect_workers, ui=ui, web_port=web_port, metrics_port=metrics_port,
         metrics_host=metrics_host, metrics_linger_s=linger_s, max_requests=max_requests,
         max_duration_s=max_duration_s,
-        allow_remote=allow_remote)
+        allow_remote=allow_remote, push_gateway=push_gateway, keep_parts=keep_parts)
     console = Console(stderr=True)
     if not console.is_terminal:
         console.width = max(console.width, 120)

@@ -32,6 +32,8 @@ from secton_harness.runfolder import RunFolder
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STOP_FILE = "stop-requested"
 SUMMARY_FILE = "locust-summary.json"
+WORKERS_FILE = "workers.json"  # loadtests.record_shipping.WORKERS_FILE (no gevent here)
+PUSH_FILE = "pushgateway.json"
 STARTUP_ALLOWANCE_S = 30.0
 KILL_AFTER_S = 20.0
 ABORT_CHECK_S = 2.0
@@ -64,6 +66,8 @@ class LoadOptions:
     max_duration_s: float = 3600.0
     allow_remote: bool = False
     overwrite: bool = False
+    push_gateway: str | None = None
+    keep_parts: bool = True
 
 
 def validate(options: LoadOptions) -> tuple[Scenario, str]:
@@ -83,6 +87,11 @@ def validate(options: LoadOptions) -> tuple[Scenario, str]:
         raise BadInput("--processes cannot be combined with --master or --worker")
     if options.master and options.worker:
         raise BadInput("--master and --worker exclude each other")
+    if options.push_gateway:
+        try:
+            parse_http_url(options.push_gateway)
+        except ValueError as error:
+            raise BadInput(f"--push-gateway: {error}") from None
     resolve_keys(options.keys)  # fail here, not in every worker
     check_out(options.out, options.overwrite)
     return scenario, target
@@ -149,14 +158,19 @@ def locust_command(options: LoadOptions, scenario: Scenario, target: str,
         port = _free_port()
         cmd += ["--processes", str(options.processes), "--master-bind-port", str(port),
                 "--master-port", str(port), "--master-bind-host", "127.0.0.1"]  # not "*"
+    if options.push_gateway and not options.worker:
+        cmd += ["--secton-push-gateway", options.push_gateway]
     if options.master:
+        cmd += ["--secton-collect-records"]
         cmd += ["--master", "--master-bind-host", options.master_host,
                 "--master-bind-port", str(options.master_port),
                 "--expect-workers", str(options.expect_workers)]
     if options.worker:
         cmd = [c for c in cmd if c not in ("--headless", "--only-summary")]
         cmd += ["--worker", "--master-host", options.master_host,
-                "--master-port", str(options.master_port)]
+                "--master-port", str(options.master_port), "--secton-ship-records"]
+        if not options.keep_parts:
+            cmd += ["--secton-no-keep-parts"]
     return cmd
 
 
@@ -358,6 +372,38 @@ def _kill_group(child: subprocess.Popen[bytes]) -> None:
         os.killpg(child.pid, signal.SIGKILL)
 
 
+def read_workers(run_dir: Path) -> list[dict[str, Any]]:
+    """The master's account of its workers (``workers.json``; [] when none was written)."""
+    data = _read_json(run_dir / WORKERS_FILE)
+    workers = data.get("workers") if isinstance(data, dict) else None
+    return workers if isinstance(workers, list) else []
+
+
+def workers_check(workers: list[dict[str, Any]], expected: int) -> Any:
+    """``workers``: every worker's records arrived; a lost one makes the run incomplete."""
+    from loadtests.verdict import Check
+
+    lost = [w for w in workers if not w.get("complete")]
+    if lost:
+        named = "; ".join(f"worker {w.get('worker') or w.get('client_id')}: {w.get('problem')}"
+                          for w in lost)
+        return Check("workers", False, f"incomplete run: {named}")
+    if len(workers) < expected:
+        return Check("workers", False, f"incomplete run: {len(workers)} of {expected} "
+                     "workers sent records")
+    received = sum(int(w.get("received_records", 0)) for w in workers)
+    return Check("workers", True, f"{len(workers)} workers, all {received} records received")
+
+
+def _read_json(path: Path) -> Any:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _finish(run: RunFolder, scenario: Scenario, returncode: int | None,
             signal_received: int | None, aborted: list[str],
             options: LoadOptions) -> RunResult:
@@ -369,7 +415,9 @@ def _finish(run: RunFolder, scenario: Scenario, returncode: int | None,
     run_dir = run.path
     if options.worker:
         outcome = "interrupted" if signal_received else "passed"
-        run.finish(outcome, note="worker: thresholds are judged by the master's run")
+        run.finish(outcome, note="worker: records were sent to the master, which judges "
+                   "the run" + (" (a copy of every part is kept here)" if options.keep_parts
+                                else ""))
         return RunResult(run_dir, outcome, [], {}, {}, [], 0 if not signal_received else 130)
     merge_parts(run_dir)
     table = read_records(run_dir)
@@ -380,11 +428,17 @@ def _finish(run: RunFolder, scenario: Scenario, returncode: int | None,
     summary = summarize(table, scenario)
     rates = rate_figures(table, scenario, read_schedules(run_dir))
     checks = default_checks(table, scenario, rates, scenario.duration)
+    workers = read_workers(run_dir) if options.master else None
+    if workers is not None:
+        checks.append(workers_check(workers, options.expect_workers))
+    pushed = _read_json(run_dir / PUSH_FILE)
     crashed = returncode not in (0, None) and not signal_received and not locust_summary
     if signal_received is not None:
         outcome, code = "interrupted", 130
     elif crashed:
         outcome, code = "error", 2
+    elif workers is not None and not checks[-1].passed:
+        outcome, code = "incomplete", 1
     elif aborted or not all(r.passed for r in results) or not all(c.passed for c in checks):
         outcome, code = "failed", 1
     else:
@@ -394,6 +448,8 @@ def _finish(run: RunFolder, scenario: Scenario, returncode: int | None,
     run.finish(outcome, records=table.num_rows, summary=summary, rates=rates,
                locust=locust_summary, aborted_on=aborted, locust_exit_code=returncode,
                reason=result.reason,
+               **({"workers": workers} if workers is not None else {}),
+               **({"pushgateway": pushed} if pushed else {}),
                checks=[{"check": c.name, "passed": c.passed, "detail": c.detail}
                        for c in checks],
                thresholds=[{"scope": r.threshold.scope, "threshold": r.threshold.text,

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from loadtests.live_metrics import REPORT_KEY, LiveMetrics
 from loadtests.process_plan import LoadPlan
+from loadtests.record_shipping import DONE_MESSAGE, RECORDS_MESSAGE, Collector, Shipper
 from loadtests.scenario import DEFAULT_MAX_REQUESTS
 from loadtests.users import ChatUser, ModelsUser
 from secton_harness.atomicfile import write_json_atomic
@@ -45,6 +47,7 @@ STATE_KEY = "secton_state"
 SUMMARY_FILE = "locust-summary.json"
 STOP_FILE = "stop-requested"
 PROGRESS_FILE = "progress.json"
+PUSH_FILE = "pushgateway.json"
 #: How long a worker waits for its own spawn greenlet before it starts pacing anyway.
 SPAWN_WAIT_S = 30.0
 #: How long a handler that needs the runner waits for Locust to set it.
@@ -83,6 +86,14 @@ def _arguments(parser: Any) -> None:
                        help="Stop the run (records kept) when this process is gone")
     group.add_argument("--secton-deadline", type=float, default=0.0,
                        help="Hard bound in seconds from the start: stop the run, then exit")
+    group.add_argument("--secton-ship-records", action="store_true", default=False,
+                       help="Worker: send every record part to the master as well")
+    group.add_argument("--secton-no-keep-parts", action="store_true", default=False,
+                       help="Worker: delete a local part once the master has it")
+    group.add_argument("--secton-collect-records", action="store_true", default=False,
+                       help="Master: write the workers' shipped parts into the run folder")
+    group.add_argument("--secton-push-gateway", default="",
+                       help="Push the final metrics to this Prometheus Pushgateway URL")
 
 
 class _State:
@@ -94,6 +105,8 @@ class _State:
     hooked = False
     worker_states: dict[str, dict[str, Any]] = {}  # noqa: RUF012 - one process, one state
     finished = False
+    collector: Collector | None = None
+    workers_stopped = False
 
 
 def _worker_label(environment: Any) -> str:
@@ -185,6 +198,11 @@ def _hook_runner(environment: Any) -> None:
         gevent.spawn(_gauges_forever, environment)
     if isinstance(runner, LocalRunner):
         gevent.spawn(_apply_local_deltas_forever)
+    if isinstance(runner, MasterRunner) and environment.parsed_options.secton_collect_records:
+        collector = _State.collector = Collector(_State.plan.run_dir if _State.plan else None)
+        runner.register_message(RECORDS_MESSAGE, collector.on_records)
+        runner.register_message(DONE_MESSAGE, lambda environment, msg, **_: collector.on_done(
+            environment, msg, _State.metrics.apply if _State.metrics else lambda _d: None))
     if not isinstance(runner, WorkerRunner):
         gevent.signal_handler(signal.SIGTERM, _on_sigterm, environment)
     options = environment.parsed_options
@@ -234,7 +252,13 @@ def _stop_in_order(environment: Any) -> None:
     if _State.finished:
         return
     _State.finished = True
-    gevent.spawn(environment.runner.quit)
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        # stop first: the workers flush and ship their final batches, the master waits
+        # for them (test_stop), then everyone quits
+        gevent.spawn(lambda: (runner.stop(), runner.quit()))
+    else:
+        gevent.spawn(runner.quit)
 
 
 def _on_sigterm(environment: Any) -> None:
@@ -273,7 +297,17 @@ def _ensure_recorder(environment: Any) -> None:
         workers = max(1, int(getattr(environment.parsed_options, "expect_workers", 1) or 1))
         total = sum(load.user_count() for load in plan.scenario.endpoint_loads().values())
         plan.key_offset = max(runner.worker_index, 0) * -(-total // workers)
-    plan.start_recorder()
+    shipper = None
+    if isinstance(runner, WorkerRunner) and _own_flag("--secton-ship-records"):
+        shipper = Shipper(runner.send_message,
+                          keep_parts=not _own_flag("--secton-no-keep-parts"))
+    plan.start_recorder(shipper)
+
+
+def _own_flag(flag: str) -> bool:
+    """A worker's own command-line flag. Locust copies the master's custom options over a
+    worker's parsed options when the test starts, so worker-only flags are read here."""
+    return flag in sys.argv
 
 
 @events.spawning_complete.add_listener
@@ -439,10 +473,38 @@ def _flush(**_: Any) -> None:
             with contextlib.suppress(OSError):
                 write_json_atomic(Path(plan.run_dir) / f"{SCHEDULE_PREFIX}{plan.worker}.json",
                                   plan.schedule())
+        if plan.recorder.shipper is not None:
+            _ship_final(plan)
+
+
+def _ship_final(plan: LoadPlan) -> None:
+    """A remote worker's last word: the queued parts, then ``secton_done`` with its
+    counts, schedule and last metric deltas (sent on every test_stop/quitting; the master
+    keeps the latest)."""
+    recorder = plan.recorder
+    assert recorder is not None and recorder.shipper is not None
+    shipper = recorder.shipper
+    shipper.finish()
+    plan_environment().runner.send_message(DONE_MESSAGE, {
+        "worker": plan.worker, "records": recorder.count,
+        "shipped_rows": shipper.shipped_rows, "shipped_batches": shipper.shipped_batches,
+        "unsent_parts": len(shipper.queue), "deltas": recorder.deltas.drain(),
+        "schedule": plan.schedule()})
+
+
+def _await_workers(**_: Any) -> None:
+    """Master: wait (bounded) for every live worker's final batches, then account."""
+    collector = _State.collector
+    if collector is None:
+        return
+    collector.wait(plan_environment().runner, set(_State.worker_states))
+    with contextlib.suppress(OSError):
+        collector.write(_State.worker_states)
 
 
 events.test_stop.add_listener(_flush)
 events.quitting.add_listener(_flush)
+events.test_stop.add_listener(_await_workers)
 
 
 @events.quit.add_listener
@@ -462,15 +524,38 @@ def _on_quit(exit_code: int, **_: Any) -> None:
         summary = {"requests": total.num_requests, "failures": total.num_failures,
                    "endpoints": per_endpoint, "exit_code": exit_code}
         (plan.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    if _State.metrics is not None and environment.parsed_options.secton_push_gateway:
+        _push(plan, _State.metrics, environment.parsed_options.secton_push_gateway)
     linger = environment.parsed_options.secton_metrics_linger if _State.metrics else 0
     if linger > 0:
         gevent.sleep(linger)  # a last scrape sees the final counts
+
+
+def _push(plan: LoadPlan, metrics: LiveMetrics, url: str) -> None:
+    """The final counters and histograms to a Pushgateway, grouped by run, so a short
+    run is never lost between two scrapes; the outcome goes to ``pushgateway.json``."""
+    from loadtests.push import push_final
+
+    result = push_final(url, metrics.registry, plan.run_dir)
+    if plan.run_dir is not None:
+        with contextlib.suppress(OSError):
+            write_json_atomic(Path(plan.run_dir) / PUSH_FILE, result)
 
 
 class ScenarioShape(LoadTestShape):
     """All of the scenario's users at once; stop when the schedule is sent and drained."""
 
     def tick(self) -> tuple[int, float] | None:
+        tick = self._tick()
+        if tick is None and _State.collector is not None and not _State.workers_stopped:
+            # Locust's headless shape quits without telling the workers to stop, so their
+            # last flush (and final batch) would come after the master stopped listening.
+            # Stop them first: they flush and ship; the master waits for it in test_stop.
+            _State.workers_stopped = True
+            plan_environment().runner.stop()
+        return tick
+
+    def _tick(self) -> tuple[int, float] | None:
         plan = _State.plan
         if plan is None:
             return None

@@ -17,6 +17,7 @@ import gevent.event
 
 from loadtests.pacing import Pacer
 from loadtests.pool import UserPool
+from loadtests.record_shipping import Shipper
 from loadtests.recorder import Recorder
 from loadtests.scenario import DEFAULT_MAX_REQUESTS, Scenario, load_scenario
 from secton_harness.errors import BadInput
@@ -79,9 +80,9 @@ class LoadPlan:
             plan.contract = _load_contract()
         return plan
 
-    def start_recorder(self) -> None:
+    def start_recorder(self, shipper: Shipper | None = None) -> None:
         if self.recorder is None and self.run_dir is not None:
-            self.recorder = Recorder(self.run_dir, self.worker)
+            self.recorder = Recorder(self.run_dir, self.worker, shipper)
 
     def next_key(self) -> ApiKey:
         """Round-robin over the org-interleaved keys; workers start at different offsets."""

@@ -8,7 +8,8 @@ monkey-patched), which writes it through a :class:`~secton_harness.records.Recor
 one part file. pyarrow releases the GIL while it encodes and writes, so the gevent hub
 (and every in-flight request's timing) is not held up by file I/O. Each process writes
 parts with its own prefix (``load-<worker>-<pid>-N``) into the same run folder; the CLI
-merges them when the run ends. The writer also counts each batch for the live metrics
+merges them when the run ends (a remote worker's :class:`~loadtests.record_shipping.Shipper`
+also sends each part to the master). The writer also counts each batch for the live metrics
 (:func:`~loadtests.live_metrics.batch_deltas` into :attr:`Recorder.deltas`), so the load
 path itself only appends a tuple per request (``RECORD_FIELDS`` order).
 """
@@ -25,6 +26,7 @@ import pyarrow as pa
 from gevent.threadpool import ThreadPool
 
 from loadtests.live_metrics import MetricDeltas, batch_deltas
+from loadtests.record_shipping import Shipper
 from secton_harness.records import RecordSink, tuples_to_table
 
 FLUSH_INTERVAL_S = 1.0
@@ -41,10 +43,13 @@ RECORD_FIELDS = ("ts", "intended_ts", "phase", "endpoint", "method", "key_alias"
 class Recorder:
     """Buffer records in memory; flush them to part files in a native thread."""
 
-    def __init__(self, run_dir: str | Path, worker: str) -> None:
+    def __init__(self, run_dir: str | Path, worker: str, shipper: Shipper | None = None
+                 ) -> None:
         self.sink = RecordSink(run_dir, source="load", part_prefix=f"load-{worker}",
                                defaults={"worker": worker})
         self.deltas = MetricDeltas()
+        #: a remote worker's shipper: each part written is also sent to the master
+        self.shipper = shipper
         self.count = 0
         self.inflight = 0
         self._rows: list[tuple[Any, ...]] = []
@@ -84,7 +89,7 @@ class Recorder:
         self.deltas.add(batch_deltas(table))
         while self._unwritten:
             try:
-                self.sink.write_table(self._unwritten[0])
+                path = self.sink.write_table(self._unwritten[0])
             except OSError as error:
                 if len(self._unwritten) > MAX_WAITING_BATCHES:  # bounded memory
                     lost = self._unwritten.pop(0).num_rows
@@ -93,7 +98,9 @@ class Recorder:
                 print(f"records: writing a batch failed ({error}); retried with the next "
                       "batch", file=sys.stderr, flush=True)
                 return
-            self._unwritten.pop(0)
+            written = self._unwritten.pop(0)
+            if self.shipper is not None:
+                self.shipper.written(path, written.num_rows)
 
     def _flush_forever(self) -> None:
         while True:

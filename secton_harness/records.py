@@ -133,8 +133,9 @@ class RecordSink:
             raise
         return table
 
-    def write_table(self, table: pa.Table) -> None:
-        """Write a batch already in table form (the full schema) as one new part file.
+    def write_table(self, table: pa.Table) -> Path:
+        """Write a batch already in table form (the full schema) as one new part file;
+        returns its path (the load recorder ships it to a remote master).
 
         For producers that build their own tables (the load recorder); :attr:`count`
         only counts rows given to :meth:`add`/:meth:`extend`.
@@ -143,6 +144,7 @@ class RecordSink:
             self._parts += 1
             name = f"{self.part_prefix}-{os.getpid()}-{self._parts:06d}.parquet"
         write_table_atomic(table, self.parts_dir / name)
+        return self.parts_dir / name
 
     def close(self, merge: bool = True) -> Path:
         """Flush, then (if ``merge``) merge all parts of the folder into records.parquet."""

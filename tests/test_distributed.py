@@ -1,37 +1,41 @@
-"""Scale-out on one machine: a Locust master and two workers started as separate
+"""Scale-out in one command: a Locust master and two workers started as separate
 ``secton-harness load`` processes, each worker with its own ``--out`` as if it ran on
-another machine, then the procedure of docs/scaling.md: copy every worker's part files
-into the master's run folder, merge, re-judge the thresholds on the merged records.
+another machine. The workers ship their record parts to the master over Locust's message
+channel; the master merges and judges them.
 
-Asserts on counts and on the merged data only (never on speed): records from both workers,
-Locust's count == record count == ``secton_requests_total`` at the master, thresholds
-judged on the merged records.
+All processes run on loopback on this machine (no network namespaces: the test needs no
+root and the channel is the same TCP/ZeroMQ connection either way). The target is the
+reference server, whose ``/_admin/stats`` is the ground truth; the Pushgateway is the
+real ``prometheus-pushgateway`` binary on a free loopback port. Asserts on counts only,
+never on speed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
 import pytest
 from conftest import ROOT, free_port, write_toml
 
-from benchmarks.truth import demo_keys
-from loadtests.scenario import load_scenario
-from loadtests.thresholds import measure
-from secton_harness.records import merge_parts, read_records
+from benchmarks import truth
+from secton_harness.records import read_records
 
 pytestmark = pytest.mark.slow
 KEYS = ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
-DEMO_KEYS = demo_keys()
+SERVER = {"limits": {"algorithm": "none"}, "admin": {"enabled": True},
+          "latency": {"base_ms": 1, "per_token_ms": 0, "jitter_ms": 0},
+          "keys": truth.demo_keys()}
+#: The master's whole run is bounded well below this (test deadline).
+RUN_BOUND_S = 60
 
 
 def load_cmd(scenario: Path, target: str, out: Path, *extra: str) -> list[str]:
@@ -39,83 +43,145 @@ def load_cmd(scenario: Path, target: str, out: Path, *extra: str) -> list[str]:
             "--target", target, "--keys", str(KEYS), "--out", str(out), *extra]
 
 
-def scrape(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-    return {name: float(value) for name, value in
-            (line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("secton_"))}
-
-
-def copy_worker_parts(worker_out: Path, master_out: Path) -> int:
-    """Step 3 of docs/scaling.md: a worker's parts into the master's records.parts/."""
-    target = master_out / "records.parts"
-    target.mkdir(exist_ok=True)
-    parts = sorted((worker_out / "records.parts").glob("*.parquet"))
-    for part in parts:
-        shutil.copy2(part, target / part.name)
-    return len(parts)
-
-
-def test_master_and_two_workers_merge_records_metrics_thresholds(
-        reference_server: Any, tmp_path: Path) -> None:
-    server = reference_server({"limits": {"algorithm": "none"},
-                               "latency": {"base_ms": 1, "per_token_ms": 0, "jitter_ms": 0},
-                               "keys": DEMO_KEYS})
-    scenario = write_toml(tmp_path / "s.toml", {
-        "duration": "5s", "arrival": "even", "drain": "2s",
-        "endpoints": {"models": {"rate": "10/s", "users": 4},
-                      "chat": {"rate": "40/s", "users": 8}},
-        # needs both workers' records: one worker alone sends about half
-        "thresholds": {"all": ["error_rate == 0", "requests >= 200"],
-                       "chat": ["rps >= 30"]}})
-    master_port, metrics_port = free_port(), free_port()
-    master_out = tmp_path / "master"
-    master = subprocess.Popen(
-        load_cmd(scenario, server.url, master_out, "--master", "--expect-workers", "2",
-                 "--master-host", "127.0.0.1", "--master-port", str(master_port),
-                 "--metrics-port", str(metrics_port), "--metrics-linger", "4s"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    workers, worker_outs = [], [tmp_path / "worker-a", tmp_path / "worker-b"]
+@pytest.fixture
+def pushgateway() -> Iterator[str]:
+    """The real Pushgateway (Debian package prometheus-pushgateway) on a free port."""
+    binary = shutil.which("prometheus-pushgateway")
+    if binary is None:
+        pytest.skip("prometheus-pushgateway not installed (.ci/install-deps installs it)")
+    port = free_port()
+    process = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
     try:
-        time.sleep(1.0)
-        for out in worker_outs:
-            workers.append(subprocess.Popen(
-                load_cmd(scenario, server.url, out, "--worker", "--master-host", "127.0.0.1",
-                         "--master-port", str(master_port)),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        last: dict[str, float] = {}
-        deadline = time.monotonic() + 50
-        while master.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.3)
-            with contextlib.suppress(OSError):
-                last = scrape(metrics_port)
-        master_stderr = master.communicate(timeout=10)[1]
-        for worker in workers:
-            worker.wait(timeout=15)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/-/ready", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield url
     finally:
-        for process in (master, *workers):
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    assert master.returncode in (0, 1), master_stderr[-2000:]
-    assert all(w.returncode == 0 for w in workers), [w.stderr.read()[-1000:]
-                                                     for w in workers if w.stderr]
-    # the workers keep their parts unmerged in their own folders ...
-    copied = [copy_worker_parts(out, master_out) for out in worker_outs]
-    assert all(copied), copied
-    # ... the master merges them and judges the thresholds again on every record
-    merge_parts(master_out)
-    table = read_records(master_out)
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def pushed_series(url: str, run: str) -> dict[str, float]:
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
+    return {name: float(value) for name, value in
+            (line.rsplit(" ", 1) for line in text.splitlines()
+             if line.startswith("secton_") and f'run="{run}"' in line)}
+
+
+class Cluster:
+    """A master and two workers of one scenario, started as three CLI commands."""
+
+    def __init__(self, tmp_path: Path, scenario: Path, url: str, *master_extra: str,
+                 worker_extra: tuple[tuple[str, ...], ...] = ((), ())) -> None:
+        self.master_out = tmp_path / "master"
+        self.worker_outs = [tmp_path / "worker-a", tmp_path / "worker-b"]
+        port = free_port()
+        self.master = subprocess.Popen(
+            load_cmd(scenario, url, self.master_out, "--master", "--expect-workers", "2",
+                     "--master-host", "127.0.0.1", "--master-port", str(port),
+                     *master_extra),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        self.workers = [subprocess.Popen(
+            load_cmd(scenario, url, out, "--worker", "--master-host", "127.0.0.1",
+                     "--master-port", str(port), *extra),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for out, extra in zip(self.worker_outs, worker_extra, strict=True)]
+
+    def wait(self) -> str:
+        started = time.monotonic()
+        try:
+            stderr = self.master.communicate(timeout=RUN_BOUND_S)[1]
+            for worker in self.workers:
+                worker.wait(timeout=20)
+        finally:
+            for process in (self.master, *self.workers):
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        self.elapsed = time.monotonic() - started
+        return stderr
+
+
+def test_workers_records_reach_the_master_which_judges_every_record(
+        reference_server: Any, pushgateway: str, tmp_path: Path) -> None:
+    server = reference_server(SERVER)
+    scenario = write_toml(tmp_path / "s.toml", {
+        "duration": "4s", "arrival": "even", "drain": "2s", "validate_sample": 0.0,
+        "endpoints": {"models": {"rate": "10/s", "users": 4},
+                      "chat": {"rate": "30/s", "users": 8}},
+        # fails on purpose: the master's exit code must follow it
+        "thresholds": {"all": ["error_rate == 0", "requests < 20"]}})
+    cluster = Cluster(tmp_path, scenario, server.url, "--push-gateway", pushgateway,
+                      worker_extra=((), ("--no-keep-parts",)))
+    stderr = cluster.wait()
+    assert cluster.master.returncode == 1, stderr[-3000:]
+    assert all(w.returncode == 0 for w in cluster.workers)
+    info = json.loads((cluster.master_out / "run.json").read_text())
+    assert info["outcome"] == "failed", stderr[-3000:]
+    failing = [t["threshold"] for t in info["thresholds"] if not t["passed"]]
+    assert failing == ["requests < 20"]
+    assert all(c["passed"] for c in info["checks"]), info["checks"]
+    # every request the server saw is one record at the master, and nothing else
+    table = read_records(cluster.master_out)
+    served = truth.server_counts(truth.fetch_stats(server.url))
+    assert sum(served.values()) > 50
+    assert truth.record_counts(table) == served
+    assert info["records"] == table.num_rows
+    # both workers' records, both accounted complete
     assert len(set(table["worker"].to_pylist())) == 2
-    locust = json.loads((master_out / "locust-summary.json").read_text())
-    assert table.num_rows == locust["requests"] > 0
-    counted = sum(v for k, v in last.items() if k.startswith("secton_requests_total{"))
-    assert counted == table.num_rows
-    assert sum(v for k, v in last.items()
+    workers = info["workers"]
+    assert len(workers) == 2 and all(w["complete"] for w in workers), workers
+    assert sum(w["received_records"] for w in workers) == table.num_rows
+    # worker a kept a copy of its parts; worker b (--no-keep-parts) deleted each once sent
+    kept = read_records(cluster.worker_outs[0])
+    assert kept.num_rows == next(w["received_records"] for w in workers
+                                 if w["worker"] == kept["worker"][0].as_py())
+    assert not list((cluster.worker_outs[1] / "records.parts").glob("*.parquet"))
+    # the Pushgateway holds the final counts of this run
+    assert info["pushgateway"]["pushed"] is True
+    series = pushed_series(pushgateway, cluster.master_out.name)
+    assert sum(v for k, v in series.items()
+               if k.startswith("secton_requests_total{")) == table.num_rows
+    assert sum(v for k, v in series.items()
                if k.startswith("secton_request_duration_seconds_count{")) == table.num_rows
-    chat = table.filter(pc.equal(table["endpoint"], "/v1/chat/completions"))
-    assert measure("rps", chat) == pytest.approx(40, rel=0.15)  # two workers' shares sum up
-    results = load_scenario(scenario).threshold_set().evaluate(table)
-    assert [r.describe() for r in results if not r.passed] == []
-    # the master alone saw no records: its own verdict cannot stand for a multi-machine run
-    master_info = json.loads((master_out / "run.json").read_text())
-    assert master_info["records"] == 0
+
+
+def test_a_killed_worker_makes_the_run_incomplete_and_nothing_hangs(
+        reference_server: Any, tmp_path: Path) -> None:
+    server = reference_server(SERVER)
+    scenario = write_toml(tmp_path / "s.toml", {
+        "duration": "6s", "arrival": "even", "drain": "1s", "validate_sample": 0.0,
+        "endpoints": {"chat": {"rate": "20/s", "users": 6}}})
+    cluster = Cluster(tmp_path, scenario, server.url)
+    victim, survivor = cluster.workers
+    deadline = time.monotonic() + 30
+    parts = cluster.worker_outs[0] / "records.parts"
+    while time.monotonic() < deadline and not list(parts.glob("*.parquet")):
+        time.sleep(0.2)  # killed once it has sent something
+    time.sleep(1.0)
+    victim.send_signal(signal.SIGKILL)
+    stderr = cluster.wait()
+    assert cluster.elapsed < RUN_BOUND_S
+    assert cluster.master.returncode == 1, stderr[-3000:]
+    assert survivor.returncode == 0
+    info = json.loads((cluster.master_out / "run.json").read_text())
+    assert info["outcome"] == "incomplete"
+    assert "incomplete run" in info["reason"]
+    lost = [w for w in info["workers"] if not w["complete"]]
+    assert len(lost) == 1 and lost[0]["final_batch"] is False
+    assert lost[0]["last_known_records"] is not None and "lost" in lost[0]["problem"]
+    # every record of the surviving worker is at the master
+    table = read_records(cluster.master_out)
+    kept = read_records(cluster.worker_outs[1])
+    name = kept["worker"][0].as_py()
+    assert kept.num_rows > 0
+    assert table["worker"].to_pylist().count(name) == kept.num_rows
