@@ -230,7 +230,7 @@ def load_runs(dirs: list[str | os.PathLike[str]]) -> RunData:
         elif limits is None:
             notes.append(f"{run_dir}: no {RECORDS_FILE} (and no {PARTS_DIR}/); "
                          "the run recorded nothing")
-        if info.get("outcome") in ("running", "interrupted", "error"):
+        if info.get("outcome") in ("running", "interrupted", "error", "incomplete"):
             notes.append(f"{run_dir}: run outcome is {info['outcome']!r}; figures cover "
                          "only what was recorded")
     frames = [f for f in frames if not f.empty]

@@ -22,7 +22,8 @@ from typing import Any
 PASSED, FAILED, STOPPED = "passed", "failed", "stopped early"
 STOPPED_OUTCOMES = {"interrupted": "interrupted by a signal",
                     "error": "ended with an error",
-                    "running": "never finished (the process was killed)"}
+                    "running": "never finished (the process was killed)",
+                    "incomplete": "records of a lost worker are missing (run.json workers)"}
 MAX_NAMED = 8
 
 

@@ -25,7 +25,7 @@ from secton_harness.atomicfile import write_json_atomic
 from secton_harness.errors import BadInput
 
 RUN_FILE = "run.json"
-OUTCOMES = ("running", "passed", "failed", "interrupted", "error")
+OUTCOMES = ("running", "passed", "failed", "interrupted", "error", "incomplete")
 _SECRET_FIELDS = {"key", "api_key", "token", "secret", "password", "authorization"}
 
 
