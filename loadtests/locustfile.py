@@ -253,7 +253,7 @@ def _stop_in_order(environment: Any) -> None:
         return
     _State.finished = True
     runner = environment.runner
-    if isinstance(runner, MasterRunner):
+    if isinstance(runner, MasterRunner) and _State.collector is not None:
         # stop first: the workers flush and ship their final batches, the master waits
         # for them (test_stop), then everyone quits
         gevent.spawn(lambda: (runner.stop(), runner.quit()))
