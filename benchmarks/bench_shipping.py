@@ -1,11 +1,13 @@
 """Cost of sending records to the master: a shipping worker vs a local-only worker, same run.
 
 One ``secton-harness load --master --expect-workers 2`` and two workers of the same run,
-side by side on this machine against the headroom target (``headroom_server.py``): worker
-S is a ``secton-harness load --worker`` (it sends every part to the master, and keeps its
-copy), worker L is the same Locust command without ``--secton-ship-records`` (parts only in
-its own folder, as before issue 19). The scenario's rate is far above what the workers
-reach, so both are saturated and compete for the same cores under the same scheduler;
+side by side on this machine against the headroom target (``headroom_server.py``): both
+workers run the Locust command the CLI builds for ``--worker``; worker S keeps
+``--secton-ship-records`` (it sends every part to the master and keeps its copy), worker L
+drops it (parts only in its own folder, as before issue 19). Beside the achieved rates, each
+worker process's CPU seconds give requests per CPU second. The scenario's rate is far
+above what the workers reach, so both are saturated and compete for the same cores under
+the same scheduler;
 each worker's achieved rate is ``(requests - 1) / (last send - first send)`` over its own
 records, and the cost is ``1 - S / L``. The roles swap every round (worker index and
 start order), median of the rounds. Target: cost <= 5 %.
@@ -19,6 +21,7 @@ the run incomplete; the bench reads the workers' own folders, not that verdict.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import subprocess
 import sys
@@ -31,7 +34,7 @@ import tomli_w
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_processes import start_headroom  # noqa: E402
+from benchmarks.bench_processes import cpu_seconds, start_headroom  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     add_common_args,
     figure,
@@ -62,13 +65,14 @@ def cli(scenario: Path, url: str, out: Path, *extra: str) -> list[str]:
             "--target", url, "--keys", str(KEYS), "--out", str(out), *extra]
 
 
-def local_only_worker(scenario: Path, url: str, out: Path, port: int) -> list[str]:
-    """The worker's Locust command as the CLI builds it, minus the shipping flag."""
+def worker_cmd(scenario: Path, url: str, out: Path, port: int, ship: bool) -> list[str]:
+    """The worker's Locust command exactly as the CLI builds it; without ``ship``, minus
+    the shipping flag (the one difference between the two workers)."""
     options = LoadOptions(scenario=scenario, target=url, keys=KEYS, out=out, worker=True,
                           master_port=port)
     out.mkdir(parents=True)
     command = locust_command(options, load_scenario(scenario), url, out)
-    return [arg for arg in command if arg != "--secton-ship-records"]
+    return [arg for arg in command if ship or arg != "--secton-ship-records"]
 
 
 def one_round(url: str, work: Path, duration: float, name: str, local_first: bool
@@ -85,17 +89,26 @@ def one_round(url: str, work: Path, duration: float, name: str, local_first: boo
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
     shipping_out, local_out = work / f"{name}-ship", work / f"{name}-local"
-    starts = [lambda: subprocess.Popen(
-                  local_only_worker(scenario, url, local_out, port),
-                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-              lambda: subprocess.Popen(
-                  cli(scenario, url, shipping_out, "--worker", "--master-port", str(port)),
-                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    starts = [lambda: subprocess.Popen(worker_cmd(scenario, url, local_out, port, False),
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+              lambda: subprocess.Popen(worker_cmd(scenario, url, shipping_out, port, True),
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     if not local_first:
         starts.reverse()
     workers = [start() for start in starts]
+    local_proc = workers[0] if local_first else workers[1]
+    ship_proc = workers[1] if local_first else workers[0]
+    cpu = {"local": 0.0, "ship": 0.0}
     try:
-        master.wait(timeout=duration + 120)
+        deadline = time.monotonic() + duration + 120
+        while master.poll() is None and time.monotonic() < deadline:
+            # the last reading before each Locust worker exits is its CPU time
+            for role, pid in (("local", local_proc.pid), ("ship", ship_proc.pid)):
+                if pid:
+                    with contextlib.suppress(OSError, IndexError, ValueError):
+                        cpu[role] = cpu_seconds(pid)
+            time.sleep(0.2)
+        master.wait(timeout=30)
         for worker in workers:
             worker.wait(timeout=60)
     finally:
@@ -106,6 +119,8 @@ def one_round(url: str, work: Path, duration: float, name: str, local_first: boo
     ship, local = read_records(shipping_out), read_records(local_out)
     master_records = read_records(work / f"{name}-master")
     return {"ship_rps": measure("rps", ship) or 0.0, "local_rps": measure("rps", local) or 0.0,
+            "ship_per_cpu": ship.num_rows / cpu["ship"] if cpu["ship"] else 0.0,
+            "local_per_cpu": local.num_rows / cpu["local"] if cpu["local"] else 0.0,
             "ship_requests": ship.num_rows, "local_requests": local.num_rows,
             "at_master": master_records.num_rows}
 
@@ -132,7 +147,12 @@ def main() -> None:
         server.terminate()
         server.wait(10)
     costs = [1 - r["ship_rps"] / r["local_rps"] for r in rounds if r["local_rps"]]
-    cost = median(costs)
+    cpu_costs = [1 - r["ship_per_cpu"] / r["local_per_cpu"] for r in rounds
+                 if r["local_per_cpu"] and r["ship_per_cpu"]]
+    cost, cpu_cost = median(costs), median(cpu_costs)
+    # rounds with the local-only worker started first are the even ones (i % 2 == 0)
+    by_order = {"local-only first": median(costs[0::2]),
+                "shipping first": median(costs[1::2])}
     complete = all(r["at_master"] == r["ship_requests"] for r in rounds)
     verdict = "met" if cost <= 0.05 else "NOT met"
     body = (
@@ -140,20 +160,29 @@ def main() -> None:
         f"roles swapped every round). Two saturated workers of one run "
         "(`GET /v1/models`, 40 users, headroom target), one sending its parts to the master, "
         "one keeping them local only.\n\n"
-        "| round | shipping req/s | local-only req/s | cost | at the master = shipped |\n"
-        "|---|---|---|---|---|\n"
+        "| round | shipping req/s | local-only req/s | cost (rps) | shipping req/CPU-s | "
+        "local-only req/CPU-s | cost (per CPU-s) | at the master = shipped |\n"
+        "|---|---|---|---|---|---|---|---|\n"
         + "".join(f"| {i + 1} | {r['ship_rps']:,.0f} | {r['local_rps']:,.0f} | "
-                  f"{1 - r['ship_rps'] / r['local_rps']:+.1%} | "
+                  f"{1 - r['ship_rps'] / r['local_rps']:+.1%} | {r['ship_per_cpu']:,.0f} | "
+                  f"{r['local_per_cpu']:,.0f} | "
+                  f"{1 - r['ship_per_cpu'] / max(r['local_per_cpu'], 1e-9):+.1%} | "
                   f"{'yes' if r['at_master'] == r['ship_requests'] else 'NO'} |\n"
                   for i, r in enumerate(rounds))
         + f"\nMedian cost of shipping: **{cost:+.1%}** of a worker's throughput (target "
-        f"<= 5 %: {verdict}). Every shipped record at the master: "
+        f"<= 5 %: {verdict}); per CPU second of the worker process: **{cpu_cost:+.1%}**. "
+        "By start order (median cost, rps): "
+        + ", ".join(f"{k} {v:+.1%}" for k, v in by_order.items()) + ". "
+        "Every shipped record at the master: "
         f"{'yes' if complete else 'NO'}. Two saturated workers, the master and the target "
-        "share this machine's cores, so single rounds vary by several percent either way; "
-        "the median over swapped roles is the figure.\n")
+        "share this machine's cores (and other test runs share the machine), so single "
+        "rounds vary widely; the median over swapped roles is the figure.\n")
     replace_section(args.results, SECTION, body)
     write_figures(args.figures, [figure("shipping cost", cost, "<= 0.05",
-                                        runs=costs, note="1 - shipping / local-only rps")])
+                                        runs=costs, note="1 - shipping / local-only rps"),
+                                 figure("shipping cost per CPU second", cpu_cost, "<= 0.05",
+                                        runs=cpu_costs,
+                                        note="1 - shipping / local-only requests per CPU s")])
 
 
 if __name__ == "__main__":
