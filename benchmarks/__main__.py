@@ -35,6 +35,7 @@ BENCHES: dict[str, tuple[str, int, int]] = {
     "inflight": ("bench_inflight.py", 300, 150),
     "ratelimit": ("bench_ratelimit.py", 420, 240),
     "report": ("bench_report.py", 300, 120),
+    "shipping": ("bench_shipping.py", 300, 150),
 }
 SUMMARY = "## Summary"
 #: Each bench's latest figures, kept so that ``--only NAME`` refreshes its rows and keeps
