@@ -83,6 +83,13 @@ def validate(options: LoadOptions) -> tuple[Scenario, str]:
                        f"--max-duration {options.max_duration_s:g}s; raise --max-duration")
     if options.max_requests < 1:
         raise BadInput("--max-requests must be >= 1")
+    asked = sum(scenario.expected_requests(name) for name in scenario.endpoint_loads())
+    if asked > options.max_requests:
+        # the cap would cut the schedule short and the cut slots would count as never asked:
+        # a run that cannot do what the scenario asks is refused, not passed
+        raise BadInput(f"{options.scenario}: the scenario asks for {asked:,.0f} requests, "
+                       f"over --max-requests {options.max_requests:,}; raise --max-requests "
+                       "or shorten the scenario")
     if options.processes and (options.master or options.worker):
         raise BadInput("--processes cannot be combined with --master or --worker")
     if options.master and options.worker:
@@ -414,11 +421,16 @@ def _finish(run: RunFolder, scenario: Scenario, returncode: int | None,
 
     run_dir = run.path
     if options.worker:
-        outcome = "interrupted" if signal_received else "passed"
-        run.finish(outcome, note="worker: records were sent to the master, which judges "
-                   "the run" + (" (a copy of every part is kept here)" if options.keep_parts
-                                else ""))
-        return RunResult(run_dir, outcome, [], {}, {}, [], 0 if not signal_received else 130)
+        # the master judges the load; a worker says only whether its own part ran
+        crashed = returncode not in (0, None) and not signal_received
+        outcome = "interrupted" if signal_received else ("error" if crashed else "passed")
+        note = ("worker: records were sent to the master, which judges the run"
+                + (" (a copy of every part is kept here)" if options.keep_parts else ""))
+        if crashed:
+            note = f"worker: Locust exited with code {returncode} (see locust.log); " + note
+        run.finish(outcome, note=note)
+        code = 130 if signal_received else (2 if crashed else 0)
+        return RunResult(run_dir, outcome, [], {}, {}, [], code)
     merge_parts(run_dir)
     table = read_records(run_dir)
     locust_summary: dict[str, Any] = {}

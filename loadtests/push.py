@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from secton_harness.redact import Redactor
+
 PUSH_JOB = "secton_load"
 PUSH_TIMEOUT_S = 10.0
 
@@ -32,5 +34,6 @@ def push_final(url: str, registry: Any, run_dir: Path | None) -> dict[str, Any]:
                         timeout=PUSH_TIMEOUT_S)
     except Exception as error:
         return {"url": url, "job": PUSH_JOB, "grouping_key": key, "pushed": False,
-                "error": f"{type(error).__name__}: {error}"[:300]}
+                # network text: one redacted, capped line (credentials, control characters)
+                "error": Redactor.none().text(f"{type(error).__name__}: {error}", limit=300)}
     return {"url": url, "job": PUSH_JOB, "grouping_key": key, "pushed": True}

@@ -159,11 +159,8 @@ class SectonUser(BoundedUser):
             except Exception as exc:  # a bug or a hostile answer: still one record
                 row = self.failed(ts, latency, intended_ts, phase, HARNESS, type(exc).__name__)
             status, error = row[_STATUS], row[_ERROR]
-            if resp is None:  # the deadline fired outside the client: report it ourselves
-                self.environment.events.request.fire(
-                    request_type=self.method, name=self.path, response_time=latency * 1000,
-                    response_length=0, exception=got.problem, context={}, response=None,
-                    start_time=ts, url=self.path)
+            if resp is None:  # no response object (deadline, client error): report it here
+                self.fire(row, RuntimeError(f"{error}: {row[_REASON]}"))
             else:
                 with resp:
                     resp.request_meta["response_length"] = got.size
@@ -181,7 +178,9 @@ class SectonUser(BoundedUser):
         except Exception as exc:
             row = self.failed(ts, time.perf_counter() - start, intended_ts, phase, HARNESS,
                               type(exc).__name__)
-            self.fire(row, exc)
+            # the exception's text may quote what the target sent: Locust's error table and
+            # locust.log get the record's (redacted) words instead
+            self.fire(row, RuntimeError(f"{HARNESS}: {row[_REASON]}"))
         finally:
             if row is not None and self.plan.recorder is not None:
                 self.plan.recorder.add(row)

@@ -90,6 +90,8 @@ def rate_figures(table: pa.Table, scenario: Scenario,
     for name, load in scenario.endpoint_loads().items():
         path = BY_NAME[name].path
         part = table.filter(pc.equal(table["endpoint"], path)) if table.num_rows else table
+        if part.num_rows:  # a request our own code failed to send is not load on the target
+            part = part.filter(pc.invert(pc.fill_null(pc.equal(part["error"], HARNESS), False)))
         sent_by_phase: dict[str, int] = {}
         if part.num_rows:
             for phase, n in zip(*_phase_counts(part), strict=True):

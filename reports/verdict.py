@@ -23,7 +23,9 @@ PASSED, FAILED, STOPPED = "passed", "failed", "stopped early"
 STOPPED_OUTCOMES = {"interrupted": "interrupted by a signal",
                     "error": "ended with an error",
                     "running": "never finished (the process was killed)",
-                    "incomplete": "records of a lost worker are missing (run.json workers)"}
+                    "incomplete": "a bound stopped it before it finished: a lost worker's "
+                                  "records are missing, or the rate-limit mapping hit "
+                                  "--max-duration / --max-requests (partial figures)"}
 MAX_NAMED = 8
 
 

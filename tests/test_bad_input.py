@@ -112,6 +112,10 @@ ROWS: dict[str, tuple[dict[str, str | bytes], list[str], str]] = {
     "load remote target": ({"s.toml": "duration = '2s'\n[endpoints.models]\nrate = '1/s'\n"},
                            ["load", "--scenario", "s.toml", "--target", "http://example.com",
                             "--keys", KEYS], "--allow-remote"),
+    "load scenario over max-requests": (
+        {"s.toml": "duration = '10s'\n[endpoints.models]\nrate = '5/s'\n"},
+        ["load", "--scenario", "s.toml", "--target", LOOP, "--keys", KEYS,
+         "--max-requests", "20"], "--max-requests"),
     "load bad scenario": ({"s.toml": "duration = '5x'\n[endpoints.models]\nrate = '1/s'\n"},
                           ["load", "--scenario", "s.toml", "--target", LOOP, "--keys", KEYS],
                           "duration"),

@@ -319,3 +319,18 @@ def test_a_share_of_the_rate_that_never_ran_is_a_shortfall() -> None:
     rates = rate_figures(table, scenario, schedule)
     assert rates["chat"]["scheduled"] == 20 and rates["chat"]["ratio"] == pytest.approx(0.5)
     assert not default_checks(table, scenario, rates, 10.0)[-1].passed
+
+
+def test_requests_our_own_code_failed_to_send_are_not_load() -> None:
+    """9 of 20 records are harness errors (under the 50 % harness check): the rate check
+    counts the 11 that reached the target, not 20 of 20 (review finding)."""
+    scenario = _scenario()
+    table = _table([HARNESS] * 9 + [""] * 11)
+    schedule = {"chat": {"asked": {"steady": 20}, "dropped": {}, "share": 1.0,
+                         "pool": {"max_users": 3, "peak_users": 3, "grown": 0,
+                                  "saturated_s": 0.0}}}
+    rates = rate_figures(table, scenario, schedule)
+    assert rates["chat"]["sent"] == 11 and rates["chat"]["ratio"] == pytest.approx(0.55)
+    checks = default_checks(table, scenario, rates, 10.0)
+    assert [(c.name, c.passed) for c in checks] == [
+        ("requests", True), ("harness_errors", True), ("rate:chat", False)]

@@ -16,6 +16,7 @@ import pytest
 from conftest import write_toml
 
 from loadtests.ratelimit.infer import apply_verification
+from secton_harness.runfolder import read_run_info
 
 KEYS = [
     {"alias": "a1", "key": "sk-test-alpha-1", "org": "org_alpha"},
@@ -194,7 +195,10 @@ def test_expect_passes_and_fails_with_exit_codes(reference_server, tmp_path):
 def test_max_requests_stops_with_low_confidence(reference_server, tmp_path):
     server = reference_server(server_config("fixed_window", 10, 1.0))
     proc, result = run_cli(tmp_path, server.url, KEYS[:1], "--max-requests", "20")
-    assert proc.returncode == 0, proc.stderr
+    # partial figures never pass: the run is incomplete and exits 1 (review finding)
+    assert proc.returncode == 1, proc.stderr
+    assert read_run_info(tmp_path / "run")["outcome"] == "incomplete"
+    assert "stopped by max_requests" in proc.stdout
     assert result["requests_sent"] <= 20
     assert result["stopped_by"] == "max_requests"
     assert result["scopes"]["key"]["confidence"] == "low"

@@ -151,8 +151,15 @@ def _run(url, pool, out, policy, budget, max_requests, duration, max_rps, endpoi
         if target_down:
             console.print("[red]the target stopped answering (20 failures in a row): "
                           "mapping abandoned rather than hammering it[/red]")
-        failed = target_down or (policy is not None and not result["expect"]["passed"])
-        outcome = "failed" if failed else "passed"
+        # a bound (--max-duration, --max-requests, --budget) stopped the mapping: its
+        # figures are partial, so the run is incomplete, never passed
+        stopped = result.get("stopped_by") if not target_down else None
+        if stopped:
+            console.print(f"[red]mapping stopped by {stopped} before it finished: the "
+                          "figures are partial; raise the bound to map every scope[/red]")
+        failed = bool(target_down or stopped
+                      or (policy is not None and not result["expect"]["passed"]))
+        outcome = "incomplete" if stopped else ("failed" if failed else "passed")
         console.print(f"wrote {run.path / 'ratelimit.json'}")
         code = 1 if failed else 0
         _ci_outputs(result, code, json_out, junit, time.monotonic() - started)
