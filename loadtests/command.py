@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from loadtests.scenario import DEFAULT_MAX_REQUESTS
-from secton_harness.config import parse_duration
+from secton_harness.config import duration_flag
 from secton_harness.errors import BadInput
 from secton_harness.limits import max_body_bytes
 
@@ -93,14 +93,8 @@ def load(
 
     if not target:
         raise BadInput("no target: pass --target URL or set SECTON_BASE_URL")
-    try:
-        max_duration_s = parse_duration(max_duration)
-    except ValueError as error:
-        raise BadInput(f"--max-duration: {error}") from None
-    try:
-        linger_s = parse_duration(metrics_linger)
-    except ValueError as error:
-        raise BadInput(f"--metrics-linger: {error}") from None
+    max_duration_s = duration_flag(max_duration, "--max-duration")
+    linger_s = duration_flag(metrics_linger, "--metrics-linger")
     max_body_bytes()  # a bad SECTON_MAX_BODY_BYTES is one line here, not in the Locust child
     check_writable(json_out, "--json")
     check_writable(junit, "--junit")

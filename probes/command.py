@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from secton_harness.config import parse_duration
+from secton_harness.config import duration_flag
 from secton_harness.errors import BadInput
 from secton_harness.limits import max_body_bytes
 
@@ -87,10 +87,7 @@ def probe(
 
     seconds = None
     if duration is not None:
-        try:
-            seconds = parse_duration(duration)
-        except ValueError as error:
-            raise BadInput(f"--duration: {error}") from None
+        seconds = duration_flag(duration, "--duration")
         if seconds <= 0:
             raise BadInput("--duration: must be > 0, e.g. '10m'")
     if not 0 <= port <= 65535:

@@ -34,6 +34,14 @@ _RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 1 / 60, "min": 1 / 60,
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*$")
 
 
+def duration_flag(value: Any, flag: str) -> float:
+    """A command-line duration: seconds, or :class:`BadInput` naming the flag (one line)."""
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise BadInput(f"{flag}: {error}") from None
+
+
 def parse_duration(value: Any) -> float:
     """Seconds from ``"30s"``, ``"250ms"``, ``"5m"``, ``"1h"`` or a plain number of seconds."""
     if isinstance(value, bool):

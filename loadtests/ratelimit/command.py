@@ -61,7 +61,8 @@ def ratelimit(
     keys.toml --out runs/rl --expect examples/ratelimit-policy.toml[/cyan]
     """
     from loadtests.ratelimit.policy import load_policy
-    from secton_harness.config import parse_duration, parse_http_url
+    from secton_harness.config import duration_flag, parse_http_url
+    from secton_harness.endpoints import BY_NAME
     from secton_harness.keys import resolve_keys
 
     if not target:
@@ -70,12 +71,9 @@ def ratelimit(
         url = parse_http_url(target)
     except ValueError as error:
         raise BadInput(f"--target: {error}") from None
-    try:
-        duration = parse_duration(max_duration)
-    except ValueError as error:
-        raise BadInput(f"--max-duration: {error}") from None
-    if endpoint not in ("models", "chat"):
-        raise BadInput(f"--endpoint: {endpoint!r} is not models or chat")
+    duration = duration_flag(max_duration, "--max-duration")
+    if endpoint not in BY_NAME:
+        raise BadInput(f"--endpoint: {endpoint!r} is not one of {', '.join(BY_NAME)}")
     require_loopback(url, allow_remote, "mapping sends bursts until the API refuses")
     max_body_bytes()  # a bad SECTON_MAX_BODY_BYTES: one line and exit 2 before any request
     pool = resolve_keys(keys)
