@@ -161,11 +161,16 @@ def test_org_limit_the_keys_cannot_reach_invents_nothing(stops, tmp_path):
 def test_penalty_box_with_only_retry_after(window: float, cooldown: float,
                                            truth: float | None, stops, tmp_path):
     """A cooldown shorter than the window ends inside the still-full window, so a probe
-    starts another one: when requests come back depends on the probing, and no cooldown
-    figure is asserted then; a cooldown longer than the window is the cooldown."""
+    starts another one: when requests come back depends on the probing, and neither the
+    cooldown nor refusals_count is asserted then; a cooldown longer than the window is the
+    cooldown."""
     config = {"kind": "penalty", "keys": {k["key"]: k["org"] for k in KEYS},
               "key": {"limit": 8, "window_s": window, "cooldown_s": cooldown}, "org": None}
     url = real_limiters.own_limiter(tmp_path / "penalty", config, stops)
     scope = run_mapper(tmp_path, url, KEYS[:1])["scopes"]["key"]
+    # window longer than the cooldown: a refused probe inside the still-full window starts
+    # another cooldown, which from outside *is* a refusal that counts, so neither the
+    # cooldown nor refusals_count has one true answer there (seen both ways in CI runs)
+    counted = {"refusals_count": False} if truth is not None else {}
     right_or_honest(scope, burst=8, per_min=60 * 8 / window, algorithms={"penalty_cooldown"},
-                    cooldown_s=truth, penalty_extends=False, refusals_count=False)
+                    cooldown_s=truth, penalty_extends=False, **counted)
