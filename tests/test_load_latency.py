@@ -211,11 +211,14 @@ def test_sigint_keeps_in_flight_requests_on_record(slow: ReferenceServer,
     assert child.returncode == 130, err[-2000:]
     assert read_run_info(out)["outcome"] == "interrupted"
     # requests in flight at the signal are recorded (as answered or as cancelled, which
-    # one depends on timing): what counts is that none is missing
-    # KNOWN GAP (issue 15, open): once in 3 full runs SIGINT lost one request in flight
-    # (26 records, 27 at the server); at most one may be missing until that is fixed
-    got, sent = record_counts(out), server_counts(slow)
-    assert all(sent[e] - 1 <= got[e] <= sent[e] for e in sent) and set(got) == set(sent)
+    # one depends on timing): what counts is that none is missing, including those of
+    # users the pool grew beyond Locust's spawn count (once lost: 26 records, 27 sent).
+    # A request cancelled while its bytes were still on the way may never be counted by
+    # the server, so: every answered record was a request, every request has a record.
+    errors = read_records(out)["error"].to_pylist()
+    sent = server_counts(slow)["chat"]
+    assert len(errors) - errors.count("cancelled") <= sent <= len(errors), (sent, errors)
+    assert "cancelled" in errors
     rates = read_run_info(out)["rates"]["chat"]
     assert rates["dropped"] <= 16  # the rest of the 60 s schedule was never due: not dropped
 
