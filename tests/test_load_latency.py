@@ -327,6 +327,41 @@ def test_a_share_of_the_rate_that_never_ran_is_a_shortfall() -> None:
     assert not default_checks(table, scenario, rates, 10.0)[-1].passed
 
 
+def test_a_dropped_spike_fails_even_when_the_run_as_a_whole_reaches_the_bar() -> None:
+    """A spike phase that sent 20 of 40 scheduled while the phases around it sent all
+    theirs: overall 400 of 420 (95.2 %) would pass; the spike phase fails the rate check
+    and names itself. A phase's bar is rounded down to whole requests."""
+    scenario = Scenario.model_validate({
+        "duration": "100s", "shape": "spike", "endpoints": {"chat": {"rate": "4/s"}},
+        "spike": {"at": "40s", "length": "5s", "factor": 3}})
+    assert list(scenario.phase_windows()) == ["before", "spike", "after"]
+    sent = {"before": 160, "spike": 20, "after": 220}
+
+    def rows(counts: dict[str, int]) -> pa.Table:
+        return rows_to_table([{"ts": 1.0 + i, "endpoint": "/v1/chat/completions",
+                               "phase": phase, "status": 200, "latency_s": 0.1, "error": ""}
+                              for phase, n in counts.items() for i in range(n)])
+
+    schedule = {"chat": {"asked": {"before": 160, "spike": 40, "after": 220},
+                         "dropped": {"spike": 20}, "share": 1.0,
+                         "pool": {"max_users": 3, "peak_users": 3, "grown": 0,
+                                  "saturated_s": 0.0}}}
+    table = rows(sent)
+    rates = rate_figures(table, scenario, schedule)
+    assert rates["chat"]["ratio"] == pytest.approx(400 / 420)
+    rate = default_checks(table, scenario, rates, 100.0)[-1]
+    assert rate.name == "rate:chat" and not rate.passed
+    assert "phase spike: 6 of 12 req/s (20 of 40 scheduled, 20 dropped)" in rate.detail
+    assert "phase before" not in rate.detail and "phase after" not in rate.detail
+    # the spike's bar is floor(0.95 x 40) = 38 requests
+    for spike_sent, passes in ((38, True), (37, False)):
+        table = rows({**sent, "spike": spike_sent})
+        schedule["chat"]["dropped"] = {"spike": 40 - spike_sent}
+        check = default_checks(table, scenario, rate_figures(table, scenario, schedule),
+                               100.0)[-1]
+        assert check.passed is passes, (spike_sent, check.detail)
+
+
 def test_requests_our_own_code_failed_to_send_are_not_load() -> None:
     """9 of 20 records are harness errors (under the 50 % harness check): the rate check
     counts the 11 that reached the target, not 20 of 20 (review finding)."""
