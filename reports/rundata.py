@@ -30,7 +30,8 @@ from secton_harness.runfolder import RUN_FILE, read_json_object, read_run_info
 #: Columns the analysis reads (``bytes``, ``worker`` and the rate-limit header columns are
 #: never needed, so they are never loaded).
 NEEDED = ["ts", "source", "phase", "endpoint", "key_alias", "org", "status", "latency_s",
-          "error", "retry_after_s", "prompt_tokens", "completion_tokens", "target",
+          "error", "retry_after_s", "prompt_tokens", "completion_tokens", "total_tokens",
+          "target",
           "check", "success", "reason", "intended_ts", "detail"]
 CATEGORICAL = ["source", "phase", "endpoint", "key_alias", "org", "error", "target", "check",
                "reason", "detail"]
@@ -105,7 +106,7 @@ def _typed(table: pa.Table, run_dir: Path) -> pa.Table:
 _NULL_TYPES = {"ts": pa.float64(), "latency_s": pa.float64(), "status": pa.int32(),
                "success": pa.bool_(), "retry_after_s": pa.float64(),
                "intended_ts": pa.float64(), "prompt_tokens": pa.int64(),
-               "completion_tokens": pa.int64()}
+               "completion_tokens": pa.int64(), "total_tokens": pa.int64()}
 for _name in CATEGORICAL:
     _NULL_TYPES[_name] = pa.string()
 

@@ -17,6 +17,8 @@ and the dashboards' PromQL all follow these definitions (docs/measurement.md).
   it needs nothing but the records — a report over any run folder gets the same figure
   the load command printed. It is None with fewer than two sends. **ok rps** and
   **tokens per s** scale it: rps x ok / requests and rps x tokens / requests.
+* **tokens** of a request: the answer's ``usage.total_tokens``; where the target reports
+  only ``prompt_tokens``/``completion_tokens``, their sum (:func:`request_tokens`).
 * **percentiles** (pNN): linear interpolation between the closest ranks (numpy's
   default, k6 and ``numpy.percentile``), over every request with a latency, 429s and
   errors included.
@@ -105,7 +107,19 @@ class Columns:
             has_error_np = np.zeros(n, dtype=bool)
         return cls(ts=floats("ts"), latency_s=floats("latency_s"), status=floats("status"),
                    has_error=has_error_np, success=floats("success"),
-                   intended_ts=floats("intended_ts"), tokens=floats("total_tokens"))
+                   intended_ts=floats("intended_ts"),
+                   tokens=request_tokens(floats("total_tokens"), floats("prompt_tokens"),
+                                         floats("completion_tokens")))
+
+
+def request_tokens(total: np.ndarray, prompt: np.ndarray, completion: np.ndarray
+                   ) -> np.ndarray:
+    """Each request's tokens: ``total`` where the answer reported it, else prompt +
+    completion where either was reported, else NaN (one definition for the CLI's
+    thresholds and the report, which reads its records through pandas)."""
+    parts = np.where(np.isnan(prompt) & np.isnan(completion), np.nan,
+                     np.nan_to_num(prompt) + np.nan_to_num(completion))
+    return np.where(np.isnan(total), parts, total)
 
 
 # ---------------------------------------------------------------------- outcomes

@@ -103,6 +103,29 @@ def test_arrow_and_pandas_adapters_and_thresholds_agree() -> None:
         np.percentile(table["latency_s"].to_numpy(), 95))
 
 
+def test_tokens_have_one_definition_in_the_cli_and_the_report() -> None:
+    """A target whose total_tokens is not prompt + completion (reasoning tokens, say):
+    the CLI's thresholds and the report both count total_tokens; prompt + completion
+    only where total_tokens was not reported (the report used to sum them always)."""
+    table = pa.table({
+        "ts": [0.0, 1.0, 2.0, 3.0], "latency_s": [0.1] * 4,
+        "status": pa.array([200] * 4, pa.int32()), "error": ["", "", "", ""],
+        "success": pa.array([None] * 4, pa.bool_()),
+        "intended_ts": pa.array([None] * 4, pa.float64()),
+        "prompt_tokens": pa.array([3, 2, None, None], pa.int64()),
+        "completion_tokens": pa.array([4, 5, 6, None], pa.int64()),
+        "total_tokens": pa.array([30, None, None, None], pa.int64())})
+    frame = table.to_pandas()
+    frame["error"] = frame["error"].astype("category")
+    expected = [30.0, 7.0, 6.0, NAN]
+    np.testing.assert_array_equal(Columns.from_arrow(table).tokens, expected)
+    np.testing.assert_array_equal(frame_columns(frame).tokens, expected)
+    # rps = 3 / 3 s = 1; tokens per request = 43 / 4
+    assert measure("tokens_per_s", Columns.from_arrow(table)) == pytest.approx(43 / 4)
+    assert threshold_measure("tokens_per_s", table) == pytest.approx(43 / 4)
+    assert measure("tokens_per_s", frame_columns(frame)) == pytest.approx(43 / 4)
+
+
 def test_the_load_board_is_built_from_the_measures() -> None:
     board = build_all()[load_board.UID]
     exprs = {p["title"]: p["targets"][0]["expr"] for p in board["panels"]
