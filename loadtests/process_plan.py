@@ -153,7 +153,11 @@ class LoadPlan:
 
     @property
     def pacing_done(self) -> bool:
-        return bool(self.pacers) and all(p.done for p in self.pacers.values())
+        """Pacing started and every pacer of this process is done. A ``--processes``
+        worker that Locust gave no user (``users = 1`` over two workers) has no pacer and
+        nothing to send: it is done as soon as pacing starts. (It used to count as never
+        done, so the master waited out the whole drain: a 4 s run took 40 s.)"""
+        return self.pacing_started.is_set() and all(p.done for p in self.pacers.values())
 
 
 def _load_contract() -> Any:

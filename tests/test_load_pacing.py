@@ -88,3 +88,23 @@ def test_finish_counts_only_due_slots_as_dropped() -> None:
     pacer.finish()  # stopped 0.2 s into a 10 s schedule: ~10 slots were due
     assert pacer.take() is None and pacer.done
     assert 5 <= pacer.dropped_total == pacer.asked["steady"] <= 100
+
+
+def test_a_process_without_users_is_done_once_pacing_starts() -> None:
+    """``users = 1`` over two ``--processes`` workers: Locust gives one worker no user. It
+    has no pacer and nothing to send, so it is done as soon as pacing starts; it used to
+    count as never done and the master waited out the whole drain (a 4 s run took 40 s)."""
+    from loadtests.process_plan import LoadPlan
+    from loadtests.scenario import Scenario
+
+    scenario = Scenario.model_validate({"duration": "4s",
+                                        "endpoints": {"models": {"rate": "2/s", "users": 1}}})
+    idle = LoadPlan(scenario=scenario, keys=[], run_dir=None, worker="w1", max_requests=10)
+    assert not idle.pacing_done  # before pacing starts nothing is done
+    idle.start_pacers({"models": 0})
+    assert idle.pacers == {} and idle.pacing_done
+    busy = LoadPlan(scenario=scenario, keys=[], run_dir=None, worker="w0", max_requests=10)
+    busy.start_pacers({"models": 1})
+    assert set(busy.pacers) == {"models"} and not busy.pacing_done
+    busy.finish_pacers()
+    assert busy.pacing_done
