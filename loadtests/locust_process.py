@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtests.scenario import DEFAULT_MAX_REQUESTS, Scenario, load_scenario, scenario_summary
+from loadtests.scenario import (
+    DEFAULT_MAX_REQUESTS,
+    Scenario,
+    load_scenario,
+    scenario_summary,
+    spread_keys,
+)
 from loadtests.thresholds import ThresholdResult
 from secton_harness.config import parse_http_url, require_loopback
 from secton_harness.errors import BadInput, HarnessError
@@ -77,6 +83,9 @@ def validate(options: LoadOptions) -> tuple[Scenario, str]:
         target = parse_http_url(options.target)
     except ValueError as error:
         raise BadInput(f"--target: {error}") from None
+    # the API's base URL with or without /v1, as probe and ratelimit take it (the paths
+    # sent carry /v1 themselves: http://host/v1 would have loaded /v1/v1/models)
+    target = target.rstrip("/").removesuffix("/v1")
     require_loopback(target, options.allow_remote, "a load test would load it")
     if scenario.duration > options.max_duration_s:
         raise BadInput(f"{options.scenario}: duration {scenario.duration:g}s exceeds "
@@ -99,7 +108,9 @@ def validate(options: LoadOptions) -> tuple[Scenario, str]:
             parse_http_url(options.push_gateway)
         except ValueError as error:
             raise BadInput(f"--push-gateway: {error}") from None
-    resolve_keys(options.keys)  # fail here, not in every worker
+    # the key selection too: a scenario naming an org or alias the keys file lacks failed
+    # inside the Locust child, as a table of "no data" and "see locust.log"
+    spread_keys(resolve_keys(options.keys), scenario.keys.aliases, scenario.keys.orgs)
     check_out(options.out, options.overwrite)
     return scenario, target
 

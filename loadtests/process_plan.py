@@ -19,27 +19,9 @@ from loadtests.pacing import Pacer
 from loadtests.pool import UserPool
 from loadtests.record_shipping import Shipper
 from loadtests.recorder import Recorder
-from loadtests.scenario import DEFAULT_MAX_REQUESTS, Scenario, load_scenario
+from loadtests.scenario import DEFAULT_MAX_REQUESTS, Scenario, load_scenario, spread_keys
 from secton_harness.errors import BadInput
-from secton_harness.keys import ApiKey, KeyPool, resolve_keys
-
-
-def spread_keys(pool: KeyPool, aliases: list[str], orgs: list[str]) -> list[ApiKey]:
-    """The selected keys interleaved by org (a1, b1, a2, b2, a3...), so that users bound
-    round-robin spread over every org as evenly as the pool allows."""
-    keys = [pool.by_alias(alias) for alias in aliases] if aliases else list(pool)
-    if orgs:
-        unknown = set(orgs) - {key.org for key in keys}
-        if unknown:
-            raise BadInput(f"scenario keys.orgs: no key of org(s) {', '.join(sorted(unknown))}")
-        keys = [key for key in keys if key.org in orgs]
-    by_org: dict[str, list[ApiKey]] = {}
-    for key in keys:
-        by_org.setdefault(key.org, []).append(key)
-    spread = [key for row in itertools.zip_longest(*by_org.values()) for key in row if key]
-    if not spread:
-        raise BadInput("scenario keys: the selection matches no key")
-    return spread
+from secton_harness.keys import ApiKey, resolve_keys
 
 
 @dataclass

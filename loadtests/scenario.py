@@ -41,6 +41,8 @@ from pydantic import Field, field_validator, model_validator
 from loadtests.thresholds import ThresholdSet, parse_threshold
 from secton_harness.config import Duration, Model, Rate, load_toml_model
 from secton_harness.endpoints import BY_NAME, ENDPOINTS
+from secton_harness.errors import BadInput
+from secton_harness.keys import ApiKey, KeyPool
 
 #: The cap on a load run's requests when the user gives none (``--max-requests``).
 DEFAULT_MAX_REQUESTS = 1_000_000
@@ -187,6 +189,17 @@ class Scenario(Model):
         return value
 
     @model_validator(mode="after")
+    def _thresholds_on_loaded_endpoints(self) -> Scenario:
+        """A threshold on an endpoint the scenario never sends could only fail with
+        "no data" after the whole run: refuse it before."""
+        loaded = self.endpoint_loads()
+        for scope in self.thresholds:
+            if scope in BY_NAME and scope not in loaded:
+                raise ValueError(f"thresholds.{scope}: the scenario sends no {scope} "
+                                 f"requests (no [endpoints.{scope}])")
+        return self
+
+    @model_validator(mode="after")
     def _bounded(self) -> Scenario:
         if self.duration <= 0:
             raise ValueError("duration must be > 0, e.g. '60s'")
@@ -301,3 +314,21 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
 def scenario_summary(scenario: Scenario) -> dict[str, Any]:
     """The scenario as plain data for run.json."""
     return scenario.model_dump(mode="json")
+
+
+def spread_keys(pool: KeyPool, aliases: list[str], orgs: list[str]) -> list[ApiKey]:
+    """The selected keys interleaved by org (a1, b1, a2, b2, a3...), so that users bound
+    round-robin spread over every org as evenly as the pool allows."""
+    keys = [pool.by_alias(alias) for alias in aliases] if aliases else list(pool)
+    if orgs:
+        unknown = set(orgs) - {key.org for key in keys}
+        if unknown:
+            raise BadInput(f"scenario keys.orgs: no key of org(s) {', '.join(sorted(unknown))}")
+        keys = [key for key in keys if key.org in orgs]
+    by_org: dict[str, list[ApiKey]] = {}
+    for key in keys:
+        by_org.setdefault(key.org, []).append(key)
+    spread = [key for row in itertools.zip_longest(*by_org.values()) for key in row if key]
+    if not spread:
+        raise BadInput("scenario keys: the selection matches no key")
+    return spread

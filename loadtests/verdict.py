@@ -6,6 +6,9 @@ was the failure that motivated them):
 
 - ``requests``: a run with no record at all fails.
 - ``harness_errors``: a run where most records are the harness's own errors fails.
+- ``successes``: a run where no request got an ok answer fails (every answer a 404 from
+  a wrong base URL, a 401 from a key the target does not know, a 5xx, or a 429): a
+  capacity figure over nothing but failures measures nothing. It names the answers seen.
 - ``rate:<endpoint>``: each endpoint must send at least ``min_rate_ratio`` (default 95 %)
   of the requests its schedule asked for (0 in the scenario removes the check), over the
   run and in every phase of a shaped run: a spike that was mostly dropped fails even when
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,6 +164,7 @@ def default_checks(table: pa.Table, scenario: Scenario, rates: dict[str, Any],
         detail = (f"{harness} of {table.num_rows} records are harness errors "
                   f"(error class '{HARNESS}'; see locust.log)")
         checks.append(Check("harness_errors", share <= HARNESS_SHARE, detail))
+        checks.append(_successes_check(table))
     if scenario.min_rate_ratio > 0:
         for name, figures in rates.items():
             checks.append(_rate_check(name, figures, scenario, duration_s))
@@ -208,3 +213,22 @@ def _short_phases(f: dict[str, Any], min_ratio: float) -> list[str]:
             lines.append(f"phase {phase}: {achieved:.3g} of {p['asked_rps']:.3g} req/s "
                          f"({p['sent']} of {p['scheduled']} scheduled{dropped})")
     return lines
+
+
+def _successes_check(table: pa.Table) -> Check:
+    """At least one ok answer (:mod:`secton_harness.measures`' words); else the most
+    common statuses and error classes, so the line says what went wrong."""
+    ok = int(measure("ok", table) or 0)
+    if ok:
+        return Check("successes", True, f"{ok} of {table.num_rows} requests ok")
+    pairs = zip(table["status"].to_pylist(), table["error"].to_pylist(), strict=True)
+    seen = Counter(f"{status or 'no answer'}" + (f" {error}" if error else "")
+                   for status, error in pairs)
+    common = ", ".join(f"{n} x {what}" for what, n in seen.most_common(3))
+    hint = ""
+    if any(str(what).startswith("404") for what in seen):
+        hint = "; is --target the API's base URL?"
+    elif any(str(what).startswith("401") for what in seen):
+        hint = "; does the target know these keys?"
+    return Check("successes", False,
+                 f"none of {table.num_rows} requests got an ok answer ({common}){hint}")

@@ -21,7 +21,8 @@ def serve(
         "--config", "-c", help="Reference-server config (TOML). Default: the built-in demo "
         "config (two orgs, five keys, fixed-window limits, small seeded latency).")] = None,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = 8080,
+    port: Annotated[int, typer.Option(min=0, max=65535,
+                                      help="Port to bind; 0 picks a free one.")] = 8080,
     stats_file: Annotated[Path | None, typer.Option(
         help="Write the ground-truth request counts (JSON) here at shutdown.")] = None,
 ) -> None:

@@ -135,6 +135,24 @@ ROWS: dict[str, tuple[dict[str, str | bytes], list[str], str]] = {
                                          "rate = '1/s'\n", "f": "x"},
                               ["load", "--scenario", "s.toml", "--target", LOOP, "--keys",
                                KEYS, "--out", "f"], "--out"),
+    "load scenario org without keys": ({"s.toml": "duration = '2s'\n[keys]\norgs = "
+                                                  "['org_zeta']\n[endpoints.models]\n"
+                                                  "rate = '1/s'\n"},
+                                       ["load", "--scenario", "s.toml", "--target", LOOP,
+                                        "--keys", KEYS], "org_zeta"),
+    "load threshold on an unsent endpoint": ({"s.toml": "duration = '2s'\n[endpoints.models]"
+                                                        "\nrate = '1/s'\n[thresholds]\n"
+                                                        "chat = ['rps > 1']\n"},
+                                             ["load", "--scenario", "s.toml", "--target",
+                                              LOOP, "--keys", KEYS], "thresholds.chat"),
+    "load port out of range": ({"s.toml": "duration = '2s'\n[endpoints.models]\n"
+                                          "rate = '1/s'\n"},
+                               ["load", "--scenario", "s.toml", "--target", LOOP, "--keys",
+                                KEYS, "--metrics-port", "70000"], "--metrics-port"),
+    "load negative processes": ({"s.toml": "duration = '2s'\n[endpoints.models]\n"
+                                           "rate = '1/s'\n"},
+                                ["load", "--scenario", "s.toml", "--target", LOOP, "--keys",
+                                 KEYS, "--processes", "-1"], "--processes"),
     "ratelimit no target": ({}, ["ratelimit", "--keys", KEYS], "SECTON_BASE_URL"),
     "ratelimit remote target": ({}, ["ratelimit", "--target", "http://example.com", "--keys",
                                      KEYS], "--allow-remote"),
@@ -165,6 +183,7 @@ ROWS: dict[str, tuple[dict[str, str | bytes], list[str], str]] = {
                             "--bounds"),
     "serve bad config": ({"sim.toml": "[limits]\nalgorithm = 'magic'\n"},
                          ["serve", "--config", "sim.toml", "--port", "0"], "algorithm"),
+    "serve port out of range": ({}, ["serve", "--port", "70000"], "--port"),
     "dashboards push without URL": ({}, ["dashboards", "push"], "url"),
 }
 

@@ -113,8 +113,8 @@ def test_pool_grows_to_hold_the_rate_every_request_on_record(slow: ReferenceServ
     assert record_counts(out) == server_counts(slow) == Counter(chat=50, models=20)
     cases = ET.parse(junit).getroot().iter("testcase")
     names = {case.get("name"): case.find("failure") is None for case in cases}
-    assert names == {"requests": True, "harness_errors": True, "rate:chat": True,
-                     "rate:models": True, "all: error_rate == 0": True}
+    assert names == {"requests": True, "harness_errors": True, "successes": True,
+                     "rate:chat": True, "rate:models": True, "all: error_rate == 0": True}
     progress = [line for line in done.stderr.splitlines() if line.startswith("load ")]
     assert progress and "chat " in progress[-1] and "dropped" in progress[-1]
     info = read_run_info(out)
@@ -172,11 +172,13 @@ def test_scenario_timeout_bounds_every_request(slow: ReferenceServer, tmp_path: 
 @pytest.mark.slow
 def test_env_target_and_key_and_one_run_per_folder(slow: ReferenceServer,
                                                    tmp_path: Path) -> None:
-    """SECTON_BASE_URL + SECTON_API_KEY (+ SECTON_ORG) name the target and key; a second
-    run into the same --out is refused, and with --overwrite holds only its own records."""
+    """SECTON_BASE_URL + SECTON_API_KEY (+ SECTON_ORG) name the target and key; the base
+    URL may end in /v1 as for probe and ratelimit (it loaded /v1/v1/models: all 404s); a
+    second run into the same --out is refused, and with --overwrite holds only its own
+    records."""
     scenario = write_toml(tmp_path / "s.toml", {
         "duration": "2s", "endpoints": {"models": {"rate": "3/s"}}})
-    env = {"SECTON_BASE_URL": slow.url, "SECTON_API_KEY": "sk-demo-alpha-1",
+    env = {"SECTON_BASE_URL": slow.url + "/v1/", "SECTON_API_KEY": "sk-demo-alpha-1",
            "SECTON_ORG": "org_alpha"}
     out = tmp_path / "run"
     first = load(scenario, out, env=env)
@@ -294,9 +296,29 @@ def test_mostly_harness_errors_fail_and_the_rate_check_can_be_removed() -> None:
     scenario = _scenario(min_rate_ratio=0)
     table = _table([HARNESS] * 11 + [""] * 9)
     checks = default_checks(table, scenario, rate_figures(table, scenario, {}), 10.0)
-    assert [(c.name, c.passed) for c in checks] == [("requests", True),
-                                                    ("harness_errors", False)]
+    assert [(c.name, c.passed) for c in checks] == [
+        ("requests", True), ("harness_errors", False), ("successes", True)]
     assert "11 of 20 records are harness errors" in checks[1].detail
+
+
+def test_a_run_where_nothing_succeeded_fails_and_says_why() -> None:
+    """Every answer a 404 (a wrong base URL) or a 401 (keys the target does not know): the
+    run sent what was asked, but measured nothing; with no threshold it used to pass."""
+    scenario = _scenario()
+    for status, hint in ((404, "is --target the API's base URL?"),
+                         (401, "does the target know these keys?")):
+        table = rows_to_table([{"ts": 1.0 + i, "endpoint": "/v1/chat/completions",
+                                "phase": "steady", "status": status, "latency_s": 0.01,
+                                "error": "http"} for i in range(20)])
+        checks = {c.name: c for c in default_checks(table, scenario,
+                                                     rate_figures(table, scenario, {}), 10.0)}
+        assert not checks["successes"].passed
+        assert checks["successes"].detail == (
+            f"none of 20 requests got an ok answer (20 x {status} http); {hint}")
+    ok_once = _table(["http"] * 19 + [""])
+    checks = {c.name: c for c in default_checks(ok_once, scenario,
+                                                 rate_figures(ok_once, scenario, {}), 10.0)}
+    assert checks["successes"].passed and checks["successes"].detail == "1 of 20 requests ok"
 
 
 def test_rate_check_uses_the_schedule() -> None:
@@ -308,7 +330,7 @@ def test_rate_check_uses_the_schedule() -> None:
     rates = rate_figures(table, scenario, schedule)
     assert rates["chat"]["ratio"] == pytest.approx(0.9)
     assert rates["chat"]["achieved_rps"] == pytest.approx(1.8)
-    [_, _, rate] = default_checks(table, scenario, rates, 10.0)
+    [_, _, _, rate] = default_checks(table, scenario, rates, 10.0)
     assert not rate.passed
     assert rate.detail.startswith("chat: 1.8 of 2 req/s (18 of 20 scheduled, 2 dropped)")
     assert "all 3 users busy 50% of the run" in rate.detail
@@ -374,4 +396,5 @@ def test_requests_our_own_code_failed_to_send_are_not_load() -> None:
     assert rates["chat"]["sent"] == 11 and rates["chat"]["ratio"] == pytest.approx(0.55)
     checks = default_checks(table, scenario, rates, 10.0)
     assert [(c.name, c.passed) for c in checks] == [
-        ("requests", True), ("harness_errors", True), ("rate:chat", False)]
+        ("requests", True), ("harness_errors", True), ("successes", True),
+        ("rate:chat", False)]
