@@ -39,6 +39,8 @@ Listener = Callable[[CheckResult], None]
 ErrorLog = Callable[[str], None]
 #: How long in-flight runs may finish after a stop before they are cancelled.
 STOP_GRACE_S = 2.0
+#: ``probe --once``: the checks of one target start this far apart (see run_once).
+ONCE_STAGGER_S = 0.03
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,13 @@ class ProbeScheduler:
                 raised.append(error)
         return raised
 
-    async def _run(self, job: Job, client: AsyncSectonClient) -> CheckResult:
-        """One run of ``job``, emitted; never raises (a failure becomes harness_error)."""
+    async def _run(self, job: Job, client: AsyncSectonClient,
+                   started: asyncio.Event | None = None) -> CheckResult:
+        """One run of ``job``, emitted; never raises (a failure becomes harness_error).
+        ``started`` is set once the run has taken its start time."""
         ts, start = time.time(), time.perf_counter()
+        if started is not None:
+            started.set()
         try:
             result = await run_check(CHECKS[job.settings.name], job.settings, job.target,
                                      client, self.contract, self.config.probes)
@@ -114,12 +120,32 @@ class ProbeScheduler:
         return AsyncSectonClient(job.target.url, job.target.timeout_for(job.settings))
 
     async def run_once(self) -> list[CheckResult]:
-        """Every enabled check on every target once, concurrently; results in job order."""
+        """Every enabled check on every target once, concurrently; results in job order.
+
+        The checks of one target start at least :data:`ONCE_STAGGER_S` apart (each waits
+        for the previous one to have started): started together, each one's duration
+        held the others' processing in the one event loop (20-60 ms per check where one
+        alone takes 5-12 ms). The run still lasts about its slowest check, plus about
+        ``checks x ONCE_STAGGER_S``; targets are launched side by side.
+        """
         async with contextlib.AsyncExitStack() as stack:
             clients = [await stack.enter_async_context(self._client(job)) for job in self.jobs]
-            return list(await asyncio.gather(*(self._run(job, client)
-                                               for job, client in zip(self.jobs, clients,
-                                                                      strict=True))))
+            tasks: list[asyncio.Task[CheckResult] | None] = [None] * len(self.jobs)
+            by_target: dict[str, list[int]] = {}
+            for index, job in enumerate(self.jobs):
+                by_target.setdefault(job.target.label, []).append(index)
+
+            async def launch(indexes: list[int]) -> None:
+                for n, index in enumerate(indexes):
+                    if n:
+                        await asyncio.sleep(ONCE_STAGGER_S)
+                    started = asyncio.Event()
+                    tasks[index] = asyncio.create_task(
+                        self._run(self.jobs[index], clients[index], started))
+                    await started.wait()
+
+            await asyncio.gather(*(launch(indexes) for indexes in by_target.values()))
+            return list(await asyncio.gather(*(task for task in tasks if task is not None)))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every applicable job on its schedule until ``stop`` is set."""

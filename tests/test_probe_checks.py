@@ -19,7 +19,7 @@ import pytest
 
 from probes.config import CHECK_NAMES, HarnessConfig
 from probes.runner import CheckResult
-from probes.scheduler import ProbeScheduler
+from probes.scheduler import ONCE_STAGGER_S, ProbeScheduler
 from probes.service import probe_targets
 from secton_harness.contract import default_contract
 from secton_harness.records import read_records
@@ -50,6 +50,12 @@ def verdicts(results: dict[str, CheckResult]) -> dict[str, str]:
 
 def test_every_check_passes_against_the_reference_server(default_server: Any) -> None:
     results = run_once(harness([{"label": "ref", "url": default_server.url}]))
+    # the checks of a target start ONCE_STAGGER_S apart (started together, each one's
+    # duration held the others' processing: 20-60 ms where one alone takes 5-12 ms); a
+    # lower bound, which a loaded machine can only make larger
+    starts = [r.ts for r in results.values()]
+    assert all(later - earlier >= ONCE_STAGGER_S - 0.002
+               for earlier, later in itertools.pairwise(starts)), starts
     assert list(results) == list(CHECK_NAMES)
     assert verdicts(results) == dict.fromkeys(CHECK_NAMES, ""), {
         n: r.detail for n, r in results.items()}
