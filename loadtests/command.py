@@ -40,23 +40,22 @@ def load(
     junit: Annotated[str | None, typer.Option(
         metavar="FILE", help="Write a JUnit XML report to FILE: one test case per default "
         "check and per threshold.")] = None,
-    processes: Annotated[int, typer.Option(min=0, help="Locust worker processes on this "
-                                           "machine (0 = one process).")] = 0,
+    processes: Annotated[int, typer.Option(help="Locust worker processes on this machine "
+                                           "(0 = one process).")] = 0,
     master: Annotated[bool, typer.Option(help="Run as Locust master for remote "
                                          "workers.")] = False,
     worker: Annotated[bool, typer.Option(help="Run as a Locust worker of a "
                                          "--master.")] = False,
     master_host: Annotated[str, typer.Option(help="Master address (bind or "
                                              "connect).")] = "127.0.0.1",
-    master_port: Annotated[int, typer.Option(min=1, max=65535, help="Master port.")] = 5557,
-    expect_workers: Annotated[int, typer.Option(min=1, help="With --master: workers to wait "
+    master_port: Annotated[int, typer.Option(help="Master port.")] = 5557,
+    expect_workers: Annotated[int, typer.Option(help="With --master: workers to wait "
                                                 "for.")] = 1,
     ui: Annotated[bool, typer.Option(help="Keep Locust's web UI (press start "
                                      "there).")] = False,
-    web_port: Annotated[int, typer.Option(min=1, max=65535,
-                                          help="Web UI port with --ui.")] = 8089,
-    metrics_port: Annotated[int, typer.Option(min=0, max=65535, help="Serve Prometheus "
-                                              "metrics on this port (0 = off).")] = 0,
+    web_port: Annotated[int, typer.Option(help="Web UI port with --ui.")] = 8089,
+    metrics_port: Annotated[int, typer.Option(help="Serve Prometheus metrics on this port "
+                                              "(0 = off).")] = 0,
     metrics_host: Annotated[str, typer.Option(help="Interface for the metrics "
                                               "endpoint.")] = "127.0.0.1",
     metrics_linger: Annotated[str, typer.Option(help="Keep serving metrics this long after "
@@ -89,7 +88,7 @@ def load(
     """
     from rich.console import Console
 
-    from loadtests.locust_process import LoadOptions, run_load
+    from loadtests.locust_process import LoadOptions, run_load, validate
     from secton_harness.ci import check_writable
 
     if not target:
@@ -107,6 +106,7 @@ def load(
         metrics_host=metrics_host, metrics_linger_s=linger_s, max_requests=max_requests,
         max_duration_s=max_duration_s,
         allow_remote=allow_remote, push_gateway=push_gateway, keep_parts=keep_parts)
+    validate(options)  # every bad input is one line before anything is printed
     console = Console(stderr=True)
     if not console.is_terminal:
         console.width = max(console.width, 120)

@@ -99,6 +99,15 @@ def validate(options: LoadOptions) -> tuple[Scenario, str]:
         raise BadInput(f"{options.scenario}: the scenario asks for {asked:,.0f} requests, "
                        f"over --max-requests {options.max_requests:,}; raise --max-requests "
                        "or shorten the scenario")
+    for flag, value, low in (("--metrics-port", options.metrics_port, 0),
+                             ("--web-port", options.web_port, 1),
+                             ("--master-port", options.master_port, 1)):
+        if not low <= value <= 65535:
+            raise BadInput(f"{flag} {value}: a port is {low}-65535")
+    for flag, value, low in (("--processes", options.processes, 0),
+                             ("--expect-workers", options.expect_workers, 1)):
+        if value < low:
+            raise BadInput(f"{flag} {value}: must be >= {low}")
     if options.processes and (options.master or options.worker):
         raise BadInput("--processes cannot be combined with --master or --worker")
     if options.master and options.worker:
