@@ -29,9 +29,9 @@ def register(app: typer.Typer) -> None:
 @dashboards_app.command()
 def export(
     out: Annotated[Path | None, typer.Option(
-        help="Folder for the <uid>.json files. Default: the current folder (the "
-        "repository's committed copies: --out dashboards/generated, or make "
-        "dashboards).")] = None,
+        help="Folder for the <uid>.json files (default: the current folder). To refresh "
+        "the copies committed in the repository: --out dashboards/generated, or make "
+        "dashboards.")] = None,
 ) -> None:
     """Write every dashboard as Grafana JSON (classic model), one file per uid, into the
     current folder (never into the installed package).

@@ -86,6 +86,8 @@ def run_demo(out: Path | None) -> int:
         for step in TOUR:
             if step.server_config is not None:
                 with ReferenceServer(step.server_config) as own_server:
+                    console.print(f"{step.title}: its own reference server "
+                                  f"[bold]{own_server.url}[/bold] ({step.server_config.name})")
                     code = run_cli(console, step.title, step.args(own_server.url, out),
                                    step.timeout_s)
             else:
