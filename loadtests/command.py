@@ -275,11 +275,11 @@ def print_result(console: Any, result: Any) -> None:
 
 
 def _rate_table(rates: dict[str, Any]) -> Any:
-    """Asked vs achieved per endpoint and phase, with drops and the user pool."""
+    """Asked vs held per endpoint and phase, with drops and the user pool."""
     from rich.table import Table
 
-    table = Table(title="rate: asked vs achieved")
-    for column in ("endpoint", "phase", "asked rps", "achieved rps", "sent", "scheduled",
+    table = Table(title="rate: asked vs held (held = asked x sent / scheduled)")
+    for column in ("endpoint", "phase", "asked rps", "held rps", "sent", "scheduled",
                    "dropped", "users (peak/max)"):
         table.add_column(column, justify="left" if column in ("endpoint", "phase")
                          else "right")
@@ -292,7 +292,7 @@ def _rate_table(rates: dict[str, Any]) -> Any:
         users = f"{pool.get('peak_users', '-')}/{pool.get('max_users', '-')}" if pool else "-"
         rows = [("all", f)] + (list(f["phases"].items()) if len(f["phases"]) > 1 else [])
         for phase, g in rows:
-            table.add_row(name, phase, num(g["asked_rps"]), num(g["achieved_rps"]),
+            table.add_row(name, phase, num(g["asked_rps"]), num(g["held_rps"]),
                           str(g["sent"]), str(g["scheduled"]),
                           "-" if g["dropped"] is None else str(g["dropped"]),
                           users if phase == "all" else "")

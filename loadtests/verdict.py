@@ -15,11 +15,11 @@ was the failure that motivated them):
   the long phases around it lift the run's overall ratio above the bar. A phase's bar is
   rounded down to whole requests (a 3-request phase passes with 2: it cannot show 95 %).
 
-Achieved vs asked comes from two sources that never disagree about what was *sent*: the
+Held vs asked comes from two sources that never disagree about what was *sent*: the
 records (one per request that left) and each process's schedule file
 (``schedule-<worker>.json``: the slots its pacer handed out or dropped, by phase, and its
 user pool's figures). The ratio is ``sent / scheduled``, so Poisson arrivals, whose
-schedule is random, are not held against the run; the achieved rate shown is that ratio
+schedule is random, are not held against the run; the *held* rate shown is that ratio
 times the asked rate (``load.rate x`` the shape's multiplier).
 """
 
@@ -88,7 +88,9 @@ def rate_figures(table: pa.Table, scenario: Scenario,
     """Per endpoint (by name): sent vs asked overall and per phase, dropped, the pool.
 
     ``asked_rps`` is the scenario's rate in force (the shape's multiplier applied);
-    ``achieved_rps`` = ``asked_rps x sent / scheduled``. The part of the rate no process
+    ``held_rps`` = ``asked_rps x sent / scheduled`` (the part of the asked rate the
+    generator held; not the measured ``rps`` of secton_harness.measures, which is over the
+    send times). The part of the rate no process
     scheduled (a process that never started pacing, or no schedule file at all) counts at
     the scenario's expected number of requests, so a share that silently never ran shows
     as a shortfall, never as a smaller schedule.
@@ -147,7 +149,7 @@ def _rates(sent: int, scheduled: int, dropped: int | None, asked_rps: float) -> 
     ratio = sent / scheduled if scheduled else (1.0 if sent == 0 else None)
     return {"sent": sent, "scheduled": scheduled, "dropped": dropped,
             "asked_rps": asked_rps,
-            "achieved_rps": asked_rps * ratio if ratio is not None else None,
+            "held_rps": asked_rps * ratio if ratio is not None else None,
             "ratio": ratio}
 
 
@@ -174,8 +176,8 @@ def default_checks(table: pa.Table, scenario: Scenario, rates: dict[str, Any],
 def _rate_check(name: str, f: dict[str, Any], scenario: Scenario,
                 duration_s: float) -> Check:
     ratio = f["ratio"]
-    achieved = f["achieved_rps"] or 0.0
-    text = (f"{name}: {achieved:.3g} of {f['asked_rps']:.3g} req/s "
+    held = f["held_rps"] or 0.0
+    text = (f"{name}: {held:.3g} of {f['asked_rps']:.3g} req/s "
             f"({f['sent']} of {f['scheduled']} scheduled")
     text += f", {f['dropped']} dropped)" if f["dropped"] is not None else ")"
     passed = ratio is not None and ratio >= scenario.min_rate_ratio
@@ -208,9 +210,9 @@ def _short_phases(f: dict[str, Any], min_ratio: float) -> list[str]:
     lines = []
     for phase, p in phases.items():
         if p["scheduled"] and p["sent"] < math.floor(min_ratio * p["scheduled"]):
-            achieved = p["achieved_rps"] or 0.0
+            held = p["held_rps"] or 0.0
             dropped = f", {p['dropped']} dropped" if p["dropped"] else ""
-            lines.append(f"phase {phase}: {achieved:.3g} of {p['asked_rps']:.3g} req/s "
+            lines.append(f"phase {phase}: {held:.3g} of {p['asked_rps']:.3g} req/s "
                          f"({p['sent']} of {p['scheduled']} scheduled{dropped})")
     return lines
 

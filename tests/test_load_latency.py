@@ -329,7 +329,7 @@ def test_rate_check_uses_the_schedule() -> None:
                                   "saturated_s": 5.0}}}
     rates = rate_figures(table, scenario, schedule)
     assert rates["chat"]["ratio"] == pytest.approx(0.9)
-    assert rates["chat"]["achieved_rps"] == pytest.approx(1.8)
+    assert rates["chat"]["held_rps"] == pytest.approx(1.8)
     [_, _, _, rate] = default_checks(table, scenario, rates, 10.0)
     assert not rate.passed
     assert rate.detail.startswith("chat: 1.8 of 2 req/s (18 of 20 scheduled, 2 dropped)")
