@@ -1,7 +1,7 @@
 """Build a report: read run folders, analyse each section, write HTML, Markdown and JSON.
 
 ``build_report`` is the one entry point (the CLI is a thin wrapper). It returns the paths
-written and the baseline verdict, so the caller decides the exit code.
+written and the verdict, so the caller decides the exit code.
 
 Example::
 
@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 
 from reports.baseline import compare_with_baseline, parse_bounds
 from reports.capacity import analyse_capacity
+from reports.expectations import run_checks
 from reports.ratelimits import analyse_ratelimits
 from reports.render import render_html, render_markdown
 from reports.rundata import RunData, load_runs
@@ -43,6 +45,11 @@ class ReportResult:
     def regressed(self) -> bool:
         baseline = self.summary.get("baseline") or {}
         return bool(baseline.get("regressions"))
+
+    @property
+    def passed(self) -> bool:
+        """The report's verdict: every run passed and nothing regressed (exit 0, else 1)."""
+        return bool(self.summary["verdict"]["passed"])
 
 
 def _thresholds(infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -73,9 +80,19 @@ def _thresholds(infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def run_scenario(info: dict[str, Any]) -> dict[str, Any] | None:
+    """The scenario a load run was asked to run, where ``load`` writes it in run.json
+    (``config.scenario``); run folders of older versions held it at the top level."""
+    config = info.get("config")
+    for holder in (config if isinstance(config, dict) else {}, info):
+        if isinstance(holder.get("scenario"), dict):
+            return holder["scenario"]
+    return None
+
+
 def _run_row(info: dict[str, Any]) -> dict[str, Any]:
     started, ended = info.get("started_at"), info.get("ended_at")
-    scenario = info.get("scenario") if isinstance(info.get("scenario"), dict) else None
+    scenario = run_scenario(info)
     return {"dir": info.get("dir"), "command": info.get("command") or "?",
             "target": info.get("target") or "?", "outcome": info.get("outcome") or "?",
             "started_at": started, "ended_at": ended,
@@ -86,18 +103,36 @@ def _run_row(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def _scenario_section(scenario: dict[str, Any]) -> dict[str, Any]:
-    """What a load run was asked to do: name, shape, duration, rates, users, thresholds."""
+    """What a load run was asked to do: name, shape, duration, rates, users, thresholds.
+
+    run.json may be hand-edited or from another version: a field of the wrong type is
+    left out (``None``), never a traceback in a template."""
     endpoints = scenario.get("endpoints") if isinstance(scenario.get("endpoints"), dict) else {}
+    thresholds = scenario.get("thresholds") if isinstance(scenario.get("thresholds"),
+                                                          dict) else {}
+    shape = _text(scenario.get("shape"))
+    step = scenario.get("step") if isinstance(scenario.get("step"), dict) else {}
+    steps = scenario.get("steps", step.get("steps") if shape == "step" else None)
     return {
-        "name": scenario.get("name"), "shape": scenario.get("shape"),
-        "duration_s": scenario.get("duration"), "arrival": scenario.get("arrival"),
-        "endpoints": [{"name": name, "rate": (e or {}).get("rate"),
-                       "users": (e or {}).get("users")}
-                      for name, e in endpoints.items() if isinstance(e, dict | type(None))],
-        "thresholds": [f"{scope}: {text}" for scope, texts in
-                       (scenario.get("thresholds") or {}).items() for text in texts],
-        "steps": scenario.get("steps"),
+        "name": _text(scenario.get("name")), "shape": shape,
+        "duration_s": _number(scenario.get("duration")),
+        "arrival": _text(scenario.get("arrival")),
+        "endpoints": [{"name": str(name), "rate": _number(e.get("rate")),
+                       "users": _number(e.get("users"))}
+                      for name, e in endpoints.items() if isinstance(e, dict)],  # None: unused
+        "thresholds": [f"{scope}: {text}" for scope, texts in thresholds.items()
+                       if isinstance(texts, list) for text in texts if isinstance(text, str)],
+        "steps": _number(steps),
     }
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value: Any) -> float | int | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value) else None
 
 
 def analyse_run(data: RunData, *, slo: float, knee_latency_ratio: float = 1.5,
@@ -115,6 +150,7 @@ def analyse_run(data: RunData, *, slo: float, knee_latency_ratio: float = 1.5,
                                      knee_error_rise=knee_error_rise),
         "ratelimits": analyse_ratelimits(data.source("ratelimit"), data.ratelimit),
         "uptime": analyse_uptime(data.source("probe"), slo=slo),
+        "checks": run_checks(info, data.ratelimit),
     }
     run["verdict"] = run_verdict(run, info)
     return clean(run)
@@ -157,6 +193,17 @@ def _comparison(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for r in loads]
 
 
+def _check_knee_options(latency_ratio: float, error_rise: float) -> None:
+    """Refuse knee settings that make nonsense ("p95 32 ms > -1 × 32 ms"): a ratio below 1
+    marks the first stage degraded against itself; a rise outside 0..1 is no share."""
+    if not (math.isfinite(latency_ratio) and latency_ratio >= 1):
+        raise BadInput(f"--knee-latency: {latency_ratio:g} must be a multiple of the first "
+                       "stage's p95 of at least 1 (e.g. 1.5)")
+    if not 0 <= error_rise <= 1:
+        raise BadInput(f"--knee-errors: {error_rise:g} must be a fraction between 0 and 1 "
+                       "(e.g. 0.05)")
+
+
 def build_report(run_dirs: list[str | os.PathLike[str]], *, out: str | os.PathLike[str] | None,
                  slo: float = DEFAULT_SLO, baseline: str | os.PathLike[str] | None = None,
                  bounds: str | None = None, knee_latency_ratio: float = 1.5,
@@ -166,6 +213,7 @@ def build_report(run_dirs: list[str | os.PathLike[str]], *, out: str | os.PathLi
         raise BadInput("report: give at least one run folder")
     if not 0 < slo < 1:
         raise BadInput(f"--slo: {slo} must be between 0 and 1 (e.g. {DEFAULT_SLO})")
+    _check_knee_options(knee_latency_ratio, knee_error_rise)
     parsed_bounds = parse_bounds(bounds)
     options = {"slo": slo, "knee_latency_ratio": knee_latency_ratio,
                "knee_error_rise": knee_error_rise}

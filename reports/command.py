@@ -17,7 +17,8 @@ from secton_harness.measures import DEFAULT_SLO
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(
         metavar="RUN_DIR",
-        help="Run folders (load, probe, ratelimit runs); their records are combined.",
+        help="Run folders (load, probe, ratelimit runs); each gets its own section and "
+        "verdict (records are never merged across runs).",
         show_default=False)],
     baseline: Annotated[Path | None, typer.Option(
         help="A previous run folder to compare against; exit 1 on a regression past the "
@@ -33,18 +34,20 @@ def report(
         "error_rate=0.01,ok_rps=10%,availability=0.001); % is relative to the baseline, "
         "a bare number an absolute change.")] = None,
     knee_latency: Annotated[float, typer.Option(
-        help="A ramp stage is degraded when its p95 exceeds this multiple of the first "
-        "stage's p95.")] = 1.5,
+        help="A ramp stage is degraded when its p95 exceeds this multiple (at least 1) of "
+        "the first stage's p95.")] = 1.5,
     knee_errors: Annotated[float, typer.Option(
         help="A ramp stage is degraded when its share of errors plus 429s rises this much "
-        "(fraction) above the first stage's.")] = 0.05,
+        "(a fraction, 0..1) above the first stage's.")] = 0.05,
 ) -> None:
     """Report on one or more run folders: capacity, rate limits, uptime, baseline.
 
     Reads only files (run.json, records.parquet or leftover records.parts/, ratelimit.json)
     and writes a self-contained report.html (inline SVG charts, no network needed,
     printable), report.md for a pull-request comment and summary.json with every figure.
-    Exit 0; 1 when --baseline shows a regression past --bounds; 2 on unreadable input.
+    Exit 0 when the verdict is PASSED; 1 when it is FAILED (a run failed a threshold,
+    check or expectation, stopped early or recorded nothing, or --baseline shows a
+    regression past --bounds); 2 on bad input or an incomparable baseline.
 
     Example: [cyan]secton-harness report runs/load-1 runs/probe-1 --baseline runs/load-0[/cyan]
     """
@@ -61,6 +64,11 @@ def report(
     console.print(f"[{colour}]verdict: {verdict['status'].upper()}[/{colour}]"
                   + (f" ({'; '.join(verdict['reasons'])})" if verdict["reasons"] else ""),
                   highlight=False)
+    for run in result.summary["runs"]:  # why, in the CI log, not only in report.md
+        if not run["verdict"]["passed"]:
+            console.print(f"  {run['dir']}: {run['verdict']['status'].upper()}: "
+                          f"{'; '.join(run['verdict']['reasons'])}",
+                          markup=False, highlight=False, soft_wrap=True)
     base = result.summary["baseline"]
     if base.get("rows"):
         if result.regressed:
@@ -69,7 +77,7 @@ def report(
         else:
             console.print(f"[green]no regression against {baseline}[/green]")
     typer.echo(str(result.html))
-    if result.regressed:
+    if not result.passed:  # a CI gate on `report` must not pass a FAILED verdict
         raise typer.Exit(1)
 
 

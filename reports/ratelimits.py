@@ -59,7 +59,7 @@ def _cards(result: dict[str, Any]) -> list[dict[str, Any]]:
                     value = shown_bound(data.get(f"{name.removesuffix('_per_min')}_bound"))
                 figures.append(_figure(name, value, _check_for(data, result, scope, name)))
         cards.append({"scope": scope, "org": data.get("org"), "figures": figures,
-                      "passed": _scope_verdict(figures),
+                      "passed": _scope_verdict(figures, data.get("checks")),
                       "requests_sent": data.get("requests_sent", result.get("requests_sent")),
                       "elapsed_s": next((v for v in (data.get("elapsed_s"),
                                                      result.get("elapsed_s"),
@@ -108,8 +108,16 @@ def _figure(name: str, value: Any, check: dict[str, Any] | None) -> dict[str, An
             "passed": bool(passed) if passed is not None else None}
 
 
-def _scope_verdict(figures: list[dict[str, Any]]) -> bool | None:
+def _scope_verdict(figures: list[dict[str, Any]], checks: Any) -> bool | None:
+    """Pass only when every figure and every other check of the scope passed (a failed
+    ``retry_after_max_error_s`` has no figure row but fails the scope all the same)."""
     verdicts = [f["passed"] for f in figures if f["passed"] is not None]
+    if isinstance(checks, dict):
+        for name, check in checks.items():
+            passed = check.get("pass", check.get("passed")) if isinstance(check, dict) \
+                else None
+            if name not in CARD_FIELDS and isinstance(passed, bool):
+                verdicts.append(passed)
     return all(verdicts) if verdicts else None
 
 

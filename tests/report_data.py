@@ -84,10 +84,16 @@ RATELIMIT_RESULT = {
 
 def make_run(path: Path, *, load: list | None = None, probe: list | None = None,
              ratelimit: list | None = None, ratelimit_result: dict | None = None,
-             thresholds: list | None = None, merge: bool = True) -> Path:
-    """A finished run folder holding the given records."""
-    run = RunFolder.start(path, command="test", config={"key": "sk-secret"},
-                          target="http://127.0.0.1:9")
+             thresholds: list | None = None, merge: bool = True,
+             scenario: dict | None = None, command: str = "test", outcome: str = "passed",
+             **finish: Any) -> Path:
+    """A finished run folder holding the given records; ``scenario`` goes where ``load``
+    writes it (run.json ``config.scenario``), ``finish`` into run.json as the command's
+    own results (e.g. ``checks``)."""
+    config: dict[str, Any] = {"key": "sk-secret"}
+    if scenario is not None:
+        config["scenario"] = scenario
+    run = RunFolder.start(path, command=command, config=config, target="http://127.0.0.1:9")
     for source, rows in (("load", load), ("probe", probe), ("ratelimit", ratelimit)):
         if rows:
             sink = RecordSink(path, source=source, part_prefix=source, batch_size=10_000)
@@ -95,5 +101,5 @@ def make_run(path: Path, *, load: list | None = None, probe: list | None = None,
             sink.close(merge=merge)
     if ratelimit_result is not None:
         (path / "ratelimit.json").write_text(json.dumps(ratelimit_result))
-    run.finish("passed", **({"thresholds": thresholds} if thresholds else {}))
+    run.finish(outcome, **({"thresholds": thresholds} if thresholds else {}), **finish)
     return path

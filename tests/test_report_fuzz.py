@@ -1,6 +1,7 @@
 """``report`` on run folders whose JSON files hold anything at all: a report or one
 ``BadInput`` line, never a traceback. (A nested ``started_at``, a list as ``target`` or an
-object as a scope's ``elapsed_s`` once ended in a traceback.)"""
+object as a scope's ``elapsed_s`` once ended in a traceback; so can ``config.scenario``,
+``checks`` and ``expect``.)"""
 
 from __future__ import annotations
 
@@ -17,16 +18,19 @@ from secton_harness.errors import BadInput
 
 _NAMES = ["value", "observed", "passed", "expected", "tolerance", "scope", "name", "org",
           "burst", "cooldown_s", "retry_after", "algorithm", "checks", "requests_sent",
-          "elapsed_s", "evidence", "quantity", "ok", "scopes", "key"]
+          "elapsed_s", "evidence", "quantity", "ok", "scopes", "key", "expect", "pass",
+          "line", "check", "detail", "scenario", "shape", "duration", "endpoints",
+          "thresholds", "step", "steps", "rate"]
 _SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(10**20), 10**20),
                      st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=5))
 _VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(_NAMES), inner, max_size=3)),
     max_leaves=12)
 _RUN_FIELDS = ["command", "target", "outcome", "started_at", "ended_at", "thresholds",
-               "summary", "argv", "config", "stopped_by", "records", "host"]
+               "summary", "argv", "config", "stopped_by", "records", "host", "checks",
+               "scenario"]
 _RATELIMIT_FIELDS = ["scopes", "checks", "requests_sent", "elapsed_s", "target", "key",
-                     "org_alpha", "burst", "evidence"]
+                     "org_alpha", "burst", "evidence", "expect", "stopped_by"]
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))

@@ -1,9 +1,11 @@
 """Bad and partial inputs through the real CLI: one-line error and exit 2, or a report that
-says what is missing; never a traceback. Baseline regressions exit 1."""
+says what is missing; never a traceback. A FAILED verdict (a baseline regression
+included) exits 1."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,8 @@ from pathlib import Path
 import pytest
 from report_data import load_rows, make_run, probe_rows
 
+from reports.build import build_report
+from secton_harness.errors import BadInput
 from secton_harness.records import RecordSink
 from secton_harness.runfolder import RunFolder
 
@@ -98,7 +102,10 @@ def test_empty_run_reports_what_is_missing(tmp_path: Path) -> None:
     run.finish("passed")
     assert (run.path / "records.parquet").exists()
     proc = cli(run.path)
-    assert proc.returncode == 0, proc.stderr
+    # a report is written, but a run that measured nothing fails, so `report` exits 1
+    # (it said 0 before: a CI gate on `report` passed a FAILED verdict)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.strip().endswith("report.html")
     summary = json.loads((run.path / "summary.json").read_text())
     assert summary["records"] == 0
     assert not summary["capacity"]["available"] and not summary["uptime"]["available"]
@@ -112,7 +119,9 @@ def test_run_that_recorded_nothing(tmp_path: Path) -> None:
     run = RunFolder.start(tmp_path / "nothing", command="probe", target=None)
     run.finish("interrupted")
     proc = cli(run.path)
-    assert proc.returncode == 0, proc.stderr
+    # the report is written; the run stopped early, so the verdict is FAILED: exit 1
+    assert proc.returncode == 1, proc.stderr
+    assert "verdict: FAILED" in proc.stderr
     html = (run.path / "report.html").read_text()
     assert "the run recorded nothing" in html and "outcome is &#39;interrupted&#39;" in html
 
@@ -136,3 +145,48 @@ def test_baseline_regression_exits_1(tmp_path: Path) -> None:
     loose = cli(slow, "--baseline", base, "--out", tmp_path / "loose",
                 "--bounds", "p50=200%,p95=200%,p99=200%")
     assert loose.returncode == 0, loose.stderr
+
+
+def test_a_failed_verdict_exits_1(tmp_path: Path) -> None:
+    """README and docs/guarantees.md: exit 1 when thresholds or expectations fail. The
+    report exited 0 on a FAILED verdict, so a CI gate on `report` passed silently."""
+    failing = [{"scope": "all", "threshold": "error_rate < 0.001", "actual": 0.02,
+                "passed": False, "resolved": "error_rate (0.02) < 0.001"}]
+    bad = make_run(tmp_path / "bad", load=load_rows(stage_rates=(20,)), thresholds=failing)
+    good = make_run(tmp_path / "good", load=load_rows(stage_rates=(20,)))
+    done = cli(bad, good, "--out", tmp_path / "out")
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "out" / "report.html")  # still written
+    assert "verdict: FAILED" in done.stderr and "error_rate (0.02) < 0.001" in done.stderr
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["verdict"][
+        "status"] == "failed"
+    passed = cli(good, "--out", tmp_path / "out2")
+    assert passed.returncode == 0 and "verdict: PASSED" in passed.stderr, passed.stderr
+
+
+def test_help_says_what_the_command_does() -> None:
+    """The help said the runs' "records are combined"; they never are (docs/reports.md)."""
+    done = subprocess.run([sys.executable, "-m", "secton_harness", "report", "--help"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**__import__("os").environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "combined" not in text
+    assert "never merged across runs" in text
+    assert "1 when it is FAILED" in text
+
+
+@pytest.mark.parametrize(("option", "fragment"), [
+    ({"knee_latency_ratio": 0.5}, "--knee-latency: 0.5 must be"),
+    ({"knee_latency_ratio": float("nan")}, "--knee-latency: nan must be"),
+    ({"knee_latency_ratio": float("inf")}, "--knee-latency: inf must be"),
+    ({"knee_error_rise": 1.5}, "--knee-errors: 1.5 must be"),
+    ({"knee_error_rise": float("nan")}, "--knee-errors: nan must be")])
+def test_knee_options_out_of_range(good_run: Path, tmp_path: Path, option: dict[str, float],
+                                   fragment: str) -> None:
+    """`--knee-latency -1 --knee-errors -5` printed "p95 32.2 ms > -1 × 32.2 ms", exit 0
+    (the CLI rows, exit 2 and one line, are in tests/test_bad_input.py)."""
+    with pytest.raises(BadInput, match=re.escape(fragment)):
+        build_report([good_run], out=tmp_path, **option)
+    assert not (tmp_path / "report.html").exists()
+    build_report([good_run], out=tmp_path, knee_latency_ratio=1, knee_error_rise=0)

@@ -168,3 +168,66 @@ def test_ramps_are_compared_phase_by_phase(tmp_path: Path) -> None:
     assert "stage-2 p95" in baseline["regressions"]
     assert "stage-1 p95" not in baseline["regressions"]
     assert "Phase by phase" in (current / "report.html").read_text()
+
+
+#: A scenario as ``load`` writes it into run.json (``config.scenario``, the model's dump).
+STEADY_16 = {"name": "steady-16", "shape": "steady", "duration": 4.0, "arrival": "even",
+             "step": {"steps": 5, "start": None},
+             "endpoints": {"models": {"rate": 16.0, "users": 4, "max_users": None},
+                           "chat": None},
+             "thresholds": {"all": ["error_rate < 0.01"]}}
+
+
+def test_scenario_is_read_where_load_writes_it(tmp_path: Path) -> None:
+    """run.json holds the scenario under ``config.scenario``: the report once read a
+    top-level key only, so every run's scenario was null and a ramp's shape was "–"."""
+    ramp = {**STEADY_16, "name": "ramp", "shape": "step", "step": {"steps": 2, "start": None}}
+    steady = make_run(tmp_path / "steady", load=load_rows(stage_rates=(16,)),
+                      scenario=STEADY_16)
+    step = make_run(tmp_path / "step", load=load_rows(stage_rates=(8, 16)), scenario=ramp)
+    summary = build_report([steady, step], out=tmp_path / "out").summary
+    first, second = (run["scenario"] for run in summary["runs"])
+    assert first["name"] == "steady-16" and first["shape"] == "steady"
+    assert first["endpoints"] == [{"name": "models", "rate": 16.0, "users": 4}]
+    assert first["thresholds"] == ["all: error_rate < 0.01"]
+    assert second["shape"] == "step" and second["steps"] == 2
+    assert [row["shape"] for row in summary["comparison"]] == ["steady", "step"]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "Scenario steady-16: steady, 4.0 s, even arrivals; models 16.0/s (4 users)" in md
+
+
+def test_baseline_of_another_scenario_is_refused(tmp_path: Path) -> None:
+    """docs/reports.md: another scenario name is not comparable, exit 2 (it printed "no
+    regression", exit 0, because the scenario was never read)."""
+    rows = load_rows(stage_rates=(16,))
+    current = make_run(tmp_path / "now", load=rows, scenario=STEADY_16)
+    other = make_run(tmp_path / "other", load=rows, scenario={
+        **STEADY_16, "name": "other-3", "endpoints": {"models": {"rate": 3.0, "users": 2}}})
+    same = make_run(tmp_path / "same", load=rows, scenario=STEADY_16)
+    done = _cli(current, "--baseline", other, "--out", tmp_path / "o1")
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "scenario other-3 vs steady-16" in lines[0], lines
+    done = _cli(current, "--baseline", same, "--out", tmp_path / "o2")
+    assert done.returncode == 0, done.stderr
+    assert "no regression" in done.stderr
+
+
+def test_scenario_at_the_top_level_of_older_run_folders_still_reads(tmp_path: Path) -> None:
+    run = _edit_run_json(make_run(tmp_path / "old", load=load_rows(stage_rates=(16,))),
+                         scenario=STEADY_16)
+    assert json.loads((run / "run.json").read_text())["config"].get("scenario") is None
+    scenario = build_report([run], out=None).summary["runs"][0]["scenario"]
+    assert scenario["name"] == "steady-16" and scenario["shape"] == "steady"
+
+
+@pytest.mark.parametrize("scenario", [
+    {"name": ["x"], "shape": 3, "duration": "4s", "endpoints": {"models": {"rate": "16/s"}},
+     "thresholds": {"all": "error_rate < 0.01"}, "steps": True},
+    {"endpoints": ["models"], "thresholds": ["x"], "step": "five"}])
+def test_a_scenario_of_the_wrong_types_is_left_out_not_a_traceback(
+        tmp_path: Path, scenario: dict[str, Any]) -> None:
+    run = make_run(tmp_path / "odd", load=load_rows(stage_rates=(16,)), scenario=scenario)
+    section = build_report([run], out=None).summary["runs"][0]["scenario"]
+    assert section["name"] is None and section["shape"] is None
+    assert section["duration_s"] is None and section["thresholds"] == []

@@ -137,7 +137,8 @@ def test_no_command_leaks_a_key(tmp_path: Path) -> None:
 
         report = run(["report", "probe-once", "probe-cont", "load", "rl", "--out", "report"],
                      outputs, "report", tmp_path)
-        assert report.returncode == 0, report.stderr[-800:]
+        # 1 when a run above failed (the report's verdict is FAILED); never 2
+        assert report.returncode in (0, 1), report.stderr[-800:]
 
         exported = run(["dashboards", "export", "--out", "dash"], outputs,
                        "dashboards export", tmp_path)
