@@ -6,7 +6,7 @@ A run folder carries the checks its command ran besides the scenario's threshold
   ``{pass, line, ...}``, including a documented scope that was not measured
   (``org scope documented but not measured ...``), which has no limit card;
 * ``load``: the default checks in ``run.json`` ``checks`` = ``[{check, passed, detail}]``
-  (requests recorded, harness errors, each endpoint's rate);
+  (e.g. requests recorded, ok answers, harness errors, each endpoint's rate);
 * ``ratelimit`` that gave up on a target that stopped answering (``stopped_by``).
 
 The report shows each one, passed and failed alike, in the command's own words

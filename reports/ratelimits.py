@@ -1,10 +1,11 @@
 """Rate-limits section: the limit card per scope and the per-key timeline of requests.
 
 The card comes from ``ratelimit.json`` (written by ``secton-harness ratelimit`` into its
-run folder; DESIGN.md "Rate-limit result"). The timeline and the 429 intervals come from
-the ``source == "ratelimit"`` records; the Retry-After accuracy is also measured from them:
-for each 429 that carried ``Retry-After``, the time until that key's next success minus
-the advertised wait (positive: the server allowed requests later than it said).
+run folder; its model is ``secton_harness/ratelimit_model.py``). The timeline and the 429
+intervals come from the ``source == "ratelimit"`` records; the Retry-After accuracy is also
+measured from them: for each 429 that carried ``Retry-After``, the time until that key's
+next success minus the advertised wait (positive: the server allowed requests later than
+it said).
 """
 
 from __future__ import annotations

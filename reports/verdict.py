@@ -9,8 +9,8 @@ do what was asked never passes. The report passes when every run passed and the 
 
 Default checks, besides the thresholds a load scenario states:
 
-* load: its thresholds and its own default checks (requests recorded, harness errors,
-  each endpoint's rate; results from run.json ``checks``);
+* load: its thresholds and its own default checks (e.g. requests recorded, ok answers,
+  harness errors, each endpoint's rate; results from run.json ``checks``);
 * probe: every check ran without a failure, and availability meets the SLO;
 * ratelimit: every check against a documented policy (``--expect``) passed, a documented
   scope that was not measured included, and the target kept answering;
