@@ -125,10 +125,11 @@ def test_sigterm_stops_cleanly_with_every_record(default_server: Any, demo_keys_
             process.wait()
     assert process.returncode == 0, err
     info = json.loads((run_dir / "run.json").read_text())
-    assert info["outcome"] == "interrupted" and info["stopped_by"] == "SIGTERM"
+    # a signal is the service's normal end: the window is judged on its results
+    assert info["outcome"] == "passed" and info["stopped_by"] == "SIGTERM"
     assert not (run_dir / PARTS_DIR).exists()  # merged
     rows = read_records(run_dir).to_pylist()
     assert len(rows) == info["records"] >= 8
     assert {r["check"] for r in rows} >= {"auth_valid", "auth_missing", "models_list"}
     assert all(r["source"] == "probe" and r["target"] == "ref" for r in rows)
-    assert "interrupted" in out
+    assert "passed (stopped by SIGTERM)" in out
