@@ -30,9 +30,14 @@ _SECRET_FIELDS = {"key", "api_key", "token", "secret", "password", "authorizatio
 
 
 def scrub(value: Any) -> Any:
-    """A copy of ``value`` with every secret-holding field replaced by ``"<redacted>"``."""
+    """A copy of ``value`` with every secret-holding field replaced by ``"<redacted>"``.
+
+    A secret-named field that holds a table (``expect.key``: the documented per-key
+    policy) is a section, not a secret: it is scrubbed inside, not replaced (it was lost
+    from run.json)."""
     if isinstance(value, dict):
-        return {k: ("<redacted>" if str(k).lower() in _SECRET_FIELDS else scrub(v))
+        return {k: ("<redacted>" if str(k).lower() in _SECRET_FIELDS
+                    and not isinstance(v, dict) else scrub(v))
                 for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]

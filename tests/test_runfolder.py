@@ -39,6 +39,18 @@ def test_scrub_removes_secrets() -> None:
     assert '"ok": 1' in text
 
 
+def test_a_secret_named_section_is_scrubbed_inside_not_lost() -> None:
+    """ratelimit's run.json config.expect.key is the documented per-key policy, a table:
+    it stays, scrubbed inside (it was replaced by "<redacted>" whole)."""
+    config = {"expect": {"key": {"burst": 10, "sustained_per_min": 600,
+                                 "token": "sk-inside-9876"}},
+              "key": ["sk-in-a-list-1234"]}
+    scrubbed = scrub(config)
+    assert scrubbed["expect"]["key"]["burst"] == 10
+    assert scrubbed["expect"]["key"]["token"] == "<redacted>"
+    assert scrubbed["key"] == "<redacted>"
+
+
 def test_config_is_scrubbed_in_run_json(tmp_path: Path) -> None:
     run = RunFolder.start(tmp_path, command="x", config={"key": "sk-abcdefabcdef"})
     assert "sk-abcdef" not in (run.path / RUN_FILE).read_text()
