@@ -127,14 +127,11 @@ def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> 
             return _unmeasured(obs, "stopped before the second (split) cycle ended")
         reading = found
     evidence.update(reading.evidence)
-    counts = refusals_count(obs, reading.penalty_extends)
-    if counts and not reading.penalty_extends:
-        test = obs["refusal_test"]
-        evidence["refusals_count_why"] = (
-            f"probing, the first success came {test['cooldown_with_retries_s']}s after the "
-            f"429; one probe after a quiet {test['quiet_s']}s got through: the refused "
-            "probes counted and kept it refused (the cooldown depends on the client)")
-        reading.confidence = "medium"
+    counts, counts_why = refusals_count(obs, reading.penalty_extends, reading.family)
+    if counts_why:
+        evidence["refusals_count_why"] = counts_why
+    if (counts or obs.get("refusal_test", {}).get("allowed")) and not reading.penalty_extends:
+        reading.confidence = "medium"   # the cooldown depends on the client
     burst, algorithm, family = reading.burst, reading.algorithm, reading.family
     sustained, confidence = reading.sustained_per_min, reading.confidence
     cooldown, full_recovery = reading.cooldown_s, reading.full_recovery_s
@@ -193,14 +190,42 @@ def estimate(obs: ScopeObservations) -> dict[str, Any]:
             "burst": scope.get("burst"), "family": evidence.get("family")}
 
 
-def refusals_count(obs: ScopeObservations, extends: bool) -> bool | None:
+#: families whose budget returns at once: a probe arriving after a penalty, inside a
+#: window still full, starts another penalty without any refusal being counted
+AT_ONCE = ("window", "penalty")
+
+
+def refusals_count(obs: ScopeObservations, extends: bool,
+                   family: str = "") -> tuple[bool | None, str | None]:
     """Do refused requests count against the limit (retrying during a block extends it)?
     True for an extending penalty, or when one quiet probe after 75 % of the cooldown
-    measured while probing got through (``driver.refusal_test``); None when not tested."""
+    measured while probing got through (``driver.refusal_test``) and the budget returns
+    one by one; False when that probe was refused; None (with why) when not tested, or
+    when the budget returns in full at once: a penalty box whose window is longer than
+    its cooldown shows the same (a probe after the penalty, inside the still-full window,
+    starts another one) without counting any refusal, and one quiet probe cannot tell
+    the two apart; only a partial return after the split cycle (a log or a counter,
+    never a penalty box) rules the penalty box out."""
     if extends:
-        return True
+        return True, None
     test = obs.get("refusal_test")
-    return None if not test else bool(test["allowed"])
+    if not test:
+        return None, None
+    if not test["allowed"]:
+        return False, (f"one probe after a quiet {test['quiet_s']}s was refused, as "
+                       "while probing: retries did not extend the block")
+    seen = (f"probing, the first success came {test['cooldown_with_retries_s']}s after the "
+            f"429; one probe after a quiet {test['quiet_s']}s got through")
+    after_split = (obs.get("cycle_b") or {}).get("return")
+    if family in AT_ONCE and (not after_split or all_returned(after_split)):
+        return None, (seen + ": retries extended the block, but either the refused probes "
+                      "counted, or a probe after a penalty, inside a window still full, "
+                      "started another penalty (a penalty box whose window is longer than "
+                      "its cooldown); the responses do not tell which")
+    if family in AT_ONCE:
+        seen += (", and after the split cycle only part of the budget came back (a penalty "
+                 "box, its window over, gives all of it back)")
+    return True, seen + ": the refused probes counted and kept it refused"
 
 
 #: the verification's steady runs as fractions of the estimate (loadtests/ratelimit/verify.py)
