@@ -21,23 +21,20 @@ def test_quiet_probe_refused_is_false():
     assert value is False and "refused" in why
 
 
-def test_full_return_after_a_block_probing_extended_is_ambiguous():
-    """A penalty box whose window outlasts the penalty gives the full budget back and
-    lets a quiet probe through sooner than probing did, without counting a refusal:
-    neither true nor false is honest."""
+def test_a_block_probing_extended_with_the_budget_back_at_once_is_ambiguous():
+    """A penalty box whose window outlasts the penalty lets a quiet probe through sooner
+    than probing did, without counting a refusal; so does a log or HAProxy's track-then-
+    deny counter, which do count them: neither true nor false is honest. (A partial
+    return after the split cycle is no proof either: seen from a penalty box when a
+    late answer on a loaded machine was read as the recovery.)"""
     for family in ("window", "penalty"):
-        obs = {"refusal_test": {**TEST, "allowed": True},
-               "cycle_b": {"return": {"sent": 3, "allowed": 3, "key_refused": 0}}}
-        value, why = refusals_count(obs, False, family)
-        assert value is None and "do not tell" in why, (family, why)
+        for returned in (3, 0):
+            obs = {"refusal_test": {**TEST, "allowed": True},
+                   "cycle_b": {"return": {"sent": 3, "allowed": returned, "key_refused": 0}}}
+            value, why = refusals_count(obs, False, family)
+            assert value is None and "do not tell" in why, (family, why)
 
 
-def test_partial_return_rules_the_penalty_box_out():
-    """Only part of the budget back after the split cycle (a log or a weighted counter,
-    as HAProxy's track-then-deny recipe): the refused probes counted."""
-    obs = {"refusal_test": {**TEST, "allowed": True},
-           "cycle_b": {"return": {"sent": 2, "allowed": 1, "key_refused": 0}}}
-    value, why = refusals_count(obs, False, "window")
-    assert value is True and "part of the budget" in why
-    assert refusals_count({"refusal_test": {**TEST, "allowed": True}}, False,
-                          "counter")[0] is True
+def test_budget_back_one_by_one_after_a_quiet_probe_got_through_counts():
+    value, why = refusals_count({"refusal_test": {**TEST, "allowed": True}}, False, "counter")
+    assert value is True and "counted" in why

@@ -127,6 +127,12 @@ def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> 
             return _unmeasured(obs, "stopped before the second (split) cycle ended")
         reading = found
     evidence.update(reading.evidence)
+    if reading.burst <= 1 and reading.family != "penalty":
+        # one request per window, per period or per token: the families answer alike
+        evidence["algorithm_guess"] = reading.algorithm
+        evidence["algorithm_why"] = ("a burst of 1: a window, a log, a counter and a bucket "
+                                     "of one request answer alike")
+        reading.algorithm, reading.confidence = "unknown", "medium"
     counts, counts_why = refusals_count(obs, reading.penalty_extends, reading.family)
     if counts_why:
         evidence["refusals_count_why"] = counts_why
@@ -201,11 +207,11 @@ def refusals_count(obs: ScopeObservations, extends: bool,
     True for an extending penalty, or when one quiet probe after 75 % of the cooldown
     measured while probing got through (``driver.refusal_test``) and the budget returns
     one by one; False when that probe was refused; None (with why) when not tested, or
-    when the budget returns in full at once: a penalty box whose window is longer than
-    its cooldown shows the same (a probe after the penalty, inside the still-full window,
+    when the budget returns at once: a penalty box whose window is longer than its
+    cooldown shows the same (a probe after the penalty, inside the still-full window,
     starts another one) without counting any refusal, and one quiet probe cannot tell
-    the two apart; only a partial return after the split cycle (a log or a counter,
-    never a penalty box) rules the penalty box out."""
+    the two apart. (The return after the split cycle does not either: a probe answered
+    late on a loaded machine reads as a success, and the return after it as partial.)"""
     if extends:
         return True, None
     test = obs.get("refusal_test")
@@ -216,15 +222,11 @@ def refusals_count(obs: ScopeObservations, extends: bool,
                        "while probing: retries did not extend the block")
     seen = (f"probing, the first success came {test['cooldown_with_retries_s']}s after the "
             f"429; one probe after a quiet {test['quiet_s']}s got through")
-    after_split = (obs.get("cycle_b") or {}).get("return")
-    if family in AT_ONCE and (not after_split or all_returned(after_split)):
+    if family in AT_ONCE:
         return None, (seen + ": retries extended the block, but either the refused probes "
                       "counted, or a probe after a penalty, inside a window still full, "
                       "started another penalty (a penalty box whose window is longer than "
                       "its cooldown); the responses do not tell which")
-    if family in AT_ONCE:
-        seen += (", and after the split cycle only part of the budget came back (a penalty "
-                 "box, its window over, gives all of it back)")
     return True, seen + ": the refused probes counted and kept it refused"
 
 
