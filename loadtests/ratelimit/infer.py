@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from loadtests.ratelimit.fingerprints.window import all_returned, read_at_once
 
 __all__ = ["all_returned", "apply_verification", "cost_summary", "estimate", "infer_scope",
            "retry_after_accuracy", "scope_window"]
-from loadtests.ratelimit.observations import ScopeObservations
+from loadtests.ratelimit.observations import ScopeObservations, SplitCycle
 from secton_harness.ratelimit_model import CONFIDENCE
 
 
@@ -35,7 +36,8 @@ def _r(value: float | None, digits: int = 3) -> float | None:
     return None if value is None or not math.isfinite(value) else round(value, digits)
 
 
-def retry_after_accuracy(cooldowns: list[dict[str, Any]], first_retry_after: list[float | None],
+def retry_after_accuracy(cooldowns: Sequence[Mapping[str, Any] | None],
+                         first_retry_after: list[float | None],
                          extends: bool, penalty_s: float | None) -> dict[str, Any]:
     """Retry-After's promise (sent time + value) against the recovery actually seen."""
     errors: list[float] = []
@@ -69,7 +71,7 @@ def _unmeasured(obs: ScopeObservations, why: str, *, burst_known: bool = True,
     """A scope whose figures were not measured: nothing invented. ``burst`` stays when
     the burst did end in the scope's own 429 (then it is measured); an org the keys could
     not reach, or a burst without a 429, has none (``reachable: false`` for the former)."""
-    burst = obs.get("burst_a") or {}
+    burst: dict[str, Any] = dict(obs.get("burst_a") or {})
     refused = bool(burst.get("refused")) and burst_known
     return {
         "burst": int(burst.get("allowed", 0)) if refused else None,
@@ -92,7 +94,7 @@ def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> 
     burst_a = obs.get("burst_a")
     if not burst_a or not burst_a.get("refused"):
         return _unmeasured(obs, "no 429 within the burst: no limit found below "
-                                f"{(burst_a or {}).get('sent', 0)} requests")
+                                f"{burst_a['sent'] if burst_a else 0} requests")
     cd_a = obs.get("cooldown_a")
     if cd_a is None:
         return _unmeasured(obs, "stopped before the cooldown ended")
@@ -107,7 +109,7 @@ def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> 
     shape = "at_once" if all_returned(ret_a) else "gradual"
     evidence["recovery_shape"] = shape
     if shape == "gradual":
-        rate_obs = obs.get("rate") or {}
+        rate_obs: dict[str, Any] = dict(obs.get("rate") or {})
         rate = rate_obs.get("rate_per_s")
         successes = rate_obs.get("successes") or 0
         if not rate or successes < 2:
@@ -144,28 +146,33 @@ def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> 
     extends, penalty_s = reading.penalty_extends, reading.penalty_s
 
     ends = obs.get("endpoints") or {}
-    shared = {429: True}.get(ends.get("status"), False if ends.get("status") == 200 else None)
+    status = ends.get("status")
+    shared = True if status == 429 else False if status == 200 else None
     if ends:
         evidence["other_endpoint"] = (f"{ends.get('other')}: {ends.get('allowed')}/"
                                       f"{ends.get('sent')} allowed right after the 429")
     if obs.get("rest_check"):
         evidence["rest_check"] = obs["rest_check"]
-    key_refused = sum((part or {}).get("key_refused", 0) for part in (
-        ret_a, (obs.get("cycle_b") or {}).get("return")))
+    cycle_b: SplitCycle = obs.get("cycle_b") or {}
+    key_refused = sum(part["key_refused"] for part in (ret_a, cycle_b.get("return"))
+                      if part and "key_refused" in part)
     if key_refused:
         evidence["key_limit_refusals_set_aside"] = key_refused
     for name in ("sibling", "outsider"):
         if obs.get(name):
             evidence[name] = obs[name]
-    cooldowns = [cd_a, (obs.get("cycle_b") or {}).get("cooldown")]
+    cooldowns = [cd_a, cycle_b.get("cooldown")]
     firsts = [burst_a.get("retry_after_s"),
-              ((obs.get("cycle_b") or {}).get("burst") or {}).get("retry_after_s")]
+              cycle_b["burst"]["retry_after_s"] if "burst" in cycle_b else None]
     retry = retry_after_accuracy(cooldowns, firsts, extends, penalty_s)
-    if burst_a.get("reset_s") is not None:
-        evidence["reset_header_error_s"] = _r(burst_a["reset_s"] - full_recovery)
+    reset_s = burst_a.get("reset_s")
+    if reset_s is not None:
+        evidence["reset_header_error_s"] = _r(reset_s - full_recovery)
     evidence["family"] = family
     evidence["sustained_estimate_per_min"] = _r(sustained, 2)
-    verdict = apply_verification(obs.get("verify"), sustained, algorithm, evidence, family)
+    verify = obs.get("verify")
+    verdict = apply_verification(dict(verify) if verify else None, sustained, algorithm,
+                                 evidence, family)
     confidence = min(confidence, verdict.confidence, key=CONFIDENCE.index)
     if obs.get("stopped_by"):
         confidence = "low"

@@ -96,7 +96,7 @@ class SteadyRun(TypedDict):
     first_429_at: int | None
     key_refused: int
     duration_s: float
-    factor: float
+    factor: NotRequired[float]   # set by the verification, not by the run
 
 
 class Verification(TypedDict, total=False):

@@ -27,6 +27,13 @@ from typing import Any
 import gevent
 import gevent.event
 
+from loadtests.ratelimit.observations import (
+    Burst,
+    Cooldown,
+    Refill,
+    ReturnShape,
+    SteadyRun,
+)
 from loadtests.ratelimit.transport import Hit, Transport
 from secton_harness.keys import ApiKey
 
@@ -108,7 +115,7 @@ class ScopeRunner:
         return hit
 
     # ------------------------------------------------------------------ burst
-    def burst(self, first: Hit | None = None, step: str = "burst") -> dict[str, Any]:
+    def burst(self, first: Hit | None = None, step: str = "burst") -> Burst:
         """Fire until the first 429; ``first`` is the rest probe that opened the burst
         (``step="drain"``: a burst that only empties a bucket before a verification run)."""
         refused = gevent.event.Event()
@@ -138,7 +145,7 @@ class ScopeRunner:
 
     # ------------------------------------------------------------------ cooldown
     def cooldown(self, t_first_429: float, first_gap: float | None = None,
-                 anchor: float | None = None) -> dict[str, Any]:
+                 anchor: float | None = None) -> Cooldown:
         """Probe at growing gaps from the first 429 until a success; ``first_gap`` after
         ``anchor`` (default the first 429; the last refusal sent, for an extending
         penalty that every refusal restarts)."""
@@ -175,7 +182,7 @@ class ScopeRunner:
         }
 
     # ------------------------------------------------------------------ recovery
-    def return_shape(self) -> dict[str, Any]:
+    def return_shape(self) -> ReturnShape:
         """Right after the first success: how many of a few fast requests are allowed."""
         hits: list[Hit] = []
         answers: list[Hit] = []
@@ -194,7 +201,7 @@ class ScopeRunner:
                 "key_refused": len(hits) - len(answers), "t_last": hits[-1].t}
 
     def return_rate(self, t_from: float, successes: int = 4,
-                    max_probes: int = 80) -> dict[str, Any]:
+                    max_probes: int = 80) -> Refill:
         """How fast single requests come back: two growing-gap searches give the interval
         roughly, then a grid of an eighth of it times ``successes`` more returns; the rate
         is taken from the grid successes only: (n-1) / (t_n - t_1)."""
@@ -225,7 +232,7 @@ class ScopeRunner:
                 "t_last": self.transport.now()}
 
     # ------------------------------------------------------------------ verification
-    def steady(self, rate_per_s: float, count: int, step: str = "verify") -> dict[str, Any]:
+    def steady(self, rate_per_s: float, count: int, step: str = "verify") -> SteadyRun:
         """``count`` requests at a steady ``rate_per_s``, stopping at this scope's first
         429 (a key's own refusal in the org scope is set aside): does the rate hold?"""
         interval = 1.0 / rate_per_s
@@ -296,7 +303,7 @@ def settle(hits: list[Hit]) -> None:
         waited += step
 
 
-def summarize_burst(hits: list[Hit]) -> dict[str, Any]:
+def summarize_burst(hits: list[Hit]) -> Burst:
     """Counts and times of a burst, in send order: successes before the first refusal."""
     hits = sorted(hits, key=lambda h: h.t)
     t0 = hits[0].t

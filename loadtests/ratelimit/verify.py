@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from loadtests.ratelimit.infer import HIGH, LOW
+from loadtests.ratelimit.observations import SteadyRun
 from loadtests.ratelimit.phases import ScopeRunner
 from loadtests.ratelimit.transport import BoundReached
 
@@ -69,7 +70,7 @@ def verify_sustained(runner: ScopeRunner, obs: dict[str, Any], estimate: dict[st
     obs["verify"] = verify
     bounds: dict[str, float] = {}
 
-    def run_at(target: float, factor: float, plan_factor: float) -> dict[str, Any] | None:
+    def run_at(target: float, factor: float, plan_factor: float) -> SteadyRun | None:
         """One steady run at ``target`` req/s (None when the budget or the deadline
         forbids it; the reason is kept); updates the bounds it proves."""
         n = run_plan(family, target / plan_factor, burst, plan_factor)
