@@ -192,7 +192,9 @@ def rows_for(case: Case, result: dict[str, Any], tally: dict[str, int]) -> list[
     tally.setdefault("costs", []).append(over)   # type: ignore[arg-type]
     rows.append(f"| {case.name} | cost | sent {cost.get('requests_sent')}, minimum "
                 f"{cost.get('minimum_bursts')}, probes {cost.get('recovery_probes')}, "
-                f"verification {cost.get('verification_requests')}; over minimum "
+                f"verification {cost.get('verification_requests')} (sent ÷ minimum "
+                f"{(cost.get('requests_sent') or 0) / max(1, cost.get('minimum_bursts') or 0):.1f})"
+                f"; over minimum "
                 f"**{over}** {'✓' if over is not None and over <= COST_GOAL else '✗'} | "
                 f"{result.get('duration_s')} s |" + " |" * 5)
     return rows
@@ -221,8 +223,9 @@ def main() -> None:
                 tally["wrong"] += 1
                 tally["wrong_high"] += 1   # a failed run is counted against us
                 continue
-            rows += rows_for(case, result, tally)
-            print("\n".join(rows[-3:]), flush=True)
+            new = rows_for(case, result, tally)
+            rows += new
+            print("\n".join(new), flush=True)
     costs = [c for c in tally.pop("costs", []) if c is not None]
     scopes = sum(1 + (c.org is not None) for c in cases)
     summary = (f"**{len(cases)} configurations, {scopes} scopes, "
