@@ -38,3 +38,20 @@ def test_a_block_probing_extended_with_the_budget_back_at_once_is_ambiguous():
 def test_budget_back_one_by_one_after_a_quiet_probe_got_through_counts():
     value, why = refusals_count({"refusal_test": {**TEST, "allowed": True}}, False, "counter")
     assert value is True and "counted" in why
+
+
+def test_a_refused_run_whose_sends_fell_behind_is_not_counted():
+    """Sends behind schedule catch up closer than the interval: the limiter saw a faster
+    rate than the one asked, so such a 429 proves nothing (seen on a busy machine: a
+    steady 88 % run refused, the figure read 14 % low with confidence high)."""
+    from loadtests.ratelimit.infer import apply_verification, slipped
+
+    run = {"rate_per_min": 600.0, "sent": 20, "refused": True, "first_429_at": 20,
+           "key_refused": 0, "duration_s": 2.0, "factor": 0.9}
+    assert not slipped({**run, "late_s": 0.04})          # 0.4 of a 0.1 s interval
+    assert slipped({**run, "late_s": 0.06})
+    assert not slipped({**run, "refused": False, "late_s": 1.0})   # no 429: still a bound
+    evidence: dict = {}
+    apply_verification({"runs": [{**run, "late_s": 0.3}], "unverified": "x"}, 660.0,
+                       "fixed_window", evidence)
+    assert "fell 0.3s behind: not counted" in evidence["sustained_check"]

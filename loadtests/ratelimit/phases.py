@@ -239,10 +239,14 @@ class ScopeRunner:
         at = self.transport.now() + interval
         hits: list[Hit] = []
         refused: Hit | None = None
+        late = 0.0
         while len(hits) < count and refused is None:
             self.transport.sleep_until(at)
             hits.append(self.transport.fire(self.next_key(), self._phase(step),
                                             self.endpoint, step=step))
+            # a send behind its time is followed by catch-up sends closer than the
+            # interval: the limiter then saw a faster rate than the one asked
+            late = max(late, hits[-1].t - at)
             at += interval
             refused = next((h for h in hits if h.refused and not self.key_refused(h)), None)
             for hit in hits:
@@ -253,7 +257,8 @@ class ScopeRunner:
                 "refused": refused is not None,
                 "first_429_at": hits.index(refused) + 1 if refused is not None else None,
                 "key_refused": sum(self.key_refused(h) for h in hits),
-                "duration_s": round(hits[-1].t - hits[0].t, 3) if hits else 0.0}
+                "duration_s": round(hits[-1].t - hits[0].t, 3) if hits else 0.0,
+                "late_s": round(late, 3)}
 
     def _grid(self, hits: list[Hit]) -> list[Hit]:
         for hit in hits:
