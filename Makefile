@@ -26,7 +26,7 @@ test: $(STAMP) deps
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy secton_harness
+	$(BIN)/mypy secton_harness loadtests/ratelimit
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

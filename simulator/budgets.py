@@ -1,7 +1,9 @@
 """Per-key and per-org budgets combined: a request passes only if both scopes allow it.
 
 Both limiters are *peeked* first and only committed when both allow, so a refusal by
-the org does not spend the key's budget (and vice versa). Limiters are created lazily
+the org does not spend the key's budget (and vice versa) — unless a scope has
+``refusals_count``: it counts every request it sees, whichever scope refused it (HAProxy's
+classic recipe tracks each request in every table before any ``deny``). Limiters are created lazily
 per (scope, id, endpoint budget); with ``endpoints = "shared"`` every endpoint uses the
 budget ``"all"``.
 """
@@ -48,7 +50,9 @@ class Budgets:
         limiter = self.limiters.get(slot)
         if limiter is None:
             limiter = make_limiter(self.config.limits.algorithm, spec.limit, spec.window_s,
-                                   spec.penalty_s, spec.penalty_extends)
+                                   spec.penalty_s, spec.penalty_extends,
+                                   refusals_count=spec.refusals_count, aligned=spec.aligned,
+                                   penalty_window=spec.penalty_window)
             self.limiters[slot] = limiter
         return limiter
 
@@ -79,6 +83,9 @@ class Budgets:
                                        ("org", org_limiter, org_peek)):
             if not peeked.allowed:
                 limiter.refuse(now)
+            if limiter.refusals_count:   # counts every request it sees, refused or not
+                limiter.count_refused(now)
+            if not peeked.allowed:
                 refused.append((scope, limiter.peek(now)))
         scope, decision = max(refused, key=lambda p: p[1].retry_after_s)
         return Verdict(False, decision, scope, 0.0)

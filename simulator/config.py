@@ -26,8 +26,8 @@ from pydantic import Field, model_validator
 
 from secton_harness.config import Duration, Model, load_toml_model
 
-Algorithm = Literal["fixed_window", "sliding_window", "token_bucket", "leaky_bucket",
-                    "penalty_cooldown", "none"]
+Algorithm = Literal["fixed_window", "sliding_window", "sliding_window_counter",
+                    "token_bucket", "leaky_bucket", "penalty_cooldown", "none"]
 Fraction = float
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
@@ -35,13 +35,18 @@ DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
 
 class LimitSpec(Model):
     """One scope's limit: ``limit`` requests per ``window_s`` (token bucket: capacity,
-    refilled at ``limit`` per ``window_s``). ``penalty_s``/``penalty_extends`` only matter
-    for ``penalty_cooldown``."""
+    refilled at ``limit`` per ``window_s``). ``penalty_s``/``penalty_extends``/
+    ``penalty_window`` only matter for ``penalty_cooldown``, ``aligned`` only for
+    ``sliding_window_counter``; ``refusals_count`` for any algorithm (see
+    ``simulator/limiters.py``)."""
 
     limit: int = Field(60, ge=0)
     window_s: Duration = Field(60.0, gt=0)
     penalty_s: Duration = 0.0
     penalty_extends: bool = False
+    penalty_window: Literal["restart", "continue"] = "restart"
+    aligned: bool = False
+    refusals_count: bool = False
 
 
 class LimitsConfig(Model):

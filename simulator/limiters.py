@@ -12,9 +12,12 @@ refusal eating the other's budget (see :mod:`simulator.budgets`):
 
 - ``peek(now)`` - what would happen if a request were taken now (no change of state),
 - ``commit(now)`` - take the request (only after every scope allowed it),
-- ``refuse(now)`` - record a refusal (only the penalty limiter cares).
+- ``refuse(now)`` - record this limiter's own refusal (only the penalty limiter cares),
+- ``count_refused(now)`` - with ``refusals_count``, a refused request (refused by any
+  scope) is counted as if it had been taken, like HAProxy's classic recipe that tracks
+  every request before denying: retrying during the block extends it.
 
-``check(now)`` does the three in the usual order for a limiter used on its own.
+``check(now)`` does them in the usual order for a limiter used on its own.
 
 Example of a new algorithm::
 
@@ -30,6 +33,8 @@ from collections import deque
 from typing import NamedTuple
 
 _EPS = 1e-9
+#: what a penalty's window does when the penalty ends (:class:`PenaltyCooldown`)
+PENALTY_WINDOWS = ("restart", "continue")
 
 
 class Decision(NamedTuple):
@@ -54,6 +59,9 @@ class Decision(NamedTuple):
 class Limiter:
     """Base: ``limit`` requests per ``window_s`` seconds."""
 
+    #: count refused requests too (set by :func:`make_limiter`)
+    refusals_count = False
+
     def __init__(self, limit: int, window_s: float) -> None:
         if limit < 0 or window_s <= 0:
             raise ValueError("limit must be >= 0 and window_s > 0")
@@ -67,7 +75,11 @@ class Limiter:
         raise NotImplementedError
 
     def refuse(self, now: float) -> None:
-        """Record a refusal; most algorithms do not care."""
+        """Record this limiter's own refusal; most algorithms do not care."""
+
+    def count_refused(self, now: float) -> None:
+        """Count a refused request as if it had been taken (``refusals_count``)."""
+        self.commit(now)
 
     def check(self, now: float) -> Decision:
         """Peek, then commit or refuse; the answer reflects the state after the request."""
@@ -76,6 +88,8 @@ class Limiter:
             self.commit(now)
             return decision
         self.refuse(now)
+        if self.refusals_count:
+            self.count_refused(now)
         return self.peek(now)
 
 
@@ -169,6 +183,12 @@ class TokenBucket(Limiter):
         self._refill(now)
         self.tokens = max(0.0, self.tokens - 1.0)
 
+    def count_refused(self, now: float) -> None:
+        """A counted refusal takes a token it does not have: the bucket goes into debt,
+        so a client retrying faster than the refill is never let through."""
+        self._refill(now)
+        self.tokens -= 1.0
+
 
 class LeakyBucket(Limiter):
     """Leaky bucket as a *queue*: requests are served one every ``window_s / limit``
@@ -200,17 +220,105 @@ class LeakyBucket(Limiter):
         self.next_free = max(now, self.next_free) + self.interval
 
 
+class SlidingWindowCounter(Limiter):
+    """Sliding-window *counter* (HAProxy's ``http_req_rate(<period>)`` stick-table
+    counter, the ``limits`` library's sliding-window counter): two counts, the current
+    period's and the previous one's, weighted by the part of the period still to run::
+
+        rate = current + floor(previous x (time left in the period) / period)
+
+    A request is allowed while ``rate < limit``. ``aligned``: periods are aligned to the
+    clock (``floor(now / period)``, like ``limits``); otherwise anchored at the first
+    request, rolling on by whole periods, and anchored afresh after two idle periods
+    (HAProxy's ``freq_ctr``). After a burst the first success waits for the period's end,
+    and then requests come back one by one as the previous period's weight decays."""
+
+    def __init__(self, limit: int, window_s: float, aligned: bool = False) -> None:
+        super().__init__(limit, window_s)
+        self.aligned = aligned
+        self.start: float | None = None
+        self.current = 0
+        self.previous = 0
+
+    def _roll(self, now: float) -> None:
+        period = self.window_s
+        if self.aligned:
+            start = math.floor(now / period + _EPS) * period
+            if self.start is not None and start < self.start + period - _EPS:
+                return
+            near = self.start is not None and start < self.start + 2 * period - _EPS
+            self.previous = self.current if near else 0
+            self.current = 0
+            self.start = start
+            return
+        if self.start is None or now < self.start + period - _EPS:
+            return
+        if now >= self.start + 2 * period - _EPS:
+            self.start, self.current, self.previous = None, 0, 0   # anchored afresh
+            return
+        self.previous, self.current = self.current, 0
+        self.start += period
+
+    def _left(self, now: float) -> float:
+        return self.window_s if self.start is None else self.start + self.window_s - now
+
+    def _rate(self, now: float) -> int:
+        weighted = math.floor(self.previous * self._left(now) / self.window_s + _EPS)
+        return self.current + weighted
+
+    def _until_empty(self, now: float, current: int) -> float:
+        """Seconds until the counted requests no longer weigh (the rate reads 0)."""
+        left, period = self._left(now), self.window_s
+        if current > 0:   # into the next period, until floor(current x left' / p) = 0
+            return left + period - period / current
+        if self.previous > 0:
+            return max(0.0, left - period / self.previous)
+        return 0.0
+
+    def _wait(self, now: float) -> float:
+        """Seconds until ``rate < limit`` (``floor(x) < limit`` exactly when ``x < limit``)."""
+        if self.limit == 0:
+            return math.inf
+        left, period = self._left(now), self.window_s
+        if self.current >= self.limit:   # only the next period, as the weight decays
+            return left + max(0.0, period - self.limit * period / self.current)
+        room = self.limit - self.current
+        return max(0.0, left - room * period / self.previous) if self.previous else 0.0
+
+    def peek(self, now: float) -> Decision:
+        self._roll(now)
+        rate = self._rate(now)
+        if rate < self.limit:
+            return Decision(True, self.limit, self.limit - rate - 1,
+                            self._until_empty(now, self.current + 1), 0.0, self.window_s)
+        return Decision(False, self.limit, 0, self._until_empty(now, self.current),
+                        self._wait(now), self.window_s)
+
+    def commit(self, now: float) -> None:
+        self._roll(now)
+        if self.start is None:
+            self.start = math.floor(now / self.window_s + _EPS) * self.window_s \
+                if self.aligned else now
+        self.current += 1
+
+
 class PenaltyCooldown(FixedWindow):
     """Fixed window, but the first refusal starts a penalty of ``penalty_s`` during which
     everything is refused; with ``extends`` every refused retry during the penalty
     restarts it (punishing clients that ignore Retry-After). When the penalty ends the
-    window starts afresh."""
+    window starts afresh (``window = "restart"``), or runs on (``"continue"``, a penalty
+    box as many APIs write it): a penalty shorter than the window then ends inside the
+    same, still full, window, and the next request starts another penalty."""
 
     def __init__(self, limit: int, window_s: float, penalty_s: float,
-                 extends: bool = False) -> None:
+                 extends: bool = False, window: str = "restart") -> None:
         super().__init__(limit, window_s)
+        if window not in PENALTY_WINDOWS:
+            raise ValueError(f"unknown penalty window {window!r}; use one of "
+                             f"{', '.join(PENALTY_WINDOWS)}")
         self.penalty_s = penalty_s
         self.extends = extends
+        self.restarts = window == "restart"
         self.penalty_until: float | None = None
 
     def _in_penalty(self, now: float) -> bool:
@@ -218,8 +326,9 @@ class PenaltyCooldown(FixedWindow):
             return False
         if now >= self.penalty_until - _EPS:
             self.penalty_until = None
-            self.start = None
-            self.count = 0
+            if self.restarts:
+                self.start = None
+                self.count = 0
             return False
         return True
 
@@ -252,23 +361,31 @@ class NoLimit(Limiter):
         pass
 
 
-ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket", "leaky_bucket",
-              "penalty_cooldown", "none")
+ALGORITHMS = ("fixed_window", "sliding_window", "sliding_window_counter", "token_bucket",
+              "leaky_bucket", "penalty_cooldown", "none")
 
 
 def make_limiter(algorithm: str, limit: int, window_s: float, penalty_s: float = 0.0,
-                 penalty_extends: bool = False) -> Limiter:
+                 penalty_extends: bool = False, *, refusals_count: bool = False,
+                 aligned: bool = False, penalty_window: str = "restart") -> Limiter:
     """A fresh limiter for one scope (a key, an org) and one endpoint budget."""
+    limiter: Limiter
     if algorithm == "fixed_window":
-        return FixedWindow(limit, window_s)
-    if algorithm == "sliding_window":
-        return SlidingWindow(limit, window_s)
-    if algorithm == "token_bucket":
-        return TokenBucket(limit, window_s)
-    if algorithm == "leaky_bucket":
-        return LeakyBucket(limit, window_s)
-    if algorithm == "penalty_cooldown":
-        return PenaltyCooldown(limit, window_s, penalty_s, penalty_extends)
-    if algorithm == "none":
+        limiter = FixedWindow(limit, window_s)
+    elif algorithm == "sliding_window":
+        limiter = SlidingWindow(limit, window_s)
+    elif algorithm == "sliding_window_counter":
+        limiter = SlidingWindowCounter(limit, window_s, aligned)
+    elif algorithm == "token_bucket":
+        limiter = TokenBucket(limit, window_s)
+    elif algorithm == "leaky_bucket":
+        limiter = LeakyBucket(limit, window_s)
+    elif algorithm == "penalty_cooldown":
+        limiter = PenaltyCooldown(limit, window_s, penalty_s, penalty_extends, penalty_window)
+    elif algorithm == "none":
         return NoLimit(limit, window_s)
-    raise ValueError(f"unknown algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}")
+    else:
+        raise ValueError(f"unknown algorithm {algorithm!r}; use one of "
+                         f"{', '.join(ALGORITHMS)}")
+    limiter.refusals_count = refusals_count
+    return limiter

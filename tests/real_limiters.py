@@ -83,7 +83,7 @@ http {{
   server {{
     listen 127.0.0.1:{port};
     location / {{
-      limit_req zone=key burst={burst} nodelay;
+      limit_req zone=key{f' burst={burst}' if burst else ''} nodelay;
       proxy_pass {backend};
       proxy_http_version 1.1;
       proxy_set_header Connection "";

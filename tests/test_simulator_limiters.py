@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import typing
+from pathlib import Path
+
 import pytest
+from pydantic import BaseModel
 
 from simulator.budgets import Budgets, rate_limit_headers
 from simulator.config import SimulatorConfig
@@ -11,6 +16,7 @@ from simulator.limiters import (
     LeakyBucket,
     PenaltyCooldown,
     SlidingWindow,
+    SlidingWindowCounter,
     TokenBucket,
     make_limiter,
 )
@@ -96,6 +102,85 @@ def test_penalty_cooldown_extends_on_retry_when_configured():
     assert allowed_at(plain, [0.0, 0.0, 4.0, 5.0]) == [True, False, False, True]
 
 
+def test_sliding_window_counter_anchored_weighs_the_previous_period():
+    """rate = current + floor(previous x time left / period): after a burst the first
+    success waits for the period's end, then one returns per period / limit."""
+    limiter = SlidingWindowCounter(10, 1.0)   # anchored at the first request
+    assert allowed_at(limiter, [5.0] * 11) == [True] * 10 + [False]
+    refused = limiter.check(5.5)
+    assert not refused.allowed and refused.retry_after_s == pytest.approx(0.5)
+    assert limiter.check(6.0).allowed is False     # boundary: floor(10 x 1.0) = 10
+    assert limiter.check(6.001).allowed is True    # 0 + floor(9.99) = 9
+    assert limiter.check(6.05).allowed is False    # 1 + floor(9.5) = 10
+    assert limiter.check(6.101).allowed is True    # 1 + floor(8.99) = 9
+    # one idle period: half the previous weighs; two: anchored afresh, a full burst
+    half = SlidingWindowCounter(10, 1.0)
+    assert allowed_at(half, [0.0] * 10 + [1.5] * 6) == [True] * 15 + [False]
+    fresh = SlidingWindowCounter(10, 1.0)
+    assert allowed_at(fresh, [0.0] * 10 + [2.5] * 11) == [True] * 20 + [False]
+
+
+def test_sliding_window_counter_aligned_periods_follow_the_clock():
+    """Aligned to floor(now / period): a burst late in its period recovers at the
+    period's boundary, sooner than an anchored counter would."""
+    limiter = SlidingWindowCounter(10, 1.0, aligned=True)
+    assert allowed_at(limiter, [0.7] * 11) == [True] * 10 + [False]
+    assert limiter.check(0.8).retry_after_s == pytest.approx(0.2)
+    assert limiter.check(1.001).allowed is True
+    anchored = SlidingWindowCounter(10, 1.0)
+    assert allowed_at(anchored, [0.7] * 10 + [1.001]) == [True] * 10 + [False]
+
+
+def test_sliding_window_counter_steady_rate_below_limit_never_refused():
+    below, above = SlidingWindowCounter(10, 1.0), SlidingWindowCounter(10, 1.0)
+    assert all(allowed_at(below, [0.013 + i / 9 for i in range(90)]))
+    assert not all(allowed_at(above, [0.013 + i / 11 for i in range(110)]))
+
+
+def test_refusals_count_extends_the_block_while_retries_arrive():
+    """With refusals counted (HAProxy's track-then-deny recipe), probing faster than the
+    limit keeps a counter refused for good; the same probing gets through without."""
+    probes = [0.05 * i for i in range(1, 100)]
+    counted = make_limiter("sliding_window_counter", 10, 1.0, refusals_count=True)
+    plain = make_limiter("sliding_window_counter", 10, 1.0)
+    for limiter in (counted, plain):
+        assert allowed_at(limiter, [0.0] * 11) == [True] * 10 + [False]
+    assert not any(allowed_at(counted, probes))
+    assert any(allowed_at(plain, probes))
+    assert counted.check(4.95 + 2.01).allowed   # quiet for two periods: rested
+
+
+def test_refusals_count_puts_a_token_bucket_into_debt():
+    counted = make_limiter("token_bucket", 10, 10.0, refusals_count=True)   # 1 token/s
+    plain = make_limiter("token_bucket", 10, 10.0)
+    for limiter in (counted, plain):
+        assert allowed_at(limiter, [0.0] * 11) == [True] * 10 + [False]
+    assert allowed_at(plain, [1.0]) == [True]
+    assert allowed_at(counted, [1.0, 2.0, 3.0]) == [False] * 3   # each retry spent 1
+    # at 3.5: -1 + 0.5, minus this retry = -1.5 tokens, so 2.5 s to the next one
+    assert counted.check(3.5).retry_after_s == pytest.approx(2.5)
+    assert allowed_at(counted, [6.0]) == [True]
+
+
+def test_penalty_window_continue_refuses_again_inside_the_full_window():
+    """A penalty box whose window runs on: a penalty shorter than the window ends inside
+    the still-full window, and the next request starts another penalty; with the window
+    restarting, it gets a fresh budget."""
+    box = make_limiter("penalty_cooldown", 3, 2.0, penalty_s=0.5, penalty_window="continue")
+    assert allowed_at(box, [0.0, 0.0, 0.0, 0.1]) == [True, True, True, False]
+    again = box.check(0.7)          # penalty over (0.6), window [0, 2) still full
+    assert not again.allowed and again.retry_after_s == pytest.approx(0.5)
+    assert box.check(1.19).allowed is False    # the new penalty runs until 1.2
+    assert allowed_at(box, [2.0] * 4) == [True] * 3 + [False]
+    restart = make_limiter("penalty_cooldown", 3, 2.0, penalty_s=0.5)
+    assert allowed_at(restart, [0.0, 0.0, 0.0, 0.1, 0.7]) == [True, True, True, False, True]
+    # a penalty longer than the window: both variants come back when it ends
+    long = make_limiter("penalty_cooldown", 3, 0.5, penalty_s=2.0, penalty_window="continue")
+    assert allowed_at(long, [0.0, 0.0, 0.0, 0.1, 2.09, 2.1]) == [True] * 3 + [False] * 2 + [True]
+    with pytest.raises(ValueError, match="penalty window"):
+        make_limiter("penalty_cooldown", 3, 1.0, penalty_window="sometimes")
+
+
 def test_make_limiter_rejects_unknown_algorithm():
     with pytest.raises(ValueError, match="unknown algorithm"):
         make_limiter("magic", 1, 1.0)
@@ -174,3 +259,47 @@ def test_headers_round_up_and_retry_after_at_least_one():
     assert headers["RateLimit-Policy"] == "3;w=10"
     assert headers["RateLimit"] == "limit=3, remaining=0, reset=10"
     assert rate_limit_headers(verdict.decision, retry_after=False, headers=False) == {}
+
+
+def test_refusals_count_scope_counts_requests_the_other_scope_refused():
+    """A key limiter with refusals_count counts every request it sees, also those the
+    org refused (HAProxy tracks each table before any deny); without it, it does not."""
+    key = {"limit": 3, "window_s": "10s", "refusals_count": True}
+    config = _config(key=key)
+    budgets = Budgets(config, FakeClock())
+    a1, a2, _ = config.keys
+    for _ in range(3):
+        budgets.admit(a1, "models")
+    assert budgets.admit(a2, "models").allowed   # org now exhausted (4)
+    assert budgets.admit(a2, "models").scope == "org"   # refused by the org, counted
+    for _ in range(4):
+        assert not budgets.admit(a2, "models").allowed
+    assert budgets.limiters[("key", "a2", "all")].count == 6
+
+
+def test_config_carries_the_new_limiter_options():
+    config = _config(algorithm="sliding_window_counter",
+                     key={"limit": 5, "window_s": "1s", "aligned": True,
+                          "refusals_count": True})
+    budgets = Budgets(config, FakeClock())
+    budgets.admit(config.keys[0], "models")
+    limiter = budgets.limiters[("key", "a1", "all")]
+    assert isinstance(limiter, SlidingWindowCounter) and limiter.aligned
+    assert limiter.refusals_count
+    with pytest.raises(ValueError, match="penalty_window"):
+        _config(key={"penalty_window": "sometimes"})
+
+
+def _fields(model: type[BaseModel], prefix: str = "") -> typing.Iterator[str]:
+    for name, field in model.model_fields.items():
+        yield prefix + name
+        for inner in typing.get_args(field.annotation) or (field.annotation,):
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                yield from _fields(inner, f"{prefix}{name}.")
+
+
+def test_docs_name_every_server_config_field():
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "reference-server.md").read_text()
+    missing = [name for name in _fields(SimulatorConfig)
+               if not re.search(rf"\b{name.split('.')[-1]}\b", doc)]
+    assert not missing, f"docs/reference-server.md does not name {missing}"

@@ -20,7 +20,7 @@ from typing import Any
 
 from loadtests.ratelimit.fingerprints.counter import bucket_cooldown_limit
 from loadtests.ratelimit.infer import all_returned, estimate, infer_scope, scope_window
-from loadtests.ratelimit.observations import ScopeObservations
+from loadtests.ratelimit.observations import Burst, ScopeObservations, SecondBurst, SplitCycle
 from loadtests.ratelimit.phases import ScopeRunner, settle
 from loadtests.ratelimit.transport import BoundReached, Transport
 from loadtests.ratelimit.verify import verify_sustained
@@ -89,6 +89,8 @@ def _run_scope(runner: ScopeRunner, obs: ScopeObservations, sibling: ApiKey | No
     burst_a = _rested_burst(runner, obs, burst_a, say)
     say(f"burst: {burst_a['allowed']} allowed, first 429 at {burst_a['first_429_s']:.3f}s")
     t_f = burst_a["t_first_429"]
+    if t_f is None:   # the second burst after an unrested first saw no 429
+        return
     say("cooldown: probing at growing gaps until a success")
     cd_a = runner.cooldown(t_f)
     obs["cooldown_a"] = cd_a
@@ -120,15 +122,16 @@ def _run_scope(runner: ScopeRunner, obs: ScopeObservations, sibling: ApiKey | No
     gap = 0.3 * c_a
     transport.sleep_until(u0.t + gap)
     burst_b = runner.burst()
-    cycle_b: dict[str, Any] = {"u0": u0.t, "gap_s": gap, "burst": burst_b}
+    cycle_b: SplitCycle = {"u0": u0.t, "gap_s": gap, "burst": burst_b}
     obs["cycle_b"] = cycle_b
-    if not burst_b["refused"]:
+    t_b = burst_b["t_first_429"]
+    if t_b is None:
         return
     last_refusal = max(burst_b["t_last_sent"], side_checks(runner, obs, sibling, outsider))
     ext_probe = 1.05 * cd_a["last_gap_s"] if extension_signature else None
     cycle_b["ext_probe_s"] = ext_probe
     # every refusal restarts an extending penalty: the quiet gap runs from the last one
-    cycle_b["cooldown"] = runner.cooldown(burst_b["t_first_429"], ext_probe,
+    cycle_b["cooldown"] = runner.cooldown(t_b, ext_probe,
                                           anchor=last_refusal if ext_probe else None)
     cycle_b["return"] = runner.return_shape()
     obs["rest_after_s"] = max(1.15 * max(w_a, cycle_b["cooldown"]["t_recovered"] - u0.t),
@@ -167,19 +170,20 @@ def second_bucket_cycle(runner: ScopeRunner, obs: ScopeObservations, period: flo
     and a third, a third of a period further on, when the first two looked like a
     bucket's."""
     transport = runner.transport
-    rate = (obs.get("rate") or {}).get("rate_per_s") or 1.0
-    second: dict[str, Any] = {}
-    obs["bucket_b"] = second   # type: ignore[typeddict-item]
+    refill = obs.get("rate")
+    rate = (refill["rate_per_s"] if refill else None) or 1.0
+    second: SecondBurst = {}
+    obs["bucket_b"] = second
     for shift in (0.0, 1 / 3):
         wait = (2.5 + shift) * period
         say(f"recovery: another burst after {wait:.2f}s (bucket or windowed counter?)")
         transport.sleep_until(transport.now() + wait)
         burst = runner.burst(runner.rest_probe())
-        if not burst["refused"]:
+        if burst["t_first_429"] is None:
             break
         cooldown = runner.cooldown(burst["t_first_429"])
         if "burst" not in second:
-            second.update(burst=burst, cooldown=cooldown)
+            second["burst"], second["cooldown"] = burst, cooldown
         else:
             second.setdefault("more_cooldowns_s", []).append(cooldown["cooldown_s"])
         longest = max(obs["cooldown_a"]["cooldown_s"], cooldown["cooldown_s"])
@@ -188,8 +192,8 @@ def second_bucket_cycle(runner: ScopeRunner, obs: ScopeObservations, period: flo
     obs["rest_after_s"] = 2.2 * period
 
 
-def _rested_burst(runner: ScopeRunner, obs: ScopeObservations, burst_a: dict[str, Any],
-                  say: Progress) -> dict[str, Any]:
+def _rested_burst(runner: ScopeRunner, obs: ScopeObservations, burst_a: Burst,
+                  say: Progress) -> Burst:
     """Verify the rest from the burst itself: the scope's own 429 announces its limit; a
     burst well short of it means the scope (an org, whose state a rested key's headers
     hide) was not rested. Then wait the announced full reset and burst once more."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from loadtests.ratelimit.fingerprints.window import all_returned, read_at_once
 
 __all__ = ["all_returned", "apply_verification", "cost_summary", "estimate", "infer_scope",
            "retry_after_accuracy", "scope_window"]
-from loadtests.ratelimit.observations import ScopeObservations
+from loadtests.ratelimit.observations import ScopeObservations, SplitCycle
 from secton_harness.ratelimit_model import CONFIDENCE
 
 
@@ -35,7 +36,8 @@ def _r(value: float | None, digits: int = 3) -> float | None:
     return None if value is None or not math.isfinite(value) else round(value, digits)
 
 
-def retry_after_accuracy(cooldowns: list[dict[str, Any]], first_retry_after: list[float | None],
+def retry_after_accuracy(cooldowns: Sequence[Mapping[str, Any] | None],
+                         first_retry_after: list[float | None],
                          extends: bool, penalty_s: float | None) -> dict[str, Any]:
     """Retry-After's promise (sent time + value) against the recovery actually seen."""
     errors: list[float] = []
@@ -69,7 +71,7 @@ def _unmeasured(obs: ScopeObservations, why: str, *, burst_known: bool = True,
     """A scope whose figures were not measured: nothing invented. ``burst`` stays when
     the burst did end in the scope's own 429 (then it is measured); an org the keys could
     not reach, or a burst without a 429, has none (``reachable: false`` for the former)."""
-    burst = obs.get("burst_a") or {}
+    burst: dict[str, Any] = dict(obs.get("burst_a") or {})
     refused = bool(burst.get("refused")) and burst_known
     return {
         "burst": int(burst.get("allowed", 0)) if refused else None,
@@ -92,7 +94,7 @@ def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> 
     burst_a = obs.get("burst_a")
     if not burst_a or not burst_a.get("refused"):
         return _unmeasured(obs, "no 429 within the burst: no limit found below "
-                                f"{(burst_a or {}).get('sent', 0)} requests")
+                                f"{burst_a['sent'] if burst_a else 0} requests")
     cd_a = obs.get("cooldown_a")
     if cd_a is None:
         return _unmeasured(obs, "stopped before the cooldown ended")
@@ -107,7 +109,7 @@ def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> 
     shape = "at_once" if all_returned(ret_a) else "gradual"
     evidence["recovery_shape"] = shape
     if shape == "gradual":
-        rate_obs = obs.get("rate") or {}
+        rate_obs: dict[str, Any] = dict(obs.get("rate") or {})
         rate = rate_obs.get("rate_per_s")
         successes = rate_obs.get("successes") or 0
         if not rate or successes < 2:
@@ -127,42 +129,50 @@ def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> 
             return _unmeasured(obs, "stopped before the second (split) cycle ended")
         reading = found
     evidence.update(reading.evidence)
-    counts = refusals_count(obs, reading.penalty_extends)
-    if counts and not reading.penalty_extends:
-        test = obs["refusal_test"]
-        evidence["refusals_count_why"] = (
-            f"probing, the first success came {test['cooldown_with_retries_s']}s after the "
-            f"429; one probe after a quiet {test['quiet_s']}s got through: the refused "
-            "probes counted and kept it refused (the cooldown depends on the client)")
-        reading.confidence = "medium"
+    if reading.burst <= 1 and reading.family != "penalty":
+        # one request per window, per period or per token: the families answer alike
+        evidence["algorithm_guess"] = reading.algorithm
+        evidence["algorithm_why"] = ("a burst of 1: a window, a log, a counter and a bucket "
+                                     "of one request answer alike")
+        reading.algorithm, reading.confidence = "unknown", "medium"
+    counts, counts_why = refusals_count(obs, reading.penalty_extends, reading.family)
+    if counts_why:
+        evidence["refusals_count_why"] = counts_why
+    if (counts or obs.get("refusal_test", {}).get("allowed")) and not reading.penalty_extends:
+        reading.confidence = "medium"   # the cooldown depends on the client
     burst, algorithm, family = reading.burst, reading.algorithm, reading.family
     sustained, confidence = reading.sustained_per_min, reading.confidence
     cooldown, full_recovery = reading.cooldown_s, reading.full_recovery_s
     extends, penalty_s = reading.penalty_extends, reading.penalty_s
 
     ends = obs.get("endpoints") or {}
-    shared = {429: True}.get(ends.get("status"), False if ends.get("status") == 200 else None)
+    status = ends.get("status")
+    shared = True if status == 429 else False if status == 200 else None
     if ends:
         evidence["other_endpoint"] = (f"{ends.get('other')}: {ends.get('allowed')}/"
                                       f"{ends.get('sent')} allowed right after the 429")
     if obs.get("rest_check"):
         evidence["rest_check"] = obs["rest_check"]
-    key_refused = sum((part or {}).get("key_refused", 0) for part in (
-        ret_a, (obs.get("cycle_b") or {}).get("return")))
+    cycle_b: SplitCycle = obs.get("cycle_b") or {}
+    key_refused = sum(part["key_refused"] for part in (ret_a, cycle_b.get("return"))
+                      if part and "key_refused" in part)
     if key_refused:
         evidence["key_limit_refusals_set_aside"] = key_refused
     for name in ("sibling", "outsider"):
         if obs.get(name):
             evidence[name] = obs[name]
-    cooldowns = [cd_a, (obs.get("cycle_b") or {}).get("cooldown")]
+    cooldowns = [cd_a, cycle_b.get("cooldown")]
     firsts = [burst_a.get("retry_after_s"),
-              ((obs.get("cycle_b") or {}).get("burst") or {}).get("retry_after_s")]
+              cycle_b["burst"]["retry_after_s"] if "burst" in cycle_b else None]
     retry = retry_after_accuracy(cooldowns, firsts, extends, penalty_s)
-    if burst_a.get("reset_s") is not None:
-        evidence["reset_header_error_s"] = _r(burst_a["reset_s"] - full_recovery)
+    reset_s = burst_a.get("reset_s")
+    if reset_s is not None:
+        evidence["reset_header_error_s"] = _r(reset_s - full_recovery)
     evidence["family"] = family
     evidence["sustained_estimate_per_min"] = _r(sustained, 2)
-    verdict = apply_verification(obs.get("verify"), sustained, algorithm, evidence, family)
+    verify = obs.get("verify")
+    verdict = apply_verification(dict(verify) if verify else None, sustained, algorithm,
+                                 evidence, family)
     confidence = min(confidence, verdict.confidence, key=CONFIDENCE.index)
     if obs.get("stopped_by"):
         confidence = "low"
@@ -193,18 +203,50 @@ def estimate(obs: ScopeObservations) -> dict[str, Any]:
             "burst": scope.get("burst"), "family": evidence.get("family")}
 
 
-def refusals_count(obs: ScopeObservations, extends: bool) -> bool | None:
+#: families whose budget returns at once: a probe arriving after a penalty, inside a
+#: window still full, starts another penalty without any refusal being counted
+AT_ONCE = ("window", "penalty")
+
+
+def refusals_count(obs: ScopeObservations, extends: bool,
+                   family: str = "") -> tuple[bool | None, str | None]:
     """Do refused requests count against the limit (retrying during a block extends it)?
     True for an extending penalty, or when one quiet probe after 75 % of the cooldown
-    measured while probing got through (``driver.refusal_test``); None when not tested."""
+    measured while probing got through (``driver.refusal_test``) and the budget returns
+    one by one; False when that probe was refused; None (with why) when not tested, or
+    when the budget returns at once: a penalty box whose window is longer than its
+    cooldown shows the same (a probe after the penalty, inside the still-full window,
+    starts another one) without counting any refusal, and one quiet probe cannot tell
+    the two apart. (The return after the split cycle does not either: a probe answered
+    late on a loaded machine reads as a success, and the return after it as partial.)"""
     if extends:
-        return True
+        return True, None
     test = obs.get("refusal_test")
-    return None if not test else bool(test["allowed"])
+    if not test:
+        return None, None
+    if not test["allowed"]:
+        return False, (f"one probe after a quiet {test['quiet_s']}s was refused, as "
+                       "while probing: retries did not extend the block")
+    seen = (f"probing, the first success came {test['cooldown_with_retries_s']}s after the "
+            f"429; one probe after a quiet {test['quiet_s']}s got through")
+    if family in AT_ONCE:
+        return None, (seen + ": retries extended the block, but either the refused probes "
+                      "counted, or a probe after a penalty, inside a window still full, "
+                      "started another penalty (a penalty box whose window is longer than "
+                      "its cooldown); the responses do not tell which")
+    return True, seen + ": the refused probes counted and kept it refused"
 
 
 #: the verification's steady runs as fractions of the estimate (loadtests/ratelimit/verify.py)
 LOW, HIGH = 0.9, 1.15
+#: a refused steady run whose sends fell behind by more than this many intervals is
+#: repeated and not counted (catch-up sends bunch up); a second one ends the verification
+SLIP = 0.5
+
+
+def slipped(run: dict[str, Any]) -> bool:
+    """A refused steady run whose sends fell behind their schedule (see ``SLIP``)."""
+    return bool(run["refused"]) and run.get("late_s", 0.0) * run["rate_per_min"] / 60 > SLIP
 
 
 @dataclass(frozen=True)
@@ -230,6 +272,8 @@ def apply_verification(verify: dict[str, Any] | None, estimate_per_min: float,
     lines = [f"a steady {run['rate_per_min']}/min ({run['factor']:.0%}) "
              + (f"saw a 429 after {run['first_429_at']} requests" if run["refused"]
                 else f"saw no 429 in {run['sent']} requests")
+             + (f" (its sends fell {run['late_s']}s behind: not counted)" if slipped(run)
+                else "")
              for run in verify.get("runs", [])]
     if verify.get("verified"):
         evidence["sustained_check"] = "verified: " + "; ".join(lines)

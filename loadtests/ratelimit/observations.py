@@ -96,7 +96,8 @@ class SteadyRun(TypedDict):
     first_429_at: int | None
     key_refused: int
     duration_s: float
-    factor: float
+    late_s: float                # the latest send behind its schedule
+    factor: NotRequired[float]   # set by the verification, not by the run
 
 
 class Verification(TypedDict, total=False):

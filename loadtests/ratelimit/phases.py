@@ -27,6 +27,13 @@ from typing import Any
 import gevent
 import gevent.event
 
+from loadtests.ratelimit.observations import (
+    Burst,
+    Cooldown,
+    Refill,
+    ReturnShape,
+    SteadyRun,
+)
 from loadtests.ratelimit.transport import Hit, Transport
 from secton_harness.keys import ApiKey
 
@@ -108,7 +115,7 @@ class ScopeRunner:
         return hit
 
     # ------------------------------------------------------------------ burst
-    def burst(self, first: Hit | None = None, step: str = "burst") -> dict[str, Any]:
+    def burst(self, first: Hit | None = None, step: str = "burst") -> Burst:
         """Fire until the first 429; ``first`` is the rest probe that opened the burst
         (``step="drain"``: a burst that only empties a bucket before a verification run)."""
         refused = gevent.event.Event()
@@ -138,7 +145,7 @@ class ScopeRunner:
 
     # ------------------------------------------------------------------ cooldown
     def cooldown(self, t_first_429: float, first_gap: float | None = None,
-                 anchor: float | None = None) -> dict[str, Any]:
+                 anchor: float | None = None) -> Cooldown:
         """Probe at growing gaps from the first 429 until a success; ``first_gap`` after
         ``anchor`` (default the first 429; the last refusal sent, for an extending
         penalty that every refusal restarts)."""
@@ -175,7 +182,7 @@ class ScopeRunner:
         }
 
     # ------------------------------------------------------------------ recovery
-    def return_shape(self) -> dict[str, Any]:
+    def return_shape(self) -> ReturnShape:
         """Right after the first success: how many of a few fast requests are allowed."""
         hits: list[Hit] = []
         answers: list[Hit] = []
@@ -194,7 +201,7 @@ class ScopeRunner:
                 "key_refused": len(hits) - len(answers), "t_last": hits[-1].t}
 
     def return_rate(self, t_from: float, successes: int = 4,
-                    max_probes: int = 80) -> dict[str, Any]:
+                    max_probes: int = 80) -> Refill:
         """How fast single requests come back: two growing-gap searches give the interval
         roughly, then a grid of an eighth of it times ``successes`` more returns; the rate
         is taken from the grid successes only: (n-1) / (t_n - t_1)."""
@@ -225,17 +232,21 @@ class ScopeRunner:
                 "t_last": self.transport.now()}
 
     # ------------------------------------------------------------------ verification
-    def steady(self, rate_per_s: float, count: int, step: str = "verify") -> dict[str, Any]:
+    def steady(self, rate_per_s: float, count: int, step: str = "verify") -> SteadyRun:
         """``count`` requests at a steady ``rate_per_s``, stopping at this scope's first
         429 (a key's own refusal in the org scope is set aside): does the rate hold?"""
         interval = 1.0 / rate_per_s
         at = self.transport.now() + interval
         hits: list[Hit] = []
         refused: Hit | None = None
+        late = 0.0
         while len(hits) < count and refused is None:
             self.transport.sleep_until(at)
             hits.append(self.transport.fire(self.next_key(), self._phase(step),
                                             self.endpoint, step=step))
+            # a send behind its time is followed by catch-up sends closer than the
+            # interval: the limiter then saw a faster rate than the one asked
+            late = max(late, hits[-1].t - at)
             at += interval
             refused = next((h for h in hits if h.refused and not self.key_refused(h)), None)
             for hit in hits:
@@ -246,7 +257,8 @@ class ScopeRunner:
                 "refused": refused is not None,
                 "first_429_at": hits.index(refused) + 1 if refused is not None else None,
                 "key_refused": sum(self.key_refused(h) for h in hits),
-                "duration_s": round(hits[-1].t - hits[0].t, 3) if hits else 0.0}
+                "duration_s": round(hits[-1].t - hits[0].t, 3) if hits else 0.0,
+                "late_s": round(late, 3)}
 
     def _grid(self, hits: list[Hit]) -> list[Hit]:
         for hit in hits:
@@ -296,7 +308,7 @@ def settle(hits: list[Hit]) -> None:
         waited += step
 
 
-def summarize_burst(hits: list[Hit]) -> dict[str, Any]:
+def summarize_burst(hits: list[Hit]) -> Burst:
     """Counts and times of a burst, in send order: successes before the first refusal."""
     hits = sorted(hits, key=lambda h: h.t)
     t0 = hits[0].t

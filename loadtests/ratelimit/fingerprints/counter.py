@@ -34,7 +34,7 @@ def counter_evidence(obs: ScopeObservations, rate: float) -> dict[str, Any] | No
         return None
     return {"longest_cooldown_s": round(longest, 3),
             "cooldowns_s": [round(c, 3) for c in cooldowns],
-            "second_burst_allowed": (second.get("burst") or {}).get("allowed")}
+            "second_burst_allowed": second["burst"]["allowed"] if "burst" in second else None}
 
 
 def read_counter(obs: ScopeObservations, rate: float, counter: dict[str, Any]) -> Reading:

@@ -1,0 +1,57 @@
+"""``refusals_count`` from the refusal test's observations (pure, no network): true only
+where no other limiter explains what was seen, null with the reason where one does."""
+
+from __future__ import annotations
+
+from loadtests.ratelimit.infer import refusals_count
+
+TEST = {"burst_allowed": 8, "quiet_s": 1.377, "cooldown_with_retries_s": 1.836}
+
+
+def test_extending_penalty_counts_refusals():
+    assert refusals_count({}, True, "penalty") == (True, None)
+
+
+def test_not_tested_is_null():
+    assert refusals_count({}, False, "bucket") == (None, None)
+
+
+def test_quiet_probe_refused_is_false():
+    value, why = refusals_count({"refusal_test": {**TEST, "allowed": False}}, False, "window")
+    assert value is False and "refused" in why
+
+
+def test_a_block_probing_extended_with_the_budget_back_at_once_is_ambiguous():
+    """A penalty box whose window outlasts the penalty lets a quiet probe through sooner
+    than probing did, without counting a refusal; so does a log or HAProxy's track-then-
+    deny counter, which do count them: neither true nor false is honest. (A partial
+    return after the split cycle is no proof either: seen from a penalty box when a
+    late answer on a loaded machine was read as the recovery.)"""
+    for family in ("window", "penalty"):
+        for returned in (3, 0):
+            obs = {"refusal_test": {**TEST, "allowed": True},
+                   "cycle_b": {"return": {"sent": 3, "allowed": returned, "key_refused": 0}}}
+            value, why = refusals_count(obs, False, family)
+            assert value is None and "do not tell" in why, (family, why)
+
+
+def test_budget_back_one_by_one_after_a_quiet_probe_got_through_counts():
+    value, why = refusals_count({"refusal_test": {**TEST, "allowed": True}}, False, "counter")
+    assert value is True and "counted" in why
+
+
+def test_a_refused_run_whose_sends_fell_behind_is_not_counted():
+    """Sends behind schedule catch up closer than the interval: the limiter saw a faster
+    rate than the one asked, so such a 429 proves nothing (seen on a busy machine: a
+    steady 88 % run refused, the figure read 14 % low with confidence high)."""
+    from loadtests.ratelimit.infer import apply_verification, slipped
+
+    run = {"rate_per_min": 600.0, "sent": 20, "refused": True, "first_429_at": 20,
+           "key_refused": 0, "duration_s": 2.0, "factor": 0.9}
+    assert not slipped({**run, "late_s": 0.04})          # 0.4 of a 0.1 s interval
+    assert slipped({**run, "late_s": 0.06})
+    assert not slipped({**run, "refused": False, "late_s": 1.0})   # no 429: still a bound
+    evidence: dict = {}
+    apply_verification({"runs": [{**run, "late_s": 0.3}], "unverified": "x"}, 660.0,
+                       "fixed_window", evidence)
+    assert "fell 0.3s behind: not counted" in evidence["sustained_check"]
