@@ -55,3 +55,19 @@ def test_a_refused_run_whose_sends_fell_behind_is_not_counted():
     apply_verification({"runs": [{**run, "late_s": 0.3}], "unverified": "x"}, 660.0,
                        "fixed_window", evidence)
     assert "fell 0.3s behind: not counted" in evidence["sustained_check"]
+
+
+def test_a_counter_verified_well_above_its_estimate_is_not_claimed():
+    """A counter's refill grid reads high, so the steady runs may move its rate down; a
+    final rate well above the estimate contradicts the counter reading (seen under load:
+    nginx's leaky bucket with one slow cooldown read as a counter, estimated 615/min,
+    'verified' at 766/min with confidence high). Then the algorithm is unknown and the
+    confidence medium; a move down within the grid's error keeps it."""
+    from loadtests.ratelimit.infer import apply_verification
+
+    up = apply_verification({"verified": True, "estimate_per_min": 766.0, "runs": []},
+                            615.0, "sliding_window_counter", {}, family="counter")
+    assert (up.algorithm, up.confidence) == ("unknown", "medium")
+    down = apply_verification({"verified": True, "estimate_per_min": 540.0, "runs": []},
+                              615.0, "sliding_window_counter", {}, family="counter")
+    assert (down.algorithm, down.confidence) == ("sliding_window_counter", "high")

@@ -278,10 +278,13 @@ def apply_verification(verify: dict[str, Any] | None, estimate_per_min: float,
     if verify.get("verified"):
         evidence["sustained_check"] = "verified: " + "; ".join(lines)
         final = verify["estimate_per_min"]
-        if family != "counter" and abs(final - estimate_per_min) > 0.15 * estimate_per_min:
+        off = final - estimate_per_min
+        if (abs(off) if family != "counter" else off) > 0.15 * estimate_per_min:
             # the window, refill or penalty read from the bursts predicted another rate:
-            # the model behind it is wrong, so its algorithm is not claimed (a counter's
-            # refill grid is known to read high; its algorithm comes from the cooldowns)
+            # the model behind it is wrong, so its algorithm is not claimed. A counter's
+            # refill grid is known to read high, so only a final rate well *above* it
+            # contradicts a counter (seen under load: a leaky bucket whose one slow
+            # cooldown read as a counter's, 615/min estimated, 766 "verified", high)
             return Verdict(final, None, _unclaimed(algorithm, evidence), "medium")
         return Verdict(final, None, algorithm, "high")
     why = f"not verified: {verify.get('unverified')}"
