@@ -136,9 +136,9 @@ def classify(outcome: BaseException | int) -> str:
             if text in message:
                 return error
         for cls in type(exc).__mro__:
-            error = _BY_TYPE_NAME.get(cls.__name__)
-            if error is not None:
-                return error
+            named = _BY_TYPE_NAME.get(cls.__name__)
+            if named is not None:
+                return named
     return PROTOCOL
 
 

@@ -287,7 +287,8 @@ def merge_parts(run_dir: str | os.PathLike[str]) -> Path:
     write_table_atomic(merged, target)
     for part in parts:
         part.unlink(missing_ok=True)
-    (run_dir / PARTS_DIR).exists() and _rmdir_quietly(run_dir / PARTS_DIR)
+    if (run_dir / PARTS_DIR).exists():
+        _rmdir_quietly(run_dir / PARTS_DIR)
     return target
 
 

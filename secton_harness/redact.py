@@ -83,9 +83,9 @@ class Redactor:
         if len(run) >= WINDOW and self._windows:
             windows = self._windows
             for i in range(len(run) - WINDOW + 1):
-                shown = windows.get(run[i:i + WINDOW])
-                if shown is not None:
-                    return shown
+                found = windows.get(run[i:i + WINDOW])
+                if found is not None:
+                    return found
         return match.group(0)
 
     def redact(self, text: str) -> str:
