@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import socket
+import sys
 from typing import Any
 
 import uvicorn
@@ -53,6 +54,9 @@ def serve(config_path: str | None, host: str = "127.0.0.1", port: int = 8080,
           stats_file: str | None = None) -> None:
     """Run the server until interrupted. Bad config or a busy port raise BadInput."""
     config = load_config(config_path)
+    if not config.keys:  # stderr: the launcher reads the ready line on stdout
+        print("serve: warning: the config has no [[keys]]: every key is refused (401)",
+              file=sys.stderr, flush=True)
     app = build_app(config, stats_file=stats_file)
     sock = _bind(host, port)
     real_port = sock.getsockname()[1]

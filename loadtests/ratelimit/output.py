@@ -68,6 +68,16 @@ def build_result(run_dir: Path, target: str, observations: dict[str, Any],
     return result
 
 
+def _shown(value: Any) -> str:
+    """A card cell in words: "n/a" where nothing was measured, "yes"/"no" for a
+    property (the card printed Python's None, True and False)."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
 def limit_card(result: dict[str, Any], console: Console) -> None:
     """The final table: one column per scope, one row per figure (✓/✗ with --expect)."""
     scopes = result["scopes"]
@@ -92,7 +102,7 @@ def limit_card(result: dict[str, Any], console: Console) -> None:
                          f"{ra.get('max_error_s')}s" if ra.get("present") else "absent")
             check = (scope.get("checks") or {}).get(figure)
             mark = "" if check is None else (" [green]✓[/]" if check["pass"] else " [red]✗[/]")
-            row.append(f"{value}{mark}")
+            row.append(f"{_shown(value)}{mark}")
         table.add_row(*row)
     console.print(table)
     for name, scope in scopes.items():
