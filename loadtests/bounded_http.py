@@ -13,9 +13,19 @@ any header block, however large (geventhttpclient joins header pieces quadratica
   closed without answering (it re-sent up to the pool size, 11 requests on the wire for
   one counted; a re-send stays allowed on a pooled connection the server had closed while
   idle, which the request never reached);
-* :func:`exchange` sends with ``stream=True`` and reads the body in blocks, cut at the body
-  cap, the whole answer (head and body) within one deadline (a gevent timer, so a target
-  trickling a byte a second cannot hold a request past it).
+* the response counts the body bytes the parser hands over (``_on_body``) and stops at its
+  ``body_limit`` (the body cap), keeping them only when asked (``keep_body``);
+* :func:`send` (the load users' path) calls the session's geventhttpclient ``HTTPClient``
+  directly and reads the whole answer through the capped parser; :func:`exchange` (the
+  rate-limit mapper's) goes through Locust's session with ``stream=True`` and reads the
+  body in blocks, cut at the body cap. Either way the whole answer (head and body) is due
+  within one deadline (a gevent timer, so a target trickling a byte a second cannot hold
+  a request past it).
+
+Why two: Locust's session and geventhttpclient's ``UserAgent`` above ``HTTPClient`` (URL
+objects, a cookie jar, header copies, redirect and retry handling the harness turns off)
+cost more per request than everything the load users do themselves (docs/architecture.md,
+"load transport"). The mapper sends a few requests a second and keeps Locust's session.
 
 What went wrong is classified by the core's one vocabulary
 (:func:`secton_harness.error_classes.classify`). Only this folder imports gevent.
@@ -34,6 +44,7 @@ from geventhttpclient.response import (
     HTTPParseError,
     HTTPSocketPoolResponse,
 )
+from geventhttpclient.url import URL
 from locust.contrib.fasthttp import FastHttpUser
 
 from secton_harness.error_classes import ResponseTooLarge
@@ -54,9 +65,14 @@ class ClosedWithoutAnswer(ConnectionResetError):
 
 
 class _HeadCappedResponse(HTTPSocketPoolResponse):
-    """geventhttpclient's pooled response, refusing a head past :data:`MAX_HEAD_BYTES`."""
+    """geventhttpclient's pooled response, refusing a head past :data:`MAX_HEAD_BYTES` and
+    a body past ``body_limit`` (set per request by :func:`send`; None: not counted here,
+    :func:`read_body` cuts the streamed body instead)."""
 
     head_limit = MAX_HEAD_BYTES
+    body_limit: int | None = None
+    keep_body = True
+    body_seen = 0
 
     def __init__(self, sock: Any, pool: Any, **kw: Any) -> None:
         reused = sock in _ANSWERED
@@ -80,6 +96,15 @@ class _HeadCappedResponse(HTTPSocketPoolResponse):
             if seen > self.head_limit:
                 raise ResponseTooLarge("head", self.head_limit)
         super().feed(data)
+
+    def _on_body(self, buf: bytearray) -> None:
+        seen = self.body_seen + len(buf)
+        self.body_seen = seen
+        limit = self.body_limit
+        if limit is not None and seen > limit:
+            raise ResponseTooLarge("body", limit)  # raised through the C parser's feed()
+        if self.keep_body:
+            self._body_buffer += buf
 
 
 def install_head_cap() -> None:
@@ -110,6 +135,11 @@ class BoundedUser(FastHttpUser):
         super().__init__(environment)
         self.client.client.valid_response_codes = frozenset(range(100, 1000))
 
+    def http_client(self) -> Any:
+        """The geventhttpclient ``HTTPClient`` Locust's session would use for ``host``
+        (same pool size, timeouts and TLS settings), for :func:`send`."""
+        return self.client.client.clientpool.get_client(URL(self.host))
+
 
 @dataclass(slots=True)
 class Exchange:
@@ -119,6 +149,7 @@ class Exchange:
     content: bytes
     problem: BaseException | None
     size: int = 0  # body bytes read (``content`` is empty when the body was not kept)
+    headers: Any = None  # the response's headers (geventhttpclient ``Headers``) or None
 
     @property
     def status(self) -> int:
@@ -185,6 +216,56 @@ def exchange(client: Any, method: str, url: str, *, timeout_s: float, max_body: 
         if not getattr(response, "status_code", 0):
             return response, Exchange(response, b"", error)
         content, size, problem = read_body(response, max_body, keep_body)
-        return response, Exchange(response, content, problem, size)
+        return response, Exchange(response, content, problem, size, response.headers)
     finally:
         timer.close()
+
+
+def send(http: Any, method: str, uri: str, body: bytes, headers: dict[str, str], *,
+         timeout_s: float, max_body: int, keep_body: bool = True) -> Exchange:
+    """Send one request on geventhttpclient's ``HTTPClient`` ``http`` (its pool is the
+    session's: see :meth:`BoundedUser.http_client`) and read the whole answer within
+    ``timeout_s`` and ``max_body``.
+
+    The body is read through the capped parser (:class:`_HeadCappedResponse`), block by
+    block, never kept unless ``keep_body``. A reset, a close before the end, a parse error,
+    the deadline or the cap is the returned problem, with the status if one came.
+    """
+    timer = gevent.Timeout(max(timeout_s, 0.001))
+    timer.start()
+    try:
+        try:
+            raw = http.request(method, uri, body=body, headers=headers)
+        except gevent.Timeout as fired:
+            if fired is not timer:
+                raise
+            return Exchange(None, b"", fired)
+        except Exception as exc:  # refused, reset, closed without an answer, head cap ...
+            return Exchange(None, b"", exc)
+        return _read_whole(raw, max_body, keep_body)
+    finally:
+        timer.close()
+
+
+def _read_whole(raw: Any, limit: int, keep: bool) -> Exchange:
+    """The rest of ``raw``'s body (what came with the head is parsed already)."""
+    raw.body_limit = limit
+    if not keep:
+        raw.keep_body = False
+        del raw._body_buffer[:]
+    try:
+        if raw.body_seen > limit:
+            raise ResponseTooLarge("body", limit)
+        while not raw.message_complete:
+            sock = raw._sock
+            if sock is None:
+                raise HTTPParseError("connection closed before the end of the body")
+            data = sock.recv(_BLOCK)
+            raw.feed(data)  # completes the message at its end: the socket goes back
+            if not data and not raw.message_complete:
+                raise HTTPParseError("connection closed before the end of the body")
+    except (ResponseTooLarge, OSError, HTTPParseError, gevent.Timeout, ValueError) as exc:
+        raw.release()
+        return Exchange(raw, bytes(raw._body_buffer), exc, raw.body_seen, raw.info())
+    return Exchange(raw, bytes(raw._body_buffer) if keep else b"", None, raw.body_seen,
+                    raw.info())

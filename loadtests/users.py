@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import time
 from typing import Any, ClassVar
+from urllib.parse import urlencode, urlsplit
 
 import gevent
 from locust import constant, task
+from locust.exception import CatchResponseError
 
-from loadtests.bounded_http import IDENTITY, BoundedUser, Exchange, exchange
+from loadtests.bounded_http import IDENTITY, BoundedUser, Exchange, send
 from loadtests.process_plan import LoadPlan
 from loadtests.recorder import RECORD_FIELDS
 from secton_harness.endpoints import BY_NAME
@@ -93,6 +95,9 @@ class SectonUser(BoundedUser):
             self.headers["Content-Type"] = "application/json"
         endpoint = BY_NAME[self.endpoint_name]
         self.method, self.path = endpoint.method, endpoint.path
+        # the request line's target: the path under the host's own path, if it has one
+        self.uri = urlsplit(self.host or "").path.rstrip("/") + self.path
+        self.http = self.http_client()
         self.redactor = _redactor(self.plan)
         self.redact = self.redactor.text
         self.max_body = max_body_bytes()
@@ -126,8 +131,8 @@ class SectonUser(BoundedUser):
             if recorder is not None:
                 recorder.inflight -= 1
 
-    def build_request(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """(keyword arguments for the client, the JSON payload or None)."""
+    def build_request(self) -> tuple[str, bytes, dict[str, Any] | None, dict[str, str]]:
+        """(request target, body, the JSON payload or None, the query parameters)."""
         raise NotImplementedError
 
     def request_once(self, intended_ts: float, phase: str) -> None:
@@ -141,35 +146,31 @@ class SectonUser(BoundedUser):
         start = time.perf_counter()
         row: tuple[Any, ...] | None = None
         try:
-            kwargs, payload = self.build_request()
+            uri, body, payload, params = self.build_request()
             validate = (self.plan.contract is not None
                         and self.rng.random() < self.plan.scenario.validate_sample)
             ts = time.time()  # the send, not the building of the request
             start = time.perf_counter()
             # no redirect followed, body and head capped, the whole answer within the timeout
-            resp, got = exchange(self.client, self.method, self.path,
-                                 timeout_s=self.plan.scenario.timeout, max_body=self.max_body,
-                                 keep_body=validate or self.endpoint_name == "chat",
-                                 name=self.path, catch_response=True, headers=self.headers,
-                                 **kwargs)
+            got = send(self.http, self.method, uri, body, self.headers,
+                       timeout_s=self.plan.scenario.timeout, max_body=self.max_body,
+                       keep_body=validate or self.endpoint_name == "chat")
             latency = time.perf_counter() - start
             try:
-                row = self.record(got, ts, latency, intended_ts, phase, payload, kwargs,
+                row = self.record(got, ts, latency, intended_ts, phase, payload, params,
                                   validate)
             except Exception as exc:  # a bug or a hostile answer: still one record
                 row = self.failed(ts, latency, intended_ts, phase, HARNESS, type(exc).__name__)
             status, error = row[_STATUS], row[_ERROR]
-            if resp is None:  # no response object (deadline, client error): report it here
+            if got.response is None:  # no answer (deadline, refused, reset, head cap ...)
                 self.fire(row, RuntimeError(f"{error}: {row[_REASON]}"))
+            elif status == 429:
+                self.fire(row, CatchResponseError("429 rate limited"), got.size)
+            elif error:
+                self.fire(row, CatchResponseError(f"{error}: {row[_REASON] or status}"),
+                          got.size)
             else:
-                with resp:
-                    resp.request_meta["response_length"] = got.size
-                    if status == 429:
-                        resp.failure("429 rate limited")
-                    elif error:
-                        resp.failure(f"{error}: {row[_REASON] or status}")
-                    else:
-                        resp.success()
+                self.fire(row, None, got.size)
         except gevent.GreenletExit:
             row = self.failed(ts, time.perf_counter() - start, intended_ts, phase, CANCELLED,
                               "still open when the run stopped")
@@ -191,15 +192,16 @@ class SectonUser(BoundedUser):
         return (ts, intended_ts, phase, self.path, self.method, self.key.alias, self.key.org,
                 0, latency, 0, error, reason, False, None, None, None, None, *_NO_TOKENS)
 
-    def fire(self, row: tuple[Any, ...], exc: BaseException) -> None:
-        """The Locust request event of a request that raised (one event per record)."""
+    def fire(self, row: tuple[Any, ...], exc: BaseException | None, size: int = 0) -> None:
+        """The Locust request event of a request (one event per record, for Locust's stats
+        and web UI; a failure's text is the record's, redacted)."""
         self.environment.events.request.fire(
             request_type=self.method, name=self.path, response_time=row[_LATENCY] * 1000,
-            response_length=0, exception=exc, context={}, response=None, url=self.path,
+            response_length=size, exception=exc, context={}, response=None, url=self.path,
             start_time=row[0])
 
     def record(self, got: Exchange, ts: float, latency: float, intended_ts: float, phase: str,
-               payload: dict[str, Any] | None, kwargs: dict[str, Any],
+               payload: dict[str, Any] | None, params: dict[str, str],
                validate: bool) -> tuple[Any, ...]:
         """The request's record: a tuple in the order of :data:`RECORD_FIELDS`.
 
@@ -216,13 +218,13 @@ class SectonUser(BoundedUser):
         elif not status:
             error, reason = CONNECT, "no response"
         if status:
-            headers, content = got.response.headers, got.content
+            headers, content = got.headers, got.content
             limit = _int(_header(headers, "x-ratelimit-limit"))
             remaining = _int(_header(headers, "x-ratelimit-remaining"))
             reset = _float(_header(headers, "x-ratelimit-reset"))
             retry_after = _float(_header(headers, "retry-after"))
             if status != 429 and not error:  # a 429 is counted apart: neither
-                error, reason, tokens = self.judge(status, headers, content, payload, kwargs,
+                error, reason, tokens = self.judge(status, headers, content, payload, params,
                                                    validate)
         success = status != 0 and status != 429 and not error
         return (ts, intended_ts, phase, self.path, self.method, self.key.alias, self.key.org,
@@ -230,7 +232,7 @@ class SectonUser(BoundedUser):
                 retry_after, *tokens)
 
     def judge(self, status: int, headers: Any, content: bytes,
-              payload: dict[str, Any] | None, kwargs: dict[str, Any],
+              payload: dict[str, Any] | None, params: dict[str, str],
               validate: bool) -> tuple[str, str, tuple[int | None, ...]]:
         """(error class, reason, (prompt, completion, total tokens)) of an answer.
 
@@ -254,19 +256,19 @@ class SectonUser(BoundedUser):
                            for kind in ("prompt_tokens", "completion_tokens", "total_tokens"))
         reason = ""
         if validate:
-            violations = self.validate(status, body, payload, kwargs)
+            violations = self.validate(status, body, payload, params)
             if violations:
                 error = error or CONTRACT
                 reason = self.redact(violations[0])
         return error, reason, tokens
 
     def validate(self, status: int, body: Any, payload: dict[str, Any] | None,
-                 kwargs: dict[str, Any]) -> list[Any]:
+                 params: dict[str, str]) -> list[Any]:
         contract = self.plan.contract
         if status >= 300:
             return contract.check_error(body)
         if self.endpoint_name == "models":
-            return contract.check_models(body, kwargs.get("params") or None)
+            return contract.check_models(body, params or None)
         return contract.check_chat(payload, body, expected_org=self.key.org)
 
 
@@ -276,10 +278,16 @@ class ModelsUser(SectonUser):
     endpoint_name = "models"
     fixed_count = 1
 
-    def build_request(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        choices = self.plan.scenario.endpoints.models.params
-        params = self.rng.choice(choices) if len(choices) > 1 else choices[0]
-        return ({"params": params} if params else {}), None
+    def on_start(self) -> None:
+        super().on_start()
+        # each params table's request target, encoded once (as the session's URL would)
+        self.choices = [(f"{self.uri}?{urlencode(params)}" if params else self.uri, params)
+                        for params in self.plan.scenario.endpoints.models.params]
+
+    def build_request(self) -> tuple[str, bytes, dict[str, Any] | None, dict[str, str]]:
+        choices = self.choices
+        uri, params = self.rng.choice(choices) if len(choices) > 1 else choices[0]
+        return uri, b"", None, params
 
 
 class ChatUser(SectonUser):
@@ -300,4 +308,4 @@ class ChatUser(SectonUser):
                                    "messages": [{"role": "user", "content": prompt}]}
         if chat.temperature is not None:
             payload["temperature"] = chat.temperature
-        return {"data": json.dumps(payload)}, payload
+        return self.uri, json.dumps(payload).encode(), payload, {}
