@@ -35,6 +35,7 @@ from secton_harness.error_classes import (
     failure,
 )
 from secton_harness.limits import max_body_bytes
+from secton_harness.ratelimit_headers import parse_ratelimit
 from secton_harness.redact import Redactor
 
 IDLE_S = 0.2
@@ -53,20 +54,6 @@ def _header(headers: Any, name: str) -> str | None:
         return None
     value = headers[name]
     return value[-1] if isinstance(value, list) else value
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _float(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP-date Retry-After: left to the rate-limit mapper
 
 
 def _redactor(plan: LoadPlan) -> Redactor:
@@ -219,10 +206,10 @@ class SectonUser(BoundedUser):
             error, reason = CONNECT, "no response"
         if status:
             headers, content = got.headers, got.content
-            limit = _int(_header(headers, "x-ratelimit-limit"))
-            remaining = _int(_header(headers, "x-ratelimit-remaining"))
-            reset = _float(_header(headers, "x-ratelimit-reset"))
-            retry_after = _float(_header(headers, "retry-after"))
+            # the core's one reading of every rate-limit dialect, as the mapper's records
+            announced = parse_ratelimit(headers)
+            limit, remaining = announced.limit, announced.remaining
+            reset, retry_after = announced.reset_s, announced.retry_after_s
             if status != 429 and not error:  # a 429 is counted apart: neither
                 error, reason, tokens = self.judge(status, headers, content, payload, params,
                                                    validate)

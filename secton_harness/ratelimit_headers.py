@@ -38,8 +38,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 
-__all__ = ["EPOCH_THRESHOLD_S", "MAX_COUNT", "RateLimitInfo", "parse_ratelimit",
-           "parse_retry_after"]
+__all__ = ["EPOCH_THRESHOLD_S", "HEADER_NAMES", "MAX_COUNT", "NOTHING", "RateLimitInfo",
+           "parse_ratelimit", "parse_retry_after"]
 
 #: A reset value above this many seconds is an epoch timestamp, not a delta (2001-09-09).
 EPOCH_THRESHOLD_S = 1e9
@@ -54,6 +54,12 @@ _MAX_DIGITS = 30  # longer numbers are junk (and int() refuses > 4300 digits)
 #: The largest count kept: the records store counts as int64, and a batch write must never
 #: fail on a value the target sent (``X-RateLimit-Remaining: 99999999999999999999``).
 MAX_COUNT = 2**63 - 1
+#: Every header :func:`parse_ratelimit` reads (lower case); no other header is looked at.
+HEADER_NAMES = frozenset({
+    "retry-after", "ratelimit", "ratelimit-policy",
+    "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset",
+    "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
+})
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +109,10 @@ class RateLimitInfo:
         return not self.inconsistencies()
 
 
+#: What a response without any rate-limit header said (one shared, frozen instance).
+NOTHING = RateLimitInfo()
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -114,17 +124,28 @@ def _show(value: str) -> str:
 
 
 def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The rate-limit headers of ``headers`` (:data:`HEADER_NAMES`), by lower-case name,
+    repeated lines joined with ", "; every other header is skipped unread."""
     lowered: dict[str, str] = {}
     try:
         items = list(headers.items())
     except Exception:  # a broken mapping is still no reason to raise
         return lowered
     for name, value in items:
-        key = name.decode("latin-1") if isinstance(name, bytes) else str(name)
+        key = name.lower() if isinstance(name, str) else None
+        if key not in HEADER_NAMES:  # the common case: a header not about rate limits
+            key = name.decode("latin-1") if isinstance(name, bytes) else str(name)
+            key = key.strip().lower()
+            if key not in HEADER_NAMES:
+                continue
         text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-        key = key.strip().lower()
         lowered[key] = f"{lowered[key]}, {text}" if key in lowered else text
     return lowered
+
+
+def _plain_int(text: str) -> bool:
+    """ASCII digits only, short enough for int() and the records (the common case)."""
+    return text.isdigit() and text.isascii() and len(text) <= _MAX_DIGITS
 
 
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
@@ -191,6 +212,8 @@ class _Parser:
         self.problems: list[str] = []
 
     def integer(self, header: str, value: str) -> int | None:
+        if _plain_int(value) and len(value) < 19:  # below 10^18: within MAX_COUNT
+            return int(value)
         text = value.strip()
         # RateLimit-Limit (draft 00-02) may append quota policies: "10, 10;w=1, 50;w=60".
         text = re.split(r"[,;]", text, maxsplit=1)[0].strip()
@@ -205,6 +228,8 @@ class _Parser:
 
     def reset(self, header: str, value: str) -> float | None:
         """Seconds until reset from a delta or an epoch timestamp (s or ms)."""
+        if _plain_int(value) and len(value) <= 9:  # below 10^9 s: a delta, not an epoch
+            return float(value)
         text = value.strip()
         if not _NUMBER_RE.match(text):
             return self._date_or_problem(header, value, "is not a number of seconds")
@@ -269,8 +294,10 @@ def parse_ratelimit(headers: Mapping[str, str], now: float | None = None) -> Rat
     ``now`` (epoch seconds, default ``time.time()``) turns HTTP-dates and epoch resets
     into seconds from now, which makes parsing exact and testable.
     """
-    now = time.time() if now is None else now
     lowered = _lower_headers(headers)
+    if not lowered:
+        return NOTHING
+    now = time.time() if now is None else now
     parser = _Parser(now)
     sources: list[str] = []
     # figure -> list of (source, value), newest dialect first
