@@ -84,11 +84,11 @@ class SectonUser(BoundedUser):
         self.method, self.path = endpoint.method, endpoint.path
         # the request line's target: the path under the host's own path, if it has one
         self.uri = urlsplit(self.host or "").path.rstrip("/") + self.path
-        self.http = self.http_client()
         self.redactor = _redactor(self.plan)
         self.redact = self.redactor.text
         self.max_body = max_body_bytes()
         self.pool = self.plan.pool(self.endpoint_name)
+        self.wire = self.open_wire(self.headers)
         self.pool.joined()
 
     def on_stop(self) -> None:
@@ -139,9 +139,8 @@ class SectonUser(BoundedUser):
             ts = time.time()  # the send, not the building of the request
             start = time.perf_counter()
             # no redirect followed, body and head capped, the whole answer within the timeout
-            got = send(self.http, self.method, uri, body, self.headers,
-                       timeout_s=self.plan.scenario.timeout, max_body=self.max_body,
-                       keep_body=validate or self.endpoint_name == "chat")
+            got = send(self.wire, self.method, uri, body, timeout_s=self.plan.scenario.timeout,
+                       max_body=self.max_body, keep_body=validate or self.endpoint_name == "chat")
             latency = time.perf_counter() - start
             try:
                 row = self.record(got, ts, latency, intended_ts, phase, payload, params,
