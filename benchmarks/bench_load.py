@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import tomli_w
@@ -150,8 +151,9 @@ def main() -> None:
                      f"{(achieved - rate) / rate * 100:+.2f} % |"
                      for rate, duration, achieved, runs in accuracy)
     runs_h = ", ".join(f"{v:.0f}" for v in harness)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     body = f"""
-Measured by `benchmarks/bench_load.py` (generator pinned to CPU 0,
+Measured on {when} by `benchmarks/bench_load.py` (generator pinned to CPU 0,
 reference server to CPU 1, zero injected latency, `GET /v1/models`, {USERS} users,
 {run_s} s per run; {len(bare)} pairs, each a bare run then a harness run). Machine:
 {machine()}.
