@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from secton_harness.ratelimit_headers import RateLimitInfo, parse_ratelimit, parse_retry_after
+from secton_harness.ratelimit_headers import (
+    RateLimitInfo,
+    _lower_headers,
+    _parse_general,
+    parse_ratelimit,
+    parse_retry_after,
+)
 
 NOW = 1_700_000_000.0
 
@@ -228,3 +234,22 @@ def test_epoch_reset_round_trip(ahead_s: int, now_offset: int) -> None:
     now = float(NOW + now_offset)
     info = parse_ratelimit({"X-RateLimit-Reset": str(int(now) + ahead_s)}, now=now)
     assert info.reset_s == pytest.approx(float(ahead_s))
+
+
+_PLAIN_CASE_NAMES = st.sampled_from([
+    "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After",
+    "x-ratelimit-reset", "RateLimit-Remaining"])  # the last one: never the shortcut's
+_DIGITISH = st.one_of(
+    st.integers(min_value=0, max_value=10**20).map(str),
+    st.text(alphabet=st.sampled_from(list("0123456789 +-.٣²e")), max_size=22),
+    st.sampled_from(["999999999", "1000000000", "1700000030", "999999999999999999",
+                     "1000000000000000000", "007", ""]))
+
+
+@given(st.dictionaries(_PLAIN_CASE_NAMES, _DIGITISH),
+       st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_the_plain_digits_shortcut_reads_what_the_general_parser_reads(
+        headers: dict[str, str], now: float) -> None:
+    """The load path's shortcut (plain ``X-RateLimit-*``/``Retry-After`` digits) is one
+    definition with the general parser: the same figures, sources and problems."""
+    assert parse_ratelimit(headers, now=now) == _parse_general(_lower_headers(headers), now)
