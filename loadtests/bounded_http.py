@@ -136,12 +136,10 @@ class BoundedUser(FastHttpUser):
         super().__init__(environment)
         self.client.client.valid_response_codes = frozenset(range(100, 1000))
 
-    def open_wire(self, headers: dict[str, str], timeout_s: float) -> Wire:
+    def open_wire(self, headers: dict[str, str]) -> Wire:
         """A :class:`Wire` on the ``HTTPClient`` Locust's session would use for ``host``
-        (same pool, timeouts and TLS settings), sending ``headers``, each answer due within
-        ``timeout_s``, for :func:`send`."""
-        return Wire(self.client.client.clientpool.get_client(URL(self.host)), headers,
-                    timeout_s)
+        (same pool, timeouts and TLS settings), sending ``headers``, for :func:`send`."""
+        return Wire(self.client.client.clientpool.get_client(URL(self.host)), headers)
 
 
 @dataclass(slots=True)
@@ -240,13 +238,10 @@ class Wire:
 
     MAX_HEADS = 64
 
-    def __init__(self, http: Any, headers: dict[str, str], timeout_s: float) -> None:
+    def __init__(self, http: Any, headers: dict[str, str]) -> None:
         self.http = http
         self.headers = headers
         self.heads: dict[tuple[str, str, int], bytes] = {}
-        #: the whole answer's deadline, one timer restarted per request (a user sends one
-        #: request at a time; a new gevent timer per request cost ~1 % of the generator)
-        self.timer = gevent.Timeout(max(timeout_s, 0.001))
 
     def head(self, method: str, uri: str, body: bytes) -> bytes:
         """The request line and headers (Content-Length depends on the body's length only)."""
@@ -295,16 +290,16 @@ class Wire:
                                    headers_type=http.headers_type)
 
 
-def send(wire: Wire, method: str, uri: str, body: bytes, *, max_body: int,
+def send(wire: Wire, method: str, uri: str, body: bytes, *, timeout_s: float, max_body: int,
          keep_body: bool = True) -> Exchange:
-    """Send one request through ``wire`` and read the whole answer within the wire's
-    deadline and ``max_body``.
+    """Send one request through ``wire`` and read the whole answer within ``timeout_s`` and
+    ``max_body``.
 
     The body is read through the capped parser (:class:`_HeadCappedResponse`), block by
     block, never kept unless ``keep_body``. A reset, a close before the end, a parse error,
     the deadline or the cap is the returned problem, with the status if one came.
     """
-    timer = wire.timer
+    timer = gevent.Timeout(max(timeout_s, 0.001))
     timer.start()
     try:
         try:
@@ -317,7 +312,7 @@ def send(wire: Wire, method: str, uri: str, body: bytes, *, max_body: int,
             return Exchange(None, b"", exc)
         return _read_whole(raw, max_body, keep_body)
     finally:
-        timer.cancel()  # stopped, ready for the next request
+        timer.close()
 
 
 def _read_whole(raw: Any, limit: int, keep: bool) -> Exchange:

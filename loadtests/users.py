@@ -88,7 +88,7 @@ class SectonUser(BoundedUser):
         self.redact = self.redactor.text
         self.max_body = max_body_bytes()
         self.pool = self.plan.pool(self.endpoint_name)
-        self.wire = self.open_wire(self.headers, self.plan.scenario.timeout)
+        self.wire = self.open_wire(self.headers)
         self.pool.joined()
 
     def on_stop(self) -> None:
@@ -139,8 +139,8 @@ class SectonUser(BoundedUser):
             ts = time.time()  # the send, not the building of the request
             start = time.perf_counter()
             # no redirect followed, body and head capped, the whole answer within the timeout
-            got = send(self.wire, self.method, uri, body, max_body=self.max_body,
-                       keep_body=validate or self.endpoint_name == "chat")
+            got = send(self.wire, self.method, uri, body, timeout_s=self.plan.scenario.timeout,
+                       max_body=self.max_body, keep_body=validate or self.endpoint_name == "chat")
             latency = time.perf_counter() - start
             try:
                 row = self.record(got, ts, latency, intended_ts, phase, payload, params,
