@@ -106,7 +106,7 @@ def load(
         metrics_host=metrics_host, metrics_linger_s=linger_s, max_requests=max_requests,
         max_duration_s=max_duration_s,
         allow_remote=allow_remote, push_gateway=push_gateway, keep_parts=keep_parts)
-    validate(options)  # every bad input is one line before anything is printed
+    checked = validate(options)  # every bad input is one line before anything is printed
     console = Console(stderr=True)
     if not console.is_terminal:
         console.width = max(console.width, 120)
@@ -116,7 +116,7 @@ def load(
         console.print(f"metrics: http://{metrics_host}:{metrics_port}/metrics")
     started = time.monotonic()
     with _progress(console) as tick:
-        result = run_load(options, progress=tick)
+        result = run_load(options, progress=tick, checked=checked)
     print_result(console, result)
     elapsed = time.monotonic() - started
     if json_out is not None:

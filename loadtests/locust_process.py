@@ -30,6 +30,7 @@ from loadtests.scenario import (
 )
 from loadtests.thresholds import ThresholdResult
 from secton_harness.config import parse_http_url, require_loopback
+from secton_harness.endpoints import api_base
 from secton_harness.errors import BadInput, HarnessError
 from secton_harness.keys import resolve_keys
 from secton_harness.records import merge_parts, read_records
@@ -85,7 +86,7 @@ def validate(options: LoadOptions) -> tuple[Scenario, str]:
         raise BadInput(f"--target: {error}") from None
     # the API's base URL with or without /v1, as probe and ratelimit take it (the paths
     # sent carry /v1 themselves: http://host/v1 would have loaded /v1/v1/models)
-    target = target.rstrip("/").removesuffix("/v1")
+    target = api_base(target)
     require_loopback(target, options.allow_remote, "a load test would load it")
     if scenario.duration > options.max_duration_s:
         raise BadInput(f"{options.scenario}: duration {scenario.duration:g}s exceeds "
@@ -256,9 +257,11 @@ class _Signals:
             self.child.send_signal(signal.SIGTERM)
 
 
-def run_load(options: LoadOptions, progress: Any = None) -> RunResult:
-    """Run the scenario and judge it; ``progress(elapsed, total, records)`` is optional."""
-    scenario, target = validate(options)
+def run_load(options: LoadOptions, progress: Any = None,
+             checked: tuple[Scenario, str] | None = None) -> RunResult:
+    """Run the scenario and judge it; ``progress(elapsed, total, records)`` is optional;
+    ``checked`` is what :func:`validate` returned when the caller ran it first."""
+    scenario, target = checked if checked is not None else validate(options)
     run = _start_folder(options, scenario, target)
     run_dir = run.path
     cmd = locust_command(options, scenario, target, run_dir)

@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from secton_harness import __version__
-from secton_harness.endpoints import CHAT, MODELS
+from secton_harness.endpoints import CHAT, MODELS, api_url
 from secton_harness.error_classes import (
     CONTENT_TYPE,
     ERROR_CLASSES,
@@ -138,14 +138,6 @@ def _check_base_url(base_url: str) -> str:
     return base_url.strip().rstrip("/")
 
 
-def _join(base_url: str, path: str) -> str:
-    if not path.startswith("/"):
-        path = "/" + path
-    if base_url.endswith("/v1") and (path == "/v1" or path.startswith("/v1/")):
-        path = path[3:]
-    return base_url + path
-
-
 def _is_json_type(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (media.startswith("application/")
@@ -233,7 +225,7 @@ class _Base:
         forms = {form for secret in secrets if secret.strip()
                  for form in (secret, repr(secret)[1:-1], repr(secret.encode("utf-8"))[2:-1],
                               secret.strip())}
-        return _Prepared(method.upper(), path, _join(self.base_url, path), sent, params, body,
+        return _Prepared(method.upper(), path, api_url(self.base_url, path), sent, params, body,
                          Redactor(forms))
 
     def _build(self, client: httpx.Client | httpx.AsyncClient,

@@ -49,3 +49,28 @@ def by_name(name: str) -> Endpoint:
         return BY_NAME[name]
     except KeyError:
         raise KeyError(f"unknown endpoint {name!r}; known: {', '.join(BY_NAME)}") from None
+
+
+#: The version prefix every endpoint path carries.
+API_PREFIX = "/v1"
+
+
+def api_base(base_url: str) -> str:
+    """The API's base URL without a trailing ``/`` or ``/v1``: the quick start writes it
+    both ways, and every path here carries ``/v1`` itself (so never ``/v1/v1``). Only the
+    URL's path is looked at: a host named ``v1`` stays."""
+    base = base_url.rstrip("/")
+    scheme_host = base.split("://", 1)[-1]
+    if "/" in scheme_host and base.endswith(API_PREFIX):
+        return base.removesuffix(API_PREFIX)
+    return base
+
+
+def api_url(base_url: str, path: str) -> str:
+    """``path`` under the API's base URL, which may end in ``/v1`` (:func:`api_base`);
+    a path outside ``/v1`` (the reference server's ``/_admin``) goes under it as given."""
+    if not path.startswith("/"):
+        path = "/" + path
+    if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+        return api_base(base_url) + path
+    return base_url.rstrip("/") + path

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from conftest import free_port
 
@@ -44,10 +44,8 @@ def _wait_port(port: int, proc: subprocess.Popen[Any], log: Path) -> None:
     raise AssertionError(f"limiter did not listen on {port}: {log.read_text()[-800:]}")
 
 
-def _start(cmd: list[str], port: int, log: Path, stops: list[Stopper]) -> str:
-    handle = log.open("w")
-    proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT)
-
+def _stopper(proc: subprocess.Popen[Any], log_handle: IO[str]) -> Stopper:
+    """Terminate ``proc`` (kill after 5 s) and close its log."""
     def stop() -> None:
         proc.terminate()
         try:
@@ -55,9 +53,14 @@ def _start(cmd: list[str], port: int, log: Path, stops: list[Stopper]) -> str:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-        handle.close()
+        log_handle.close()
+    return stop
 
-    stops.append(stop)
+
+def _start(cmd: list[str], port: int, log: Path, stops: list[Stopper]) -> str:
+    handle = log.open("w")
+    proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT)
+    stops.append(_stopper(proc, handle))
     _wait_port(port, proc, log)
     return f"http://127.0.0.1:{port}"
 
@@ -138,18 +141,10 @@ def own_limiter(tmp: Path, config: dict[str, Any], stops: list[Stopper]) -> str:
     path = tmp / "limiter.json"
     path.write_text(json.dumps(config))
     log = tmp / "limiter.log"
+    handle = log.open("w")
     proc = subprocess.Popen([sys.executable, str(HERE / "own_limiter.py"), str(path)],
-                            stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
-
-    def stop() -> None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-    stops.append(stop)
+                            stdout=subprocess.PIPE, stderr=handle, text=True)
+    stops.append(_stopper(proc, handle))
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     assert line.startswith("http://"), f"own limiter did not start: {log.read_text()[-800:]}"

@@ -26,7 +26,7 @@ import gevent
 from locust.env import Environment
 
 from loadtests.bounded_http import IDENTITY, BoundedUser, exchange
-from secton_harness.endpoints import BY_NAME
+from secton_harness.endpoints import BY_NAME, api_url
 from secton_harness.error_classes import CONNECT, TRANSPORT_CLASSES, classify, failure
 from secton_harness.keys import ApiKey
 from secton_harness.limits import max_body_bytes
@@ -93,13 +93,6 @@ class _MapperUser(BoundedUser):
     network_timeout = 30.0
     connection_timeout = 10.0
     insecure = False
-
-
-def _join(base: str, path: str) -> str:
-    base = base.rstrip("/")
-    if base.endswith("/v1") and path.startswith("/v1/"):
-        path = path[3:]
-    return base + path
 
 
 class Transport:
@@ -202,7 +195,7 @@ class Transport:
         start = time.perf_counter()
         # the answer is due by the run's deadline too (plus a moment to record it)
         timeout_s = min(_MapperUser.network_timeout, self.deadline + 0.5 - start)
-        _, got = exchange(self.user.client, method, _join(self.target, path),
+        _, got = exchange(self.user.client, method, api_url(self.target, path),
                           timeout_s=timeout_s, max_body=self.max_body, keep_body=False,
                           **kwargs)
         status, size = got.status, got.size
