@@ -156,8 +156,12 @@ class ProbeRun:
             await runner
             # a signal is the service's normal end (docs/guarantees.md): its window is
             # judged like one that reached --duration; stopped_by names the signal. It was
-            # "interrupted", which the report reads as stopped early (FAILED, exit 1)
-            outcome = "failed" if log.failures() else "passed"
+            # "interrupted", which the report reads as stopped early (FAILED, exit 1).
+            # A window in which no check finished proves nothing: never "passed"
+            if not sink.count:
+                outcome = "interrupted" if stopped_by else "failed"
+            else:
+                outcome = "failed" if log.failures() else "passed"
         finally:
             if server is not None:
                 server.shutdown()

@@ -133,3 +133,23 @@ def test_sigterm_stops_cleanly_with_every_record(default_server: Any, demo_keys_
     assert {r["check"] for r in rows} >= {"auth_valid", "auth_missing", "models_list"}
     assert all(r["source"] == "probe" and r["target"] == "ref" for r in rows)
     assert "passed (stopped by SIGTERM)" in out
+
+
+def test_a_window_in_which_no_check_finished_never_passes(demo_keys_file: Path,
+                                                          tmp_path: Path) -> None:
+    """A target that accepts connections and never answers, a 0.2 s window: no check
+    finishes (the rest are cancelled at the stop), so there is nothing to pass on; the
+    outcome is failed and the exit 1, never "passed" over zero results."""
+    import asyncio
+    import socket
+
+    from probes.service import ProbeRun
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        run = ProbeRun.prepare(None, url, "silent", demo_keys_file, tmp_path / "run")
+        code = asyncio.run(run.continuous(0, "127.0.0.1", 0.2))
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["records"] == 0 and info["outcome"] == "failed" and code == 1, info
