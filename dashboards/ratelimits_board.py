@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from secton_harness.measures import promql_ok_rps, promql_rps
 from secton_harness.metrics import RATELIMIT_OBSERVED, RATELIMIT_VERIFIED, RATELIMITED, REQUESTS
+from secton_harness.ratelimit_model import QUANTITY_UNITS
 
 from . import variables
 from .panels import Json, bargauge, dashboard, row, table, target, timeseries, value_map
@@ -24,11 +25,12 @@ WINDOW = "$__rate_interval"
 RATE = f"[{WINDOW}]"
 #: Mapper figures: the org variable, or no org known (key scope of an unnamed org).
 MAPPED = 'org=~"$org|"'
-#: quantity label -> (column title, Grafana unit)
-QUANTITIES = {"burst": ("Burst", "short"),
-              "sustained_per_min": ("Sustained per min", "reqpm"),
-              "cooldown_s": ("Cooldown", "s"),
-              "full_recovery_s": ("Full recovery", "s")}
+#: A figure's unit (secton_harness.ratelimit_model) -> Grafana's unit.
+_GRAFANA_UNITS = {"requests": "short", "requests/min": "reqpm", "s": "s"}
+#: quantity label -> (column title, Grafana unit): ``cooldown_s`` -> ("Cooldown", "s")
+QUANTITIES = {quantity: (quantity.removesuffix("_s").replace("_", " ").capitalize(),
+                         _GRAFANA_UNITS[unit])
+              for quantity, unit in QUANTITY_UNITS.items()}
 
 
 def observed_limits() -> Json:

@@ -36,12 +36,14 @@ from loadtests.live_metrics import REPORT_KEY, LiveMetrics
 from loadtests.process_plan import LoadPlan
 from loadtests.record_shipping import DONE_MESSAGE, RECORDS_MESSAGE, Collector, Shipper
 from loadtests.scenario import DEFAULT_MAX_REQUESTS
-from loadtests.users import ChatUser, ModelsUser
+from loadtests.users import USER_CLASSES
 from secton_harness.atomicfile import write_json_atomic
 from secton_harness.endpoints import BY_NAME
 from secton_harness.errors import HarnessError
 
-__all__ = ["ChatUser", "ModelsUser", "ScenarioShape"]
+# Locust runs the user classes it finds among a locust file's globals: one per endpoint
+globals().update({cls.__name__: cls for cls in USER_CLASSES.values()})
+__all__ = [*(cls.__name__ for cls in USER_CLASSES.values()), "ScenarioShape"]
 
 STATE_KEY = "secton_state"
 SUMMARY_FILE = "locust-summary.json"
@@ -118,7 +120,7 @@ def _worker_label(environment: Any) -> str:
 
 def _configure_user_counts(plan: LoadPlan) -> None:
     loads = plan.scenario.endpoint_loads()
-    for cls in (ModelsUser, ChatUser):
+    for cls in USER_CLASSES.values():
         load = loads.get(cls.endpoint_name)
         cls.fixed_count = load.user_count() if load is not None else 0
         # the scenario timeout, not Locust's 60 s, bounds every connect and read
@@ -353,8 +355,8 @@ def _start_pacing(environment: Any) -> None:
     assert plan is not None
     _ensure_recorder(environment)
     counts = environment.runner.user_classes_count
-    plan.start_pacers({"models": counts.get("ModelsUser", 0), "chat": counts.get("ChatUser", 0)})
-    for cls in (ModelsUser, ChatUser):
+    plan.start_pacers({name: counts.get(cls.__name__, 0) for name, cls in USER_CLASSES.items()})
+    for cls in USER_CLASSES.values():
         if cls.endpoint_name in plan.pacers:
             plan.pool(cls.endpoint_name).grow = _grower(environment, cls)
 

@@ -143,9 +143,7 @@ class LoadPlan:
 
 
 def _load_contract() -> Any:
-    """The shared contract validator, if this checkout has it (it landed separately)."""
-    try:
-        from secton_harness.contract import Contract
-    except ImportError:
-        return None
-    return Contract.load()
+    """The shared contract validator (loaded once per process, off the import path)."""
+    from secton_harness.contract import default_contract
+
+    return default_contract()

@@ -22,7 +22,7 @@ from locust.exception import CatchResponseError
 from loadtests.bounded_http import IDENTITY, BoundedUser, Exchange, send
 from loadtests.process_plan import LoadPlan
 from loadtests.recorder import RECORD_FIELDS
-from secton_harness.endpoints import BY_NAME
+from secton_harness.endpoints import BY_NAME, CHAT, MODELS
 from secton_harness.error_classes import (
     CANCELLED,
     CONNECT,
@@ -261,7 +261,7 @@ class SectonUser(BoundedUser):
 class ModelsUser(SectonUser):
     """``GET /v1/models`` with query parameters drawn from the scenario's ``params``."""
 
-    endpoint_name = "models"
+    endpoint_name = MODELS.name
     fixed_count = 1
 
     def on_start(self) -> None:
@@ -279,7 +279,7 @@ class ModelsUser(SectonUser):
 class ChatUser(SectonUser):
     """``POST /v1/chat/completions`` with a model, prompt and prompt size drawn at random."""
 
-    endpoint_name = "chat"
+    endpoint_name = CHAT.name
     sends_json = True
     fixed_count = 1
 
@@ -295,3 +295,9 @@ class ChatUser(SectonUser):
         if chat.temperature is not None:
             payload["temperature"] = chat.temperature
         return self.uri, json.dumps(payload).encode(), payload, {}
+
+
+#: The user class of each endpoint, by endpoint name: the Locust file exposes, sizes and
+#: paces every class listed here, so an endpoint's load is one class in this module.
+USER_CLASSES: dict[str, type[SectonUser]] = {cls.endpoint_name: cls
+                                             for cls in (ModelsUser, ChatUser)}

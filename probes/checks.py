@@ -39,14 +39,17 @@ from probes.config import CHECK_NAMES
 from secton_harness.client import ApiResponse
 from secton_harness.contract import Contract
 from secton_harness.endpoints import CHAT, MODELS
-from secton_harness.error_classes import TRANSPORT_CLASSES
+from secton_harness.error_classes import CONNECT, TIMEOUT, TRANSPORT_CLASSES
 
 from .conditions import Condition
 
 #: How a request authenticates: the probe key, none, a random unknown key, ``Bearer``
 #: without a token, the probe key under a wrong scheme, or each key of the pool in turn.
 Auth = Literal["key", "none", "invalid", "bearer_empty", "wrong_scheme", "each_key"]
-Validate = Literal["models", "chat", "error", "none"]
+#: What a request's answer is checked against: an endpoint's name (a 2xx against that
+#: endpoint's contract, anything else against the error schema), ``error`` (the error
+#: schema) or ``none``.
+Validate = str
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +121,10 @@ if tuple(CHECKS) != CHECK_NAMES:  # a new check needs a row in both tables
 
 def connection_state(response: ApiResponse) -> str:
     """``ok``, ``timeout`` or ``connect``: whether an answer arrived at all."""
-    if response.error == "timeout":
-        return "timeout"
+    if response.error == TIMEOUT:
+        return TIMEOUT
     if response.status == 0 or response.error in TRANSPORT_CLASSES:
-        return "connect"
+        return CONNECT
     return "ok"
 
 
@@ -146,7 +149,7 @@ def resolve_values(response: ApiResponse, validate: Validate, contract: Contract
     schema: list[str] = []
     invariants: list[str] = []
     if validate != "none" and response.status and not response.error.startswith(
-            ("timeout", "connect")):
+            (TIMEOUT, CONNECT)):
         if validate == "error":
             violations = (contract.check_error(response) if response.body is not None
                           else [])

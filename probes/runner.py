@@ -19,6 +19,8 @@ from typing import Any
 from probes.config import CheckSettings, ProbesConfig
 from secton_harness.client import ApiResponse, AsyncSectonClient, chat_payload
 from secton_harness.contract import Contract
+from secton_harness.endpoints import MODELS
+from secton_harness.error_classes import TIMEOUT
 from secton_harness.keys import ApiKey, KeyPool
 
 from .checks import CheckSpec, RequestSpec, resolve_values
@@ -111,7 +113,7 @@ def _plan(spec: CheckSpec, target: ProbeTarget, probes: ProbesConfig) -> list[_P
     planned = []
     for request in spec.requests:
         params = ({"category": probes.category, "sort": probes.sort}
-                  if request.validate == "models" else None)
+                  if request.validate == MODELS.name else None)
         payload = None
         if request.method == "POST":
             extra = {"max_tokens": probes.max_tokens} if probes.max_tokens else {}
@@ -172,7 +174,7 @@ async def run_check(spec: CheckSpec, settings: CheckSettings, target: ProbeTarge
                            detail=f"[DURATION] ({duration:.3f}) < timeout ({timeout:g})",
                            method=first.spec.method, endpoint=first.spec.path,
                            key_alias=first.key.alias if first.key else "",
-                           org=first.key.org if first.key else "", error="timeout")
+                           org=first.key.org if first.key else "", error=TIMEOUT)
     duration = time.perf_counter() - start
     failure = None
     warnings: list[str] = []

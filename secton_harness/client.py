@@ -115,10 +115,6 @@ class ApiResponse:
         """A 2xx response that arrived whole, as JSON."""
         return 200 <= self.status < 300 and not self.error
 
-    @property
-    def is_ratelimited(self) -> bool:
-        return self.status == 429
-
 
 def _check_base_url(base_url: str) -> str:
     if not isinstance(base_url, str):

@@ -36,7 +36,7 @@ import jsonschema
 from jsonschema.protocols import Validator
 
 from secton_harness.client import ApiResponse
-from secton_harness.endpoints import ENDPOINTS
+from secton_harness.endpoints import BY_NAME, CHAT, ENDPOINTS, MODELS
 from secton_harness.errors import BadInput
 from secton_harness.fast_schema import Check, compile_fast, passes
 
@@ -250,7 +250,7 @@ class Contract:
         """The error schema (``{"error": {"type", "message", "code"?}}`` by default)."""
         return self.validate("error", _body(body))
 
-    def check_response(self, kind: Literal["models", "chat"], response: ApiResponse,
+    def check_response(self, kind: str, response: ApiResponse,
                        request_payload: Mapping[str, Any] | None = None,
                        params: Mapping[str, Any] | None = None,
                        expected_org: str | None = None,
@@ -258,11 +258,13 @@ class Contract:
                        ) -> list[Violation]:
         """Everything about one response: status, JSON content type, then the body.
 
-        A 2xx body is checked as ``kind`` (``models`` or ``chat``), any other status
-        against the error schema. The content type is checked on every response.
+        A 2xx body is checked as endpoint ``kind`` (an endpoint's name: its schema, plus the
+        invariants of ``models`` and ``chat``), any other status against the error schema.
+        The content type is checked on every response.
         """
-        if kind not in ("models", "chat"):
-            raise BadInput(f"response kind {kind!r}: unknown; use 'models' or 'chat'")
+        if kind not in BY_NAME:
+            raise BadInput(f"response kind {kind!r}: unknown; use one of "
+                           f"{', '.join(repr(name) for name in BY_NAME)}")
         found: list[Violation] = []
         if response.status == 0:
             return [Violation("status", f"status (0): no response ({response.error}: "
@@ -287,10 +289,12 @@ class Contract:
                                    f"({response.error_detail})"))
             return found
         if 200 <= response.status < 300:
-            if kind == "models":
+            if kind == MODELS.name:
                 found.extend(self.check_models(response.body, params))
-            else:
+            elif kind == CHAT.name:
                 found.extend(self.check_chat(request_payload, response.body, expected_org))
+            else:  # an endpoint without invariants of its own: its schema
+                found.extend(self.validate(kind, _body(response.body)))
         else:
             found.extend(self.check_error(response.body))
         return found

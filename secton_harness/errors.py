@@ -24,8 +24,3 @@ class BadInput(HarnessError):
 
     exit_code = 2
 
-
-class ChecksFailed(HarnessError):
-    """Thresholds, probes or expectations were evaluated and at least one failed (exit 1)."""
-
-    exit_code = 1

@@ -21,6 +21,8 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from secton_harness.error_classes import CONNECT, CONTENT_TYPE, TIMEOUT
+
 #: Latency buckets: geometric, 8 per doubling (ratio 2^(1/8) ~ 1.09; rounded to 3 digits,
 #: at most 1.098) from 1 ms to 312 s, 147 bounds. Why so many: histogram_quantile
 #: interpolates inside one bucket, so its error is at most one bucket's width, here under
@@ -77,9 +79,10 @@ HELP: dict[str, str] = {
     BUILD_INFO: "Version of secton-harness.",
 }
 
-#: Failure reasons a check's conditions may give (bounded label values).
-CHECK_REASONS = ("status", "schema", "invariant", "timeout", "connect", "latency",
-                 "content_type", "ratelimited")
+#: Failure reasons a check's conditions may give (bounded label values); three are the
+#: error classes of the answer that failed the check.
+CHECK_REASONS = ("status", "schema", "invariant", TIMEOUT, CONNECT, "latency", CONTENT_TYPE,
+                 "ratelimited")
 #: The reason of a run that raised inside the harness (a bug, a record write that failed):
 #: the check is reported failing, never left showing its last good values.
 HARNESS_ERROR = "harness_error"

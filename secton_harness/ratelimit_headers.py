@@ -104,10 +104,6 @@ class RateLimitInfo:
             found.append(f"reset_s ({self.reset_s:g}) <= window_s ({self.window_s:g})")
         return tuple(found)
 
-    def is_consistent(self) -> bool:
-        """No parse problems, counts non-negative, ``remaining <= limit``, times >= 0."""
-        return not self.inconsistencies()
-
 
 #: What a response without any rate-limit header said (one shared, frozen instance).
 NOTHING = RateLimitInfo()

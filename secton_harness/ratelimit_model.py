@@ -11,28 +11,35 @@ and older files may carry more), but a figure of the wrong type is an error.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
 RESULT_FILE = "ratelimit.json"
 
-#: Every algorithm the mapper can name; ``unknown`` when it cannot tell (or the steady runs
-#: contradicted the algorithm it read from the bursts).
-ALGORITHMS = ("fixed_window", "sliding_window", "sliding_window_counter", "token_bucket",
-              "leaky_bucket", "penalty_cooldown", "unknown")
-Algorithm = Literal["fixed_window", "sliding_window", "sliding_window_counter",
-                    "token_bucket", "leaky_bucket", "penalty_cooldown", "unknown"]
+#: The limiter algorithms, by name: what the mapper tells apart, and (with ``none``) the
+#: kinds the reference server runs (``simulator/config.py``). Written here only.
+LimiterAlgorithm = Literal["fixed_window", "sliding_window", "sliding_window_counter",
+                           "token_bucket", "leaky_bucket", "penalty_cooldown"]
+#: Every algorithm the mapper can name: a limiter's, or ``unknown`` when it cannot tell (or
+#: the steady runs contradicted the algorithm it read from the bursts).
+Algorithm = Literal[LimiterAlgorithm, "unknown"]
+LIMITER_ALGORITHMS: tuple[str, ...] = get_args(LimiterAlgorithm)
+ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
 
 #: Confidence levels, lowest first (docs/ratelimit.md "Confidence" says what each promises).
 CONFIDENCE = ("low", "medium", "high")
 Confidence = Literal["low", "medium", "high"]
 
-#: The numeric figures of a scope (gauges' ``quantity`` label, policy tolerances).
-QUANTITIES = ("burst", "sustained_per_min", "cooldown_s", "full_recovery_s")
+#: The numeric figures of a scope and their units (gauges' ``quantity`` label, policy
+#: tolerances, the dashboards' columns).
+QUANTITY_UNITS = {"burst": "requests", "sustained_per_min": "requests/min",
+                  "cooldown_s": "s", "full_recovery_s": "s"}
+QUANTITIES: tuple[str, ...] = tuple(QUANTITY_UNITS)
+#: The yes/no figures of a scope (``--expect`` may promise each).
+FLAGS = ("penalty_extends", "refusals_count", "shared_across_endpoints")
 #: The figures shown on a limit card, in order (the mapper's and the report's).
-CARD_FIELDS = (*QUANTITIES, "algorithm", "penalty_extends", "refusals_count",
-               "shared_across_endpoints", "confidence", "retry_after")
+CARD_FIELDS = (*QUANTITIES, "algorithm", *FLAGS, "confidence", "retry_after")
 SCOPES = ("key", "org")
 
 

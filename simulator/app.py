@@ -33,13 +33,12 @@ from typing import Any
 from secton_harness.endpoints import ENDPOINTS
 from simulator.config import SimulatorConfig
 from simulator.handlers import (
+    API_HANDLERS,
     DROP,
     ClientGone,
     Simulator,
     Trace,
-    chat_completions,
     healthz,
-    models,
 )
 from simulator.responses import Reply, error_response, json_response
 
@@ -97,9 +96,6 @@ class Route:
 def _route(method: str, handler: Handler) -> Route:
     return Route(method, handler, b"GET, HEAD" if method == "GET" else method.encode())
 
-
-#: The API's endpoints by name (secton_harness.endpoints), served by these handlers.
-API_HANDLERS: dict[str, Handler] = {"models": models, "chat": chat_completions}
 
 ROUTES = {
     **{endpoint.path: _route(endpoint.method, API_HANDLERS[endpoint.name])

@@ -25,9 +25,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from secton_harness.config import Duration, Model, load_toml_model
+from secton_harness.ratelimit_model import LimiterAlgorithm
 
-Algorithm = Literal["fixed_window", "sliding_window", "sliding_window_counter",
-                    "token_bucket", "leaky_bucket", "penalty_cooldown", "none"]
+#: The server's limiter kinds: every algorithm the mapper names, or ``none`` (no limit).
+Algorithm = Literal[LimiterAlgorithm, "none"]
 Fraction = float
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
+from secton_harness.endpoints import CHAT, MODELS
 from simulator.assistant_reply import reply_for
 from simulator.budgets import Budgets, rate_limit_raw
 from simulator.catalog import CATEGORIES, SORTS, list_models
@@ -172,7 +173,7 @@ async def read_body(receive: Callable[[], Any], limit: int) -> bytes | None:
 
 async def models(sim: Simulator, scope: dict[str, Any], receive: Any, trace: Trace) -> Reply:
     """``GET /v1/models?category=chat&sort=name``."""
-    admitted = sim.gate(scope, "models", trace)
+    admitted = sim.gate(scope, MODELS.name, trace)
     if isinstance(admitted, Reply):
         return admitted
     trace.injected = 0.0
@@ -197,7 +198,7 @@ async def models(sim: Simulator, scope: dict[str, Any], receive: Any, trace: Tra
 async def chat_completions(sim: Simulator, scope: dict[str, Any], receive: Any,
                            trace: Trace) -> Reply:
     """``POST /v1/chat/completions`` in the quick start's shape."""
-    admitted = sim.gate(scope, "chat", trace)
+    admitted = sim.gate(scope, CHAT.name, trace)
     if isinstance(admitted, Reply):
         return admitted
     trace.injected = 0.0
@@ -231,6 +232,11 @@ async def chat_completions(sim: Simulator, scope: dict[str, Any], receive: Any,
     }
     return await sim.serve_ok(trace, admitted, body, completion_tokens, "usage")
 
+
+#: The handler of each API endpoint, by endpoint name (secton_harness.endpoints); the
+#: app routes every endpoint's method and path to it, so a new endpoint is one handler and
+#: one entry here.
+API_HANDLERS: dict[str, Callable[..., Any]] = {MODELS.name: models, CHAT.name: chat_completions}
 
 HEALTHY = json_response(200, {"status": "ok"})
 

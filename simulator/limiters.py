@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import NamedTuple
+from typing import NamedTuple, get_args
+
+from simulator.config import Algorithm
 
 _EPS = 1e-9
 #: what a penalty's window does when the penalty ends (:class:`PenaltyCooldown`)
@@ -361,8 +363,8 @@ class NoLimit(Limiter):
         pass
 
 
-ALGORITHMS = ("fixed_window", "sliding_window", "sliding_window_counter", "token_bucket",
-              "leaky_bucket", "penalty_cooldown", "none")
+#: The kinds :func:`make_limiter` builds (the names: secton_harness.ratelimit_model).
+ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
 
 
 def make_limiter(algorithm: str, limit: int, window_s: float, penalty_s: float = 0.0,

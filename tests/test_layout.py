@@ -10,7 +10,10 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +120,93 @@ def test_shared_word_is_defined_once(word: str, pattern: str, literal_only: bool
                                      home: list[str]) -> None:
     found = _files_with(re.compile(pattern, re.M), literal_only)
     assert found == home, f"{word} defined outside {home}: {found}"
+
+
+
+def _listed_strings(source: str, dict_keys: bool = True) -> list[set[str]]:
+    """The string elements of every tuple, list and set literal and (``dict_keys``) the
+    string keys of every dict literal in ``source`` (``Literal["a", "b"]`` holds a tuple
+    too)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Tuple | ast.List | ast.Set):
+            items: list[ast.expr | None] = list(node.elts)
+        elif isinstance(node, ast.Dict) and dict_keys:
+            items = list(node.keys)
+        else:
+            continue
+        found.append({item.value for item in items
+                      if isinstance(item, ast.Constant) and isinstance(item.value, str)})
+    return found
+
+
+def _lists(source: str, names: set[str], dict_keys: bool = True) -> bool:
+    """Whether ``source`` writes two or more of ``names`` in one literal collection."""
+    return any(len(listed & names) >= 2 for listed in _listed_strings(source, dict_keys))
+
+
+def test_the_list_checker_sees_tuples_literals_and_dict_keys() -> None:
+    names = {"models", "chat", "token_bucket", "fixed_window"}
+    for source in ('X = ("models", "chat")', 'A = Literal["fixed_window", "token_bucket"]',
+                   'H = {"models": 1, "chat": 2}', 'f(["chat", "models"])'):
+        assert _lists(source, names), source
+    for source in ('X = ("models", "other")', 'H = {"chat": 1}', 'Y = ["models"]'):
+        assert not _lists(source, names), source
+    assert not _lists('H = {"models": 1, "chat": 2}', names, dict_keys=False)
+
+
+def _vocabularies() -> list[tuple[str, set[str], str, bool]]:
+    from secton_harness.endpoints import ENDPOINTS
+    from secton_harness.error_classes import ERROR_CLASSES
+    from secton_harness.ratelimit_model import CARD_FIELDS, CONFIDENCE, LIMITER_ALGORITHMS
+
+    return [
+        ("the endpoint list", {e.name for e in ENDPOINTS} | {e.path for e in ENDPOINTS},
+         "secton_harness/endpoints.py", True),
+        ("the limiter algorithm names", set(LIMITER_ALGORITHMS),
+         "secton_harness/ratelimit_model.py", True),
+        ("the error classes", set(ERROR_CLASSES), "secton_harness/error_classes.py", True),
+        # a dict with figure keys is a scope being built (the mapper's infer), not a list
+        ("the ratelimit.json figures", set(CARD_FIELDS) | set(CONFIDENCE),
+         "secton_harness/ratelimit_model.py", False),
+    ]
+
+
+@pytest.mark.parametrize(("word", "names", "home", "dict_keys"), _vocabularies(),
+                         ids=lambda value: value.replace(" ", "_") if isinstance(
+                             value, str) and " " in value else "")
+def test_vocabulary_is_listed_in_one_module(word: str, names: set[str], home: str,
+                                            dict_keys: bool) -> None:
+    """A list of endpoints, algorithms, error classes or ratelimit.json figures is written
+    in its home only; everything else iterates over it (or names one member)."""
+    found = [str(path.relative_to(ROOT)) for path in IMPORTS
+             if _lists(path.read_text(encoding="utf-8"), names, dict_keys)]
+    assert [path for path in found if path != home] == [], f"{word} copied outside {home}"
+
+
+def test_every_endpoint_has_a_user_handler_route_and_schema() -> None:
+    """An endpoint row is all the load job, the reference server and the contract need to
+    pick a new endpoint up (docs/architecture.md, "How to add an endpoint"). In a child
+    process: importing the load users monkey-patches with gevent."""
+    code = """
+import json
+from loadtests.users import USER_CLASSES
+from secton_harness.contract import SCHEMA_FILES
+from secton_harness.endpoints import BY_NAME
+from simulator.app import ROUTES
+from simulator.handlers import API_HANDLERS
+print(json.dumps({
+    "endpoints": sorted(BY_NAME), "users": sorted(USER_CLASSES),
+    "handlers": sorted(API_HANDLERS),
+    "user_names": [USER_CLASSES[n].endpoint_name == n for n in USER_CLASSES],
+    "routed": [ROUTES[e.path].handler is API_HANDLERS[n] for n, e in BY_NAME.items()],
+    "schemas": [SCHEMA_FILES[n] for n in BY_NAME]}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["endpoints"] == found["users"] == found["handlers"]
+    assert all(found["user_names"]) and all(found["routed"])
+    for schema in found["schemas"]:
+        assert (ROOT / CORE / "schemas" / schema).is_file()

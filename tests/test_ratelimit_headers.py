@@ -23,14 +23,14 @@ def test_no_headers_is_empty_and_consistent() -> None:
     info = parse_ratelimit({"content-type": "application/json"}, now=NOW)
     assert info == RateLimitInfo()
     assert not info.present
-    assert info.is_consistent()
+    assert info.inconsistencies() == ()
 
 
 def test_retry_after_delta_seconds() -> None:
     info = parse_ratelimit({"Retry-After": "7"}, now=NOW)
     assert info.retry_after_s == 7.0
     assert info.sources == ("retry-after",)
-    assert info.is_consistent()
+    assert info.inconsistencies() == ()
 
 
 def test_retry_after_http_date_forms() -> None:
@@ -51,7 +51,7 @@ def test_retry_after_garbage_becomes_problem(junk: str) -> None:
     info = parse_ratelimit({"Retry-After": junk}, now=NOW)
     assert info.retry_after_s is None
     assert len(info.problems) == 1 and "retry-after" in info.problems[0]
-    assert not info.is_consistent()
+    assert info.inconsistencies()
 
 
 def test_x_ratelimit_delta_reset() -> None:
@@ -59,7 +59,7 @@ def test_x_ratelimit_delta_reset() -> None:
                             "X-RateLimit-Reset": "30"}, now=NOW)
     assert (info.limit, info.remaining, info.reset_s) == (10, 4, 30.0)
     assert info.sources == ("x-ratelimit",)
-    assert info.is_consistent()
+    assert info.inconsistencies() == ()
 
 
 def test_x_ratelimit_epoch_reset_seconds_and_ms() -> None:
@@ -95,7 +95,7 @@ def test_structured_dictionary_form_with_policy() -> None:
     assert (info.limit, info.remaining, info.reset_s) == (10, 5, 3.0)
     assert info.policy == "10;w=60" and info.window_s == 60.0
     assert info.sources == ("ratelimit", "ratelimit-policy")
-    assert info.is_consistent()
+    assert info.inconsistencies() == ()
 
 
 def test_newest_draft_named_policies() -> None:
@@ -103,7 +103,7 @@ def test_newest_draft_named_policies() -> None:
                             "RateLimit-Policy": '"burst";q=100;w=1, "default";q=10;w=60'},
                            now=NOW)
     assert (info.limit, info.remaining, info.reset_s, info.window_s) == (10, 5, 3.0, 60.0)
-    assert info.is_consistent()
+    assert info.inconsistencies() == ()
 
 
 def test_newest_draft_picks_most_constrained_policy() -> None:
@@ -118,7 +118,7 @@ def test_newest_family_wins_and_disagreement_is_a_problem() -> None:
                             "X-RateLimit-Limit": "12", "X-RateLimit-Remaining": "5"}, now=NOW)
     assert info.limit == 10
     assert info.problems == ("limit: x-ratelimit (12) disagrees with ratelimit (10)",)
-    assert not info.is_consistent()
+    assert info.inconsistencies()
 
 
 def test_garbage_values_become_none_with_problems() -> None:
@@ -139,7 +139,7 @@ def test_garbage_values_become_none_with_problems() -> None:
 def test_inconsistent_values_are_named(headers: dict[str, str], expected: str) -> None:
     info = parse_ratelimit(headers, now=NOW)
     assert expected in info.inconsistencies()
-    assert not info.is_consistent()
+    assert info.inconsistencies()
 
 
 def test_huge_numbers_do_not_raise() -> None:
@@ -185,7 +185,7 @@ _STRUCTURED_TEXT = st.text(alphabet=st.sampled_from(list('0123456789=;,"\\ -.rtq
 def test_never_raises_on_arbitrary_header_text(headers: dict[str, str], now: float) -> None:
     info = parse_ratelimit(headers, now=now)
     assert isinstance(info.problems, tuple)
-    info.is_consistent()  # must not raise either
+    info.inconsistencies()  # must not raise either
     if info.retry_after_s is not None:
         assert info.retry_after_s >= 0
     _fits_a_record(info)

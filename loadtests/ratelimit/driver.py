@@ -24,6 +24,7 @@ from loadtests.ratelimit.observations import Burst, ScopeObservations, SecondBur
 from loadtests.ratelimit.phases import ScopeRunner, settle
 from loadtests.ratelimit.transport import BoundReached, Transport
 from loadtests.ratelimit.verify import verify_sustained
+from secton_harness.endpoints import ENDPOINTS, MODELS
 from secton_harness.keys import ApiKey, KeyPool
 from secton_harness.records import RecordSink
 
@@ -33,7 +34,7 @@ Progress = Callable[[str], None]
 @dataclass(frozen=True)
 class MapperSettings:
     target: str
-    endpoint: str = "models"
+    endpoint: str = MODELS.name
     max_requests: int = 2000
     budget: int = 1000
     max_duration_s: float = 300.0
@@ -222,13 +223,20 @@ def _rested_burst(runner: ScopeRunner, obs: ScopeObservations, burst_a: Burst,
     return burst
 
 
+def other_endpoint(endpoint: str) -> str:
+    """The endpoint the shared-budget check sends to: the first other one in
+    :data:`~secton_harness.endpoints.ENDPOINTS` (the endpoint itself when it is the only
+    one, which then reads as a shared budget: nothing else to tell it from)."""
+    return next((e.name for e in ENDPOINTS if e.name != endpoint), endpoint)
+
+
 def side_checks(runner: ScopeRunner, obs: ScopeObservations, sibling: ApiKey | None,
                 outsider: ApiKey | None) -> float:
     """One or two requests each, sent while the scope's budget is exhausted: the other
     endpoint (shared budget?), a sibling key of the same org (key or org limit?), a key
     of another org (isolation). Returns the send time of the last one refused."""
     transport = runner.transport
-    other = "chat" if runner.endpoint == "models" else "models"
+    other = other_endpoint(runner.endpoint)
     side = runner.label or "endpoints"
     ends = [transport.fire(runner.next_key(), side, other, step="endpoints")
             for _ in range(2)]

@@ -35,6 +35,7 @@ from loadtests.ratelimit.observations import (
     SteadyRun,
 )
 from loadtests.ratelimit.transport import Hit, Transport
+from secton_harness.endpoints import MODELS
 from secton_harness.keys import ApiKey
 
 RETURN_PROBES = 3
@@ -46,7 +47,7 @@ class ScopeRunner:
 
     transport: Transport
     keys: list[ApiKey]
-    endpoint: str = "models"
+    endpoint: str = MODELS.name
     label: str | None = None           # phase label override (the org scope uses "org")
     min_step: float = 0.03
     growth: float = 1.12
@@ -281,10 +282,6 @@ class ScopeRunner:
             if not self.key_refused(hit):
                 break
         return hit
-
-    # ------------------------------------------------------------------ side checks
-    def side_request(self, key: ApiKey, phase: str, endpoint: str | None = None) -> Hit:
-        return self.transport.send(key, phase, endpoint or self.endpoint)
 
 
 def _after_refusal(hits: list[Hit], now: float) -> list[float]:

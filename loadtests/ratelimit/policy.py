@@ -24,16 +24,14 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from secton_harness.config import Model, load_toml_model
-from secton_harness.ratelimit_model import ALGORITHMS, QUANTITIES
+from secton_harness.ratelimit_model import ALGORITHMS, FLAGS, QUANTITY_UNITS
 
-#: Default tolerance per figure: (absolute, relative); the larger one applies.
+#: Default tolerance by a figure's unit: (absolute, relative); the larger one applies.
+_TOLERANCE_BY_UNIT: dict[str, tuple[float, float]] = {
+    "requests": (1.0, 0.0), "requests/min": (0.0, 0.10), "s": (0.25, 0.10)}
+#: Default tolerance per figure: a burst ± 1, a rate ± 10 %, a time ± max(0.25 s, 10 %).
 DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
-    "burst": (1.0, 0.0),
-    "sustained_per_min": (0.0, 0.10),
-    "cooldown_s": (0.25, 0.10),
-    "full_recovery_s": (0.25, 0.10),
-}
-assert tuple(DEFAULT_TOLERANCES) == QUANTITIES
+    quantity: _TOLERANCE_BY_UNIT[unit] for quantity, unit in QUANTITY_UNITS.items()}
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
@@ -125,7 +123,7 @@ def check_scope(name: str, policy: ScopePolicy, measured: dict[str, Any]) -> dic
         checks["algorithm"] = {"expected": allowed_algos, "measured": got,
                                "pass": got in allowed_algos,
                                "line": f"{name}.algorithm ({got}) in {allowed_algos}"}
-    for prop in ("shared_across_endpoints", "penalty_extends", "refusals_count"):
+    for prop in FLAGS:
         promised = getattr(policy, prop)
         if promised is None:
             continue

@@ -26,7 +26,7 @@ import gevent
 from locust.env import Environment
 
 from loadtests.bounded_http import IDENTITY, BoundedUser, exchange
-from secton_harness.endpoints import BY_NAME, api_url
+from secton_harness.endpoints import BY_NAME, CHAT, MODELS, api_url
 from secton_harness.error_classes import CONNECT, TRANSPORT_CLASSES, classify, failure
 from secton_harness.keys import ApiKey
 from secton_harness.limits import max_body_bytes
@@ -154,7 +154,7 @@ class Transport:
     def _count(self, step: str) -> None:
         self.steps[step] = self.steps.get(step, 0) + 1
 
-    def send(self, key: ApiKey, phase: str, endpoint: str = "models", step: str = "") -> Hit:
+    def send(self, key: ApiKey, phase: str, endpoint: str = MODELS.name, step: str = "") -> Hit:
         """Send one request and wait for its answer (``step``: the sub-phase, kept in
         the record's ``step`` column so org requests, all phase ``org``, stay apart)."""
         t = self._pace()
@@ -164,7 +164,7 @@ class Transport:
         self._do(hit, key)
         return hit
 
-    def fire(self, key: ApiKey, phase: str, endpoint: str = "models",
+    def fire(self, key: ApiKey, phase: str, endpoint: str = MODELS.name,
              on_done: Callable[[Hit], None] | None = None, step: str = "") -> Hit:
         """Send one request without waiting; ``hit.done`` turns true when it is answered."""
         t = self._pace()
@@ -180,16 +180,15 @@ class Transport:
         self.pending = [g for g in self.pending if not g.dead]
 
     def _do(self, hit: Hit, key: ApiKey, on_done: Callable[[Hit], None] | None = None) -> None:
-        path = BY_NAME[hit.endpoint].path
+        endpoint = BY_NAME[hit.endpoint]
+        path, method = endpoint.path, endpoint.method
         if key.secret not in self._secrets:
             self._secrets[key.secret] = key.alias
             self.redactor = Redactor(self._secrets)
         headers = {"Authorization": f"Bearer {key.secret}", "Accept": "application/json",
                    **IDENTITY}
         kwargs: dict[str, Any] = {"headers": headers, "name": path}
-        method = "GET"
-        if hit.endpoint == "chat":
-            method = "POST"
+        if endpoint is CHAT:
             kwargs["json"] = CHAT_BODY
         resp_headers: dict[str, str] = {}
         start = time.perf_counter()
