@@ -119,8 +119,9 @@ class Endpoints(Model):
 
     @model_validator(mode="after")
     def _any(self) -> Endpoints:
-        if self.models is None and self.chat is None:
-            raise ValueError("no endpoint; add [endpoints.models] and/or [endpoints.chat]")
+        if all(getattr(self, endpoint.name) is None for endpoint in ENDPOINTS):
+            raise ValueError("no endpoint; add " + " and/or ".join(
+                f"[endpoints.{endpoint.name}]" for endpoint in ENDPOINTS))
         return self
 
 

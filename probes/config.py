@@ -37,17 +37,15 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from probes.checks import CHECKS
 from secton_harness.config import Duration, HttpUrl, Model, model_from_dict, read_toml
 from secton_harness.errors import BadInput
 
 ENV_BASE_URL = "SECTON_BASE_URL"
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
-#: Every check the probes know, in the order they are shown.
-CHECK_NAMES: tuple[str, ...] = (
-    "auth_valid", "auth_missing", "auth_invalid", "auth_malformed", "models_list",
-    "chat_completion", "org_isolation", "ratelimit_headers",
-)
+#: Every check the probes know, in the order they are shown (the rows of probes.checks).
+CHECK_NAMES: tuple[str, ...] = tuple(CHECKS)
 
 
 class CheckDefaults(Model):

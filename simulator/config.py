@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from secton_harness.config import Duration, Model, load_toml_model
 from secton_harness.ratelimit_model import LimiterAlgorithm
@@ -60,6 +60,16 @@ class LimitsConfig(Model):
     retry_after: bool = True
     key: LimitSpec = LimitSpec.model_validate({})
     org: LimitSpec = LimitSpec.model_validate({"limit": 120})
+
+    @field_validator("algorithm")
+    @classmethod
+    def _buildable(cls, algorithm: str) -> str:
+        """The names come from the core (every algorithm the mapper names); a name the
+        server has no limiter for yet is a config error, not a failure at start."""
+        from simulator.limiters import make_limiter
+
+        make_limiter(algorithm, 1, 1.0)  # ValueError naming the kinds it builds
+        return algorithm
 
 
 class LatencyConfig(Model):

@@ -303,3 +303,18 @@ def test_docs_name_every_server_config_field():
     missing = [name for name in _fields(SimulatorConfig)
                if not re.search(rf"\b{name.split('.')[-1]}\b", doc)]
     assert not missing, f"docs/reference-server.md does not name {missing}"
+
+
+def test_the_server_builds_every_algorithm_the_mapper_names() -> None:
+    """The server's kinds are the core's names plus ``none`` (one vocabulary); its config
+    accepts exactly those it has a limiter for."""
+    from typing import get_args
+
+    from secton_harness.ratelimit_model import LIMITER_ALGORITHMS
+    from simulator.config import LimitsConfig
+    from simulator.limiters import ALGORITHMS
+
+    assert tuple(ALGORITHMS) == (*LIMITER_ALGORITHMS, "none")
+    for name in ALGORITHMS:
+        assert LimitsConfig(algorithm=name).algorithm == name
+    assert "unknown" not in get_args(LimitsConfig.model_fields["algorithm"].annotation)
