@@ -174,8 +174,10 @@ class _progress:
     def figures(self, run_dir: Path) -> str:
         import json
 
+        from loadtests.run_files import PROGRESS_FILE
+
         try:
-            data = json.loads((run_dir / "progress.json").read_text())
+            data = json.loads((run_dir / PROGRESS_FILE).read_text())
         except (OSError, ValueError):
             return ""
         endpoints = data.get("endpoints") or {}

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtests.run_files import PUSH_FILE, STOP_FILE, SUMMARY_FILE, WORKERS_FILE
 from loadtests.scenario import (
     DEFAULT_MAX_REQUESTS,
     Scenario,
@@ -29,18 +30,15 @@ from loadtests.scenario import (
     spread_keys,
 )
 from loadtests.thresholds import ThresholdResult
+from secton_harness.atomicfile import write_text_atomic
 from secton_harness.config import parse_http_url, require_loopback
 from secton_harness.endpoints import api_base
 from secton_harness.errors import BadInput, HarnessError
 from secton_harness.keys import resolve_keys
-from secton_harness.records import merge_parts, read_records
-from secton_harness.runfolder import RunFolder
+from secton_harness.records import PARTS_DIR, RECORDS_FILE, merge_parts, read_records
+from secton_harness.runfolder import RUN_FILE, RunFolder
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-STOP_FILE = "stop-requested"
-SUMMARY_FILE = "locust-summary.json"
-WORKERS_FILE = "workers.json"  # loadtests.record_shipping.WORKERS_FILE (no gevent here)
-PUSH_FILE = "pushgateway.json"
 STARTUP_ALLOWANCE_S = 30.0
 KILL_AFTER_S = 20.0
 ABORT_CHECK_S = 2.0
@@ -134,8 +132,8 @@ def check_out(out: Path | None, overwrite: bool) -> None:
         raise BadInput(f"--out {out}: exists and is not a directory")
     if not any(out.iterdir()):
         return
-    is_run = (out / "run.json").exists() or (out / "records.parquet").exists() or (
-        out / "records.parts").exists()
+    is_run = (out / RUN_FILE).exists() or (out / RECORDS_FILE).exists() or (
+        out / PARTS_DIR).exists()
     if not overwrite:
         what = "an existing run folder" if is_run else "a non-empty directory"
         raise BadInput(f"--out {out}: {what}; choose a new folder or pass --overwrite")
@@ -334,13 +332,13 @@ def _watch(child: subprocess.Popen[bytes], scenario: Scenario, options: LoadOpti
             next_abort_check = now + ABORT_CHECK_S
             aborted = [f"{text} (abort_on_fail)" for text in _failing(thresholds, run_dir)]
             if aborted:
-                (run_dir / STOP_FILE).write_text("\n".join(aborted) + "\n")
+                write_text_atomic(run_dir / STOP_FILE, "\n".join(aborted) + "\n")
         if (scenario.stop_when_down and not aborted and not options.worker
                 and now >= next_down_check):
             next_down_check = now + ABORT_CHECK_S
             aborted = _target_down(run_dir)
             if aborted:
-                (run_dir / STOP_FILE).write_text("\n".join(aborted) + "\n")
+                write_text_atomic(run_dir / STOP_FILE, "\n".join(aborted) + "\n")
     return aborted
 
 

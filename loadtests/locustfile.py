@@ -18,7 +18,6 @@ done and in-flight requests have drained (or ``drain`` has passed).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -35,6 +34,13 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from loadtests.live_metrics import REPORT_KEY, LiveMetrics
 from loadtests.process_plan import LoadPlan
 from loadtests.record_shipping import DONE_MESSAGE, RECORDS_MESSAGE, Collector, Shipper
+from loadtests.run_files import (
+    PROGRESS_FILE,
+    PUSH_FILE,
+    STOP_FILE,
+    SUMMARY_FILE,
+    schedule_file,
+)
 from loadtests.scenario import DEFAULT_MAX_REQUESTS
 from loadtests.users import USER_CLASSES
 from secton_harness.atomicfile import write_json_atomic
@@ -46,15 +52,10 @@ globals().update({cls.__name__: cls for cls in USER_CLASSES.values()})
 __all__ = [*(cls.__name__ for cls in USER_CLASSES.values()), "ScenarioShape"]
 
 STATE_KEY = "secton_state"
-SUMMARY_FILE = "locust-summary.json"
-STOP_FILE = "stop-requested"
-PROGRESS_FILE = "progress.json"
-PUSH_FILE = "pushgateway.json"
 #: How long a worker waits for its own spawn greenlet before it starts pacing anyway.
 SPAWN_WAIT_S = 30.0
 #: How long a handler that needs the runner waits for Locust to set it.
 RUNNER_WAIT_S = 30.0
-SCHEDULE_PREFIX = "schedule-"
 PARENT_CHECK_S = 0.5
 #: After its deadline, a process that has not exited within this is ended outright.
 DEADLINE_EXIT_S = 15.0
@@ -473,7 +474,7 @@ def _flush(**_: Any) -> None:
         _apply_local_deltas()
         if plan.run_dir is not None:
             with contextlib.suppress(OSError):
-                write_json_atomic(Path(plan.run_dir) / f"{SCHEDULE_PREFIX}{plan.worker}.json",
+                write_json_atomic(Path(plan.run_dir) / schedule_file(plan.worker),
                                   plan.schedule())
         if plan.recorder.shipper is not None:
             _ship_final(plan)
@@ -525,7 +526,7 @@ def _on_quit(exit_code: int, **_: Any) -> None:
                         for entry in environment.runner.stats.entries.values()}
         summary = {"requests": total.num_requests, "failures": total.num_failures,
                    "endpoints": per_endpoint, "exit_code": exit_code}
-        (plan.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        write_json_atomic(Path(plan.run_dir) / SUMMARY_FILE, summary)
     if _State.metrics is not None and environment.parsed_options.secton_push_gateway:
         _push(plan, _State.metrics, environment.parsed_options.secton_push_gateway)
     linger = environment.parsed_options.secton_metrics_linger if _State.metrics else 0

@@ -33,12 +33,12 @@ from typing import Any
 import gevent
 import gevent.lock
 
+from loadtests.run_files import WORKERS_FILE, schedule_file
 from secton_harness.atomicfile import write_json_atomic
 from secton_harness.records import PARTS_DIR
 
 RECORDS_MESSAGE = "secton_records"
 DONE_MESSAGE = "secton_done"
-WORKERS_FILE = "workers.json"
 #: How often the shipping greenlet looks for new parts.
 SHIP_POLL_S = 0.2
 #: A worker's bound on shipping its queued parts after its last flush.
@@ -138,7 +138,7 @@ class Collector:
         account["done"] = data
         if schedule and self.run_dir is not None and account["worker"]:
             with contextlib.suppress(OSError):
-                write_json_atomic(self.run_dir / f"schedule-{account['worker']}.json",
+                write_json_atomic(self.run_dir / schedule_file(account["worker"]),
                                   schedule)
 
     def complete(self, client_id: str) -> bool:

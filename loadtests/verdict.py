@@ -35,12 +35,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from loadtests.run_files import SCHEDULE_GLOB
 from loadtests.scenario import Scenario
 from secton_harness.endpoints import BY_NAME
 from secton_harness.error_classes import HARNESS
 from secton_harness.measures import measure
 
-SCHEDULE_GLOB = "schedule-*.json"
 #: A run whose records are more than this share harness errors fails.
 HARNESS_SHARE = 0.5
 

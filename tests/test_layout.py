@@ -115,6 +115,13 @@ def _files_with(match: re.Pattern[str], literal_only: bool) -> list[str]:
      ["secton_harness/endpoints.py"]),
     ("the default max requests", r"=\s*1_?000_?000\b", False, ["loadtests/scenario.py"]),
     ("an atomic replace", r"\bos\.replace\(", False, ["secton_harness/atomicfile.py"]),
+    ("the run file's name", r"^run\.json$", True, ["secton_harness/runfolder.py"]),
+    ("the records file's name", r"^records\.parquet$", True, ["secton_harness/records.py"]),
+    ("the mapper's result file name", r"^ratelimit\.json$", True,
+     ["secton_harness/ratelimit_model.py"]),
+    ("a load run file's name",
+     r"^(progress\.json|locust-summary\.json|workers\.json|pushgateway\.json|stop-requested"
+     r"|schedule-.*)$", True, ["loadtests/run_files.py"]),
 ])
 def test_shared_word_is_defined_once(word: str, pattern: str, literal_only: bool,
                                      home: list[str]) -> None:

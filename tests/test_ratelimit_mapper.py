@@ -16,6 +16,8 @@ import pytest
 from conftest import write_toml
 
 from loadtests.ratelimit.infer import apply_verification
+from secton_harness.endpoints import CHAT, MODELS
+from secton_harness.records import read_records
 from secton_harness.runfolder import read_run_info
 
 KEYS = [
@@ -164,6 +166,15 @@ def test_per_endpoint_budgets_are_reported_as_not_shared(reference_server, tmp_p
     proc, result = run_cli(tmp_path, server.url, KEYS[:1])
     assert proc.returncode == 0, proc.stderr
     assert result["scopes"]["key"]["shared_across_endpoints"] is False
+    # the mapper's sub-phases go in the records' step column; check is the probes' own
+    records = read_records(tmp_path / "run").to_pandas()
+    assert set(records["check"].fillna("")) == {""}
+    assert {"burst", "endpoints"} <= set(records["step"]), set(records["step"])
+    # the shared-budget check went to the other endpoint, with that endpoint's method
+    side = records[records["step"] == "endpoints"]
+    assert set(zip(side["method"], side["endpoint"], strict=True)) == {
+        (CHAT.method, CHAT.path)}
+    assert set(records.loc[records["step"] == "burst", "endpoint"]) == {MODELS.path}
 
 
 def test_expect_passes_and_fails_with_exit_codes(reference_server, tmp_path):

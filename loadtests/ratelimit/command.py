@@ -15,6 +15,7 @@ import typer
 from secton_harness.config import require_loopback
 from secton_harness.errors import BadInput
 from secton_harness.limits import max_body_bytes
+from secton_harness.ratelimit_model import RESULT_FILE
 
 
 def ratelimit(
@@ -158,7 +159,7 @@ def _run(url, pool, out, policy, budget, max_requests, duration, max_rps, endpoi
         failed = bool(target_down or stopped
                       or (policy is not None and not result["expect"]["passed"]))
         outcome = "incomplete" if stopped else ("failed" if failed else "passed")
-        console.print(f"wrote {run.path / 'ratelimit.json'}")
+        console.print(f"wrote {run.path / RESULT_FILE}")
         code = 1 if failed else 0
         _ci_outputs(result, code, json_out, junit, time.monotonic() - started)
         return code
