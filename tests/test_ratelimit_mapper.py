@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import write_toml
 
-from loadtests.ratelimit.infer import apply_verification
+from loadtests.ratelimit.infer import HIGH, LOW, apply_verification
 from secton_harness.endpoints import CHAT, MODELS
 from secton_harness.records import read_records
 from secton_harness.runfolder import read_run_info
@@ -58,6 +59,35 @@ def run_cli(tmp_path: Path, url: str, keys: list[dict[str, str]], *extra: str,
     return proc, result
 
 
+def map_until_high(tmp_path: Path, start: Callable[[], str], keys: list[dict[str, str]],
+                   scopes: tuple[str, ...] = ("key",), attempts: int = 3
+                   ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """The first mapping whose ``scopes`` are all ``high``, each on a fresh server.
+
+    The mapper times its own sends against a limiter on the same 2 cores; on a machine
+    loaded past what it can keep up with, it says so (a figure ``null`` with its bound, the
+    algorithm ``unknown``, confidence ``medium``) rather than claim a wrong one — that is
+    its promise, and every attempt is held to it: a wrong figure under ``high`` fails at
+    once (the caller's assertions run on the ``high`` result), a result below ``high`` must
+    say why, and never reaching ``high`` in ``attempts`` mappings fails too."""
+    seen: list[str] = []
+    for attempt in range(attempts):
+        proc, result = run_cli(tmp_path, start(), keys, name=f"run{attempt}")
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        below = {name: result["scopes"][name] for name in scopes
+                 if result["scopes"][name]["confidence"] != "high"}
+        if not below:
+            return proc, result
+        for name, scope in below.items():
+            evidence = scope["evidence"]
+            why = [evidence.get(k) for k in ("why", "sustained_check", "algorithm_why",
+                                             "burst_mismatch", "refusals_count_why")
+                   if evidence.get(k)]
+            assert why or scope["unverified"], (name, scope)
+            seen.append(f"attempt {attempt + 1} {name}: {scope['confidence']}, {why}")
+    pytest.fail(f"never high in {attempts} mappings: {seen}")
+
+
 def close(measured: float, truth: float, slack: float = 0.0) -> bool:
     """The issue's time tolerance: within 10 % or 0.25 s, whichever is larger."""
     return abs(measured - truth) <= max(0.1 * truth, 0.25) + slack
@@ -78,9 +108,8 @@ BUCKETS = {"token_bucket", "leaky_bucket"}
 @pytest.mark.parametrize("case", list(CASES))
 def test_key_scope_matches_the_configured_limit(case: str, reference_server, tmp_path):
     algorithm, limit, window, penalty, extends = CASES[case]
-    server = reference_server(server_config(algorithm, limit, window, penalty, extends))
-    proc, result = run_cli(tmp_path, server.url, KEYS[:1])
-    assert proc.returncode == 0, proc.stderr + proc.stdout
+    config = server_config(algorithm, limit, window, penalty, extends)
+    _, result = map_until_high(tmp_path, lambda: reference_server(config).url, KEYS[:1])
     key = result["scopes"]["key"]
     obs = key["observations"]["burst_a"]
     rate = limit / window
@@ -104,11 +133,11 @@ def test_key_scope_matches_the_configured_limit(case: str, reference_server, tmp
             obs["last_allowed_s"] if algorithm == "sliding_window" else 0.0)
         assert close(key["full_recovery_s"], truth), key
     assert key["shared_across_endpoints"] is True
-    # verified within the default budget: a 90 % run without a 429, a 115 % run with one
+    # verified within the default budget: a 92 % run without a 429, a 110 % run with one
     verify = key["observations"]["verify"]
     assert verify["verified"] is True, key["evidence"]["sustained_check"]
     last = verify["runs"][-2:]
-    assert [r["factor"] for r in last] == [0.9, 1.15] and not last[0]["refused"], verify
+    assert [r["factor"] for r in last] == [LOW, HIGH] and not last[0]["refused"], verify
     assert last[1]["refused"], verify
     assert key["confidence"] == "high" and key["unverified"] == [], key
     assert key["retry_after"]["present"] is True
@@ -122,11 +151,10 @@ def test_key_scope_matches_the_configured_limit(case: str, reference_server, tmp
 @pytest.mark.parametrize("org_keys", [2, 4])
 def test_org_scope_over_several_keys(org_keys: int, reference_server, tmp_path):
     org_limit = 6 * org_keys - 3  # every key below its own limit of 10, together above
-    server = reference_server(server_config("fixed_window", 10, 1.0,
-                                            org=(org_limit, 1.5)))
+    config = server_config("fixed_window", 10, 1.0, org=(org_limit, 1.5))
     keys = [*KEYS[:org_keys], KEYS[4]]
-    proc, result = run_cli(tmp_path, server.url, keys)
-    assert proc.returncode == 0, proc.stderr + proc.stdout
+    _, result = map_until_high(tmp_path, lambda: reference_server(config).url, keys,
+                               scopes=("org",))
     org = result["scopes"]["org"]
     assert abs(org["burst"] - org_limit) <= 1, org
     assert abs(org["sustained_per_min"] - 60 * org_limit / 1.5) <= 0.1 * 60 * org_limit / 1.5
@@ -143,10 +171,10 @@ def test_org_penalty_cooldown(extends: bool, reference_server, tmp_path):
     a little above the org's 20: the keys' own 429s must not be read as the org's, and
     the org's window must come from the org's 429, not the key's policy header."""
     penalty = 0.3 if extends else 0.6
-    server = reference_server(server_config("penalty_cooldown", 8, 1.0, org=(20, 2.0),
-                                            org_penalty=(penalty, extends)))
-    proc, result = run_cli(tmp_path, server.url, [*KEYS[:3], KEYS[4]])
-    assert proc.returncode == 0, proc.stderr + proc.stdout
+    config = server_config("penalty_cooldown", 8, 1.0, org=(20, 2.0),
+                           org_penalty=(penalty, extends))
+    _, result = map_until_high(tmp_path, lambda: reference_server(config).url,
+                               [*KEYS[:3], KEYS[4]], scopes=("org",))
     org = result["scopes"]["org"]
     assert abs(org["burst"] - 20) <= 1, org
     assert abs(org["sustained_per_min"] - 600) <= 60, org["evidence"]
@@ -217,25 +245,25 @@ def test_max_requests_stops_with_low_confidence(reference_server, tmp_path):
 
 
 def test_sustained_is_a_number_only_when_both_runs_agree():
-    """90 % without a 429 and 115 % with one: the estimate, high. Otherwise ``None`` with
+    """92 % without a 429 and 110 % with one: the estimate, high. Otherwise ``None`` with
     the bounds the runs proved, never high; runs that exclude the estimate also withdraw
     the algorithm that predicted it."""
     def run(factor: float, refused: bool) -> dict[str, Any]:
         return {"rate_per_min": 600.0 * factor, "sent": 20, "refused": refused,
                 "first_429_at": 9 if refused else None, "factor": factor}
 
-    agreed = {"runs": [run(0.9, False), run(1.15, True)], "verified": True,
+    agreed = {"runs": [run(LOW, False), run(HIGH, True)], "verified": True,
               "estimate_per_min": 600.0}
     verdict = apply_verification(agreed, 600.0, "fixed_window", {}, "window")
     assert (verdict.sustained, verdict.confidence, verdict.bound) == (600.0, "high", None)
     evidence: dict[str, Any] = {}
-    refused = {"runs": [run(0.9, True)], "verified": False, "estimate_per_min": 459.0,
-               "at_least_per_min": None, "at_most_per_min": 540.0,
+    refused = {"runs": [run(LOW, True)], "verified": False, "estimate_per_min": 459.0,
+               "at_least_per_min": None, "at_most_per_min": 560.0,
                "unverified": "the next run would exceed --budget"}
     verdict = apply_verification(refused, 600.0, "fixed_window", evidence, "window")
     assert verdict.sustained is None and verdict.confidence == "medium"
-    assert verdict.bound["at_most"] == 540.0 and "budget" in verdict.bound["why"]
-    assert verdict.algorithm == "fixed_window"       # 540 is not below 90 % of 600
+    assert verdict.bound["at_most"] == 560.0 and "budget" in verdict.bound["why"]
+    assert verdict.algorithm == "fixed_window"       # 560 is not below 92 % of 600
     assert "saw a 429 after 9" in evidence["sustained_check"]
     far = {**refused, "at_most_per_min": 300.0}
     verdict = apply_verification(far, 600.0, "fixed_window", evidence, "window")

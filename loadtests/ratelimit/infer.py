@@ -237,8 +237,13 @@ def refusals_count(obs: ScopeObservations, extends: bool,
     return True, seen + ": the refused probes counted and kept it refused"
 
 
-#: the verification's steady runs as fractions of the estimate (loadtests/ratelimit/verify.py)
-LOW, HIGH = 0.9, 1.15
+#: the verification's steady runs as fractions of the estimate (loadtests/ratelimit/verify.py).
+#: Verified in one pair, the truth lies in [LOW, HIGH] x the figure, so the figure is
+#: within -9.1 %/+8.7 % of it: inside the ±10 % that ``high`` promises, with a margin for a
+#: run refused a little below the limit (bunched arrivals) or passing a little above it.
+#: (It was 0.9/1.15: a 115 % run at 99.6 % of an org's true rate was refused on a loaded
+#: machine, and a figure 13 % low was verified with confidence high.)
+LOW, HIGH = 0.92, 1.10
 #: a refused steady run whose sends fell behind by more than this many intervals is
 #: repeated and not counted (catch-up sends bunch up); a second one ends the verification
 SLIP = 0.5
@@ -260,7 +265,7 @@ class Verdict:
 def apply_verification(verify: dict[str, Any] | None, estimate_per_min: float,
                        algorithm: str, evidence: dict[str, Any], family: str = "") -> Verdict:
     """The steady runs' verdict: the sustained rate is reported as a number only when a
-    90 % run saw no 429 and a ~115 % run saw one (then it is the final estimate); else it
+    92 % run saw no 429 and a 110 % run saw one (then it is the final estimate); else it
     is ``None`` with the bounds the runs proved, and when those bounds exclude the
     inferred figure, the algorithm that predicted it is not claimed either."""
     if not verify:

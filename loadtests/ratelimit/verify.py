@@ -1,16 +1,17 @@
 """Verification of the inferred sustained rate by steady runs: a figure is reported as
-measured only when a run at 90 % of it saw no 429 *and* a run at ~115 % saw one.
+measured only when a run at 92 % of it saw no 429 *and* a run at 110 % saw one
+(``infer.LOW``/``HIGH``: the pair then proves the figure within ±10 %).
 
-Why both: a 90 % run alone cannot fail in the direction that matters for an underestimate
-(it passes whatever the true rate above it is), and a 115 % run alone cannot catch an
-overestimate. A run that contradicts the estimate moves it (a 429 at 90 %: down; no 429
-at 115 %: up) and the pair is run again, for a few rounds within the ``--budget``. What the
+Why both: a 92 % run alone cannot fail in the direction that matters for an underestimate
+(it passes whatever the true rate above it is), and a 110 % run alone cannot catch an
+overestimate. A run that contradicts the estimate moves it (a 429 at 92 %: down; no 429
+at 110 %: up) and the pair is run again, for a few rounds within the ``--budget``. What the
 runs proved is kept as bounds either way: the fastest run that saw no 429 is a lower
 bound, the slowest that saw one an upper bound; an unverified figure is reported as those
 bounds, never as a number that looks measured.
 
 Each run is long enough to mean it: a bucket is run from empty (right after the refill
-measurement) for ~3 s at 90 % and until its deficit reaches a few tokens at 115 %; a
+measurement) for ~3 s at 92 % and until its deficit reaches a few tokens at 110 %; a
 window, penalty or sliding-window counter from rested (its rest, or two periods for a
 counter, whose previous window still weighs) for about two windows.
 """
@@ -38,9 +39,9 @@ NARROW_COUNTER = 1.1
 def run_plan(family: str, rate: float, burst: int, factor: float) -> int:
     """Requests in one steady run (it stops at the first 429)."""
     if family == "bucket":
-        if factor < 1:   # ~3 s from empty: an overestimate of > 11 % runs a token short
+        if factor < 1:   # ~3 s from empty: an overestimate of > 9 % runs short
             return max(10, min(30, math.ceil(factor * rate * 3.0)))
-        # from empty at 115 %: the deficit grows 0.15 x rate per second; three tokens
+        # from empty at 110 %: the deficit grows 0.10 x rate per second; three tokens
         return max(12, min(40, math.ceil(factor * rate * (1.0 + 3.0 / ((factor - 1) * rate)))))
     if family == "counter":
         # a counter weighs the previous period: steady state needs two full periods after
@@ -53,7 +54,7 @@ def run_plan(family: str, rate: float, burst: int, factor: float) -> int:
 
 def verify_sustained(runner: ScopeRunner, obs: dict[str, Any], estimate: dict[str, Any],
                      budget: int, say: Progress) -> None:
-    """Steady runs at 90 % and 115 % of the estimate (see the module doc); the outcome in
+    """Steady runs at 92 % and 110 % of the estimate (see the module doc); the outcome in
     ``obs["verify"]``: ``verified``, the final ``estimate_per_min``, the bounds proved,
     every run, and ``unverified`` with the reason when the budget or a bound stopped it."""
     if obs.get("stopped_by") or obs.get("unreachable"):
@@ -147,8 +148,8 @@ def verify_sustained(runner: ScopeRunner, obs: dict[str, Any], estimate: dict[st
         verify["at_most_per_min"] = round(60 * upper, 2) if upper else None
         if not verify["verified"] and "unverified" not in verify:
             verify["unverified"] = (f"{ROUNDS} rounds of steady runs did not bracket the "
-                                    "rate between a 90 % run without a 429 and a 115 % run "
-                                    "with one")
+                                    f"rate between a {LOW:.0%} run without a 429 and a "
+                                    f"{HIGH:.0%} run with one")
 
 
 def _next_estimate(rate: float, lower: float | None, upper: float | None) -> float:
