@@ -50,11 +50,10 @@ def export(
 @dashboards_app.command()
 def push(
     url: Annotated[str | None, typer.Option(
-        envvar="GRAFANA_URL", help="Grafana base URL, e.g. http://localhost:3000 "
-        "(env: GRAFANA_URL).")] = None,
+        envvar="GRAFANA_URL", help="Grafana base URL, e.g. http://localhost:3000.")] = None,
     token: Annotated[str | None, typer.Option(
-        envvar="GRAFANA_TOKEN", help="Service-account token with Editor rights "
-        "(env: GRAFANA_TOKEN).", show_default=False)] = None,
+        envvar="GRAFANA_TOKEN", help="Service-account token with Editor rights.",
+        show_default=False)] = None,
     folder: Annotated[str, typer.Option(
         help="Folder title; created (uid from the title) when missing.")] = "Secton",
 ) -> None:

@@ -27,7 +27,7 @@ def load(
                                            "(see docs/load.md), e.g. examples/capacity.toml.")],
     target: Annotated[str | None, typer.Option(
         envvar="SECTON_BASE_URL", show_envvar=True,
-        help="Base URL of the API under load (env: SECTON_BASE_URL); required.")] = None,
+        help="Base URL of the API under load; required.")] = None,
     keys: Annotated[Path | None, typer.Option(help="Keys TOML; default: env "
                                               "SECTON_API_KEY (+ SECTON_ORG).")] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (new or empty). Default: "

@@ -19,6 +19,7 @@ import typer
 import typer.core
 import typer.rich_utils
 from rich.columns import Columns
+from rich.table import Table
 from rich.text import Text
 
 try:  # typer >= 0.20 vendors its own click; its exceptions are not click's
@@ -164,10 +165,42 @@ def _help_folded(**kwargs: Any) -> Columns:
     return columns
 
 
+class _OptionsTable(Table):
+    """typer's options table with a flag's ``--no-`` form under its ``--flag``.
+
+    typer gives the negative forms two columns of their own; with ``--no-allow-remote``
+    in one of them the help text of every option shrank to ~22 of 80 columns and long
+    words broke mid-word (``examples/capacity.tom`` / ``l.``). Stacked, the option column
+    is as wide as its longest name. Rows of other tables (the commands list) pass as they
+    are: an options row is the only one with six cells (seven with the required marker).
+    """
+
+    def add_row(self, *cells: Any, **kwargs: Any) -> None:
+        if len(cells) in (6, 7):
+            first = len(cells) - 6
+            merged = list(cells[:first])
+            for own, negative in ((cells[first], cells[first + 2]),
+                                  (cells[first + 1], cells[first + 3])):
+                if isinstance(own, Text) and isinstance(negative, Text) and negative.plain:
+                    own = Text.assemble(own, "\n", negative)
+                merged.append(own)
+            cells = (*merged, *cells[first + 4:])
+        super().add_row(*cells, **kwargs)
+
+
+def _usage_name(self: typer.core.TyperArgument) -> str:
+    """An argument in the usage line as click writes it: ``RUN_DIR...`` when required,
+    ``[RUN_DIR]...`` when not (typer 0.29 writes ``{RUN_DIR}...``, a set in Python)."""
+    name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+    return f"{name}..." if self.nargs != 1 else name
+
+
 _TYPER_PARAMETER_HELP = typer.rich_utils._get_parameter_help
 typer.core.TyperOption.display_type_rich = _value_kind  # type: ignore[method-assign]
 typer.core.TyperArgument.display_type_rich = _value_kind  # type: ignore[method-assign]
+typer.core.TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign]
 typer.rich_utils._get_parameter_help = _help_folded
+typer.rich_utils.Table = _OptionsTable  # type: ignore[misc]
 
 
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:

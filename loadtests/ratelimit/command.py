@@ -21,7 +21,7 @@ from secton_harness.ratelimit_model import RESULT_FILE
 def ratelimit(
     target: Annotated[str | None, typer.Option(
         envvar="SECTON_BASE_URL", show_envvar=True,
-        help="Base URL of the API, e.g. http://127.0.0.1:8080 (env: SECTON_BASE_URL).")] = None,
+        help="Base URL of the API, e.g. http://127.0.0.1:8080.")] = None,
     keys: Annotated[Path | None, typer.Option(
         help="Keys file (TOML). Two or more keys of one org also map the org's limit. "
              "Default: SECTON_API_KEY.")] = None,
