@@ -223,7 +223,7 @@ def build_report(run_dirs: list[str | os.PathLike[str]], *, out: str | os.PathLi
         summary["baseline"] = clean(compare_with_baseline(summary["runs"], base,
                                                           parsed_bounds))
     else:
-        summary["baseline"] = {"available": False,
+        summary["baseline"] = {"available": False, "given": False,
                                "missing": "no --baseline run given; nothing compared"}
     summary["verdict"] = report_verdict(summary["runs"], summary["baseline"])
     out_dir = Path(out) if out is not None else Path(run_dirs[0])

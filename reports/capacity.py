@@ -154,14 +154,36 @@ def _cdf(latency: pd.Series) -> list[list[float]]:
 
 def _series(load: pd.DataFrame, ts: np.ndarray, t0: float, duration: float,
             classes: pd.Series) -> dict[str, Any]:
+    """Per-bucket rates and latency percentiles over the run's own time axis.
+
+    Each rate is the bucket's count over the time the bucket covers: the last bucket
+    usually covers only part of its width (a 15.7 s run in 1 s buckets ends with 0.7 s),
+    and dividing by the whole width drew a drop at the end of every run that the target
+    never had. A last bucket covering less than half a width joins the one before it (a
+    rate over a sliver of time is noise); a run shorter than half a bucket is drawn
+    over the whole width.
+    """
     # about 10 requests per bucket on average at least: rates read smoothly at any rate
     width = bucket_width(duration, min_width=min(10 * duration / max(len(load), 1),
                                                  duration / 4))
-    bucket = pd.Series(np.floor((ts - t0) / width) * width, index=load.index, name="t")
-    grid = pd.Index(np.arange(0, bucket.max() + width / 2, width), name="t")
+    starts = np.floor((ts - t0) / width) * width
+    grid_values = np.arange(0, starts.max() + width / 2, width)
+    covered = np.full(len(grid_values), width)
+    # the axis ends one mean interval after the last send, as rps = (n-1)/span implies
+    end = duration * len(load) / (len(load) - 1) if len(load) > 1 else duration
+    covered[-1] = min(max(end - grid_values[-1], 0.0), width)
+    if covered[-1] < width / 2 and len(grid_values) > 1:
+        starts = np.minimum(starts, grid_values[-2])
+        covered = np.append(covered[:-2], width + covered[-1])
+        grid_values = grid_values[:-1]
+    elif covered[-1] < width / 2:  # one short bucket: its count over the whole width
+        covered[-1] = width
+    bucket = pd.Series(starts, index=load.index, name="t")
+    grid = pd.Index(grid_values, name="t")
+    seconds = pd.Series(covered, index=grid)
 
     def per_second(counts: pd.DataFrame) -> dict[str, Any]:
-        counts = counts.reindex(grid, fill_value=0) / width
+        counts = counts.reindex(grid, fill_value=0).div(seconds, axis=0)
         keep = counts.sum().sort_values(ascending=False).index[:MAX_SERIES]
         return {str(col): series_points(grid, counts[col]) for col in keep
                 if counts[col].sum() > 0}
@@ -175,6 +197,7 @@ def _series(load: pd.DataFrame, ts: np.ndarray, t0: float, duration: float,
     latency["max"] = series_points(grid, lat.max().reindex(grid))
     series: dict[str, Any] = {
         "bucket_s": width,
+        "bucket_covered_s": [float(c) for c in covered],  # per point: rate = count / this
         "throughput_by_endpoint": per_second(by_endpoint),
         "throughput_by_status": per_second(by_status),
         "latency": latency,
@@ -182,8 +205,7 @@ def _series(load: pd.DataFrame, ts: np.ndarray, t0: float, duration: float,
     if load["prompt_tokens"].notna().any() or load["completion_tokens"].notna().any():
         tokens = load[["prompt_tokens", "completion_tokens"]].groupby(bucket).sum()
         series["tokens_per_s"] = {
-            "prompt": series_points(grid, tokens["prompt_tokens"].reindex(grid, fill_value=0)
-                                    / width),
-            "completion": series_points(grid, tokens["completion_tokens"].reindex(
-                grid, fill_value=0) / width)}
+            name: series_points(grid, tokens[f"{name}_tokens"].reindex(grid, fill_value=0)
+                                / seconds)
+            for name in ("prompt", "completion")}
     return series

@@ -85,6 +85,88 @@ def plain(value: Any) -> str:
     return num(value)
 
 
+#: The rate-limit card's figures in words, with their unit (ratelimit.json keeps the
+#: field names; summary.json too).
+FIGURE_LABELS = {"burst": "burst (requests)", "sustained_per_min": "sustained rate",
+                 "cooldown_s": "cooldown", "full_recovery_s": "full recovery",
+                 "penalty_extends": "retries during a block extend it",
+                 "refusals_count": "refused requests count against the budget",
+                 "shared_across_endpoints": "one budget across endpoints",
+                 "retry_after": "Retry-After"}
+
+
+def card_secs(value: float) -> str:
+    """Seconds on a rate-limit card: two decimals below 10 s (a 1.85 s cooldown is not
+    "1.8 s"), else as everywhere."""
+    return f"{value:.2f} s" if 1 <= abs(value) < 10 else secs(value)
+
+
+def figure_name(name: str) -> str:
+    return FIGURE_LABELS.get(name, name.replace("_", " "))
+
+
+def figure_value(value: Any, name: str) -> str:
+    """A card figure with its unit, Retry-After as a sentence (never ``key=value``)."""
+    if name == "retry_after" and isinstance(value, dict):
+        return retry_after_words(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return evidence_value(value, name)
+    if name.endswith("_s"):
+        return card_secs(value)
+    if name.endswith("_per_min"):
+        return f"{num(value)}/min"
+    return num(value)
+
+
+def retry_after_words(value: dict[str, Any]) -> str:
+    """``retry_after {present, mean_error_s, max_error_s, mean_signed_error_s, samples}``
+    in words; the mapper's error is announced end (send time + value) minus the recovery
+    it saw, so positive means the announced wait ran past the recovery."""
+    if not value.get("present"):
+        return "not sent"
+    mean, most = value.get("mean_error_s"), value.get("max_error_s")
+    if not isinstance(mean, int | float):
+        return "sent; its accuracy was not measured"
+    signed = value.get("mean_signed_error_s")
+    if isinstance(signed, int | float) and signed < 0:
+        side = f"ended {card_secs(-signed)} before the limit lifted"
+    elif isinstance(signed, int | float):
+        side = f"ended {card_secs(signed)} after the limit had lifted"
+    else:
+        side = f"was off by {card_secs(mean)}"
+    extra = [f"largest error {card_secs(most)}" if isinstance(most, int | float) else None,
+             f"{num(value['samples'])} samples" if isinstance(value.get("samples"), int)
+             else None]
+    detail = "; ".join(e for e in extra if e)
+    return f"sent; the announced wait {side} on average" + (f" ({detail})" if detail else "")
+
+
+def evidence_name(name: str) -> str:
+    """An evidence field in words: ``cooldown_bracket_s`` -> ``cooldown bracket``."""
+    return name.removesuffix("_s").replace("_", " ")
+
+
+def evidence_value(value: Any, name: str = "") -> str:
+    """An evidence value: seconds for ``*_s`` fields (a pair as a range), words for
+    identifiers (``at_once`` -> ``at once``), nested tables as short sentences."""
+    seconds = name.endswith("_s")
+    if isinstance(value, bool) or value is None:
+        return num(value)
+    if isinstance(value, int | float):
+        return card_secs(value) if seconds else num(value)
+    if isinstance(value, str):
+        return value.replace("_", " ") if value.isidentifier() else value
+    if isinstance(value, list):
+        if seconds and len(value) == 2 and all(isinstance(v, int | float) and
+                                               not isinstance(v, bool) for v in value):
+            return f"{card_secs(value[0])} to {card_secs(value[1])}"
+        return ", ".join(evidence_value(v, name) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{evidence_name(str(k))} {evidence_value(v, str(k))}"
+                         for k, v in value.items())
+    return str(value)
+
+
 def host(value: str | None) -> str:
     """A target URL without its scheme: the report names the target but links nowhere."""
     if not value:
@@ -93,7 +175,9 @@ def host(value: str | None) -> str:
 
 
 FILTERS = {"host": host, "ms": ms, "pct": pct, "rps": rps, "num": num, "secs": secs, "when": when,
-           "verdict": verdict, "budget": budget, "plain": plain, "early_late": early_late}
+           "verdict": verdict, "budget": budget, "plain": plain, "early_late": early_late,
+           "figure_name": figure_name, "figure_value": figure_value,
+           "evidence_name": evidence_name, "evidence_value": evidence_value}
 
 
 def _charts(summary: dict[str, Any]) -> dict[str, Any]:

@@ -143,14 +143,30 @@ def test_only_runs_of_the_baselines_kind_are_compared(tmp_path: Path) -> None:
 def test_ratelimit_evidence_time_taken_and_retry_after_words(tmp_path: Path) -> None:
     result = {**RATELIMIT_RESULT, "duration_s": 15.057}
     del result["elapsed_s"]
-    result["scopes"] = {"key": {**RATELIMIT_RESULT["scopes"]["key"],
-                                "evidence": {"burst_run": [1, 2, 3], "first_429_at_s": 2.5}}}
+    result["scopes"] = {"key": {
+        **RATELIMIT_RESULT["scopes"]["key"],
+        "retry_after": {"present": True, "mean_error_s": 0.503, "max_error_s": 1.032,
+                        "mean_signed_error_s": 0.503, "samples": 42},
+        "evidence": {"burst_run": [1, 2, 3], "first_429_at_s": 2.5,
+                     "cooldown_bracket_s": [1.74, 1.95], "recovery_shape": "at_once"}}}
     run = make_run(tmp_path / "rl", ratelimit_result=result)
     build_report([run], out=None)
     html = (run / "report.html").read_text()
+    md = (run / "report.md").read_text()
     assert "time taken: 15.1 s" in html
-    assert "<td class=\"l\">first 429 at s</td>" in html  # a table, not key=value text
+    # evidence: a table in words and units, not key=value text
+    assert '<td class="l">first 429 at</td><td class="l">2.50 s</td>' in html
+    assert '<td class="l">cooldown bracket</td><td class="l">1.74 s to 1.95 s</td>' in html
+    assert '<td class="l">recovery shape</td><td class="l">at once</td>' in html
     assert "burst_run=" not in html
+    # the card: figures named in words with units, Retry-After as a sentence
+    words = ("sent; the announced wait ended 503 ms after the limit had lifted on average "
+             "(largest error 1.03 s; 42 samples)")
+    for text in (html, md):
+        assert words in text
+        assert "mean_error_s=" not in text and "present=" not in text
+        assert "sustained rate" in text and "600/min" in text
+    assert '<td class="l">cooldown</td><td>1.00 s</td>' in html
     assert early_late(-0.449) == "449 ms earlier than"
     assert early_late(0.2) == "200 ms later than"
 
