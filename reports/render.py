@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 
 from reports import charts
 from reports.stats import STATUS_CLASSES
@@ -167,6 +168,29 @@ def evidence_value(value: Any, name: str = "") -> str:
     return str(value)
 
 
+def headline(run: dict[str, Any]) -> str:
+    """A run's main figures in one line, for the verdict banner: what a release manager
+    reads before any section (requests, rate, p95, errors; availability against the SLO;
+    each rate-limit scope's burst and sustained rate)."""
+    parts = []
+    cap = run.get("capacity") or {}
+    if cap.get("available"):
+        parts.append(f"{num(cap['requests'])} requests at {rps(cap['throughput_rps'])}, "
+                     f"p95 {ms(cap['latency']['p95'])}, errors {pct(cap['error_rate'])}, "
+                     f"429s {pct(cap['rate_limited_rate'])}")
+    up = run.get("uptime") or {}
+    if up.get("available"):
+        parts.append(f"{num(up['results'])} check results, availability "
+                     f"{pct(up['availability'], 3)} (SLO {pct(up['slo'], 3)})")
+    for card in (run.get("ratelimits") or {}).get("cards", []):
+        shown = {f["name"]: f["value"] for f in card.get("figures", [])}
+        figures = [f"{figure_name(name).split(' (')[0]} {figure_value(shown[name], name)}"
+                   for name in ("burst", "sustained_per_min") if name in shown]
+        if figures:
+            parts.append(f"{card['scope']} limit: {', '.join(figures)}")
+    return "; ".join(parts)
+
+
 def host(value: str | None) -> str:
     """A target URL without its scheme: the report names the target but links nowhere."""
     if not value:
@@ -177,7 +201,8 @@ def host(value: str | None) -> str:
 FILTERS = {"host": host, "ms": ms, "pct": pct, "rps": rps, "num": num, "secs": secs, "when": when,
            "verdict": verdict, "budget": budget, "plain": plain, "early_late": early_late,
            "figure_name": figure_name, "figure_value": figure_value,
-           "evidence_name": evidence_name, "evidence_value": evidence_value}
+           "evidence_name": evidence_name, "evidence_value": evidence_value,
+           "headline": headline}
 
 
 def _charts(summary: dict[str, Any]) -> dict[str, Any]:
@@ -222,7 +247,12 @@ def _charts(summary: dict[str, Any]) -> dict[str, Any]:
             tl["lanes"], span_s=tl["span_s"], bucket_s=tl["bucket_s"],
             title="Requests per key by status", kinds=["ok", "429", "other"], bands=bands)
     up = summary["uptime"]
-    if up.get("available"):
+    if up.get("available") and all(t["results"] <= 1 for t in up["per_target"]):
+        # probe --once: one result per check is a table row, not a timeline (drawn, it
+        # was a few cells across a fraction of a second)
+        out["strips"] = Markup('<p class="empty">Each check ran once: no availability '
+                               'timeline to draw.</p>')
+    elif up.get("available"):
         strips = up["strips"]
         out["strips"] = charts.lanes_chart(strips["lanes"], span_s=strips["span_s"],
                                            bucket_s=strips["bucket_s"],

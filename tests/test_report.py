@@ -210,3 +210,20 @@ def test_throughput_has_no_drop_in_the_last_partial_bucket(tmp_path: Path,
     total = [sum(pts[i][1] for pts in points.values()) for i in range(len(points["2xx"]))]
     assert series["bucket_s"] == 0.5
     assert all(rate == pytest.approx(20, rel=0.02) for rate in total), total
+
+
+def test_a_probe_once_run_draws_no_availability_timeline(tmp_path: Path) -> None:
+    """One result per check is a table, not a timeline: drawn, it was a few cells across
+    a fraction of a second; a continuous probe run keeps its chart."""
+    rows = probe_rows()
+    once = [next(r for r in rows if (r["check"], r["target"]) == key)
+            for key in {(r["check"], r["target"]) for r in rows}]
+    path = make_run(tmp_path / "once", probe=once)
+    build_report([path], out=None)
+    html = (path / "report.html").read_text()
+    assert "Availability over time" not in html
+    assert "Each check ran once: no availability timeline to draw." in html
+    path = make_run(tmp_path / "continuous", probe=rows)
+    build_report([path], out=None)
+    assert '<p class="chart-title">Availability over time</p>' in (
+        path / "report.html").read_text()

@@ -247,3 +247,19 @@ def test_a_scenario_of_the_wrong_types_is_left_out_not_a_traceback(
     section = build_report([run], out=None).summary["runs"][0]["scenario"]
     assert section["name"] is None and section["shape"] is None
     assert section["duration_s"] is None and section["thresholds"] == []
+
+
+def test_banner_names_each_runs_main_figures(three_runs) -> None:
+    """Under each run's verdict, its main figures: what a release manager reads first."""
+    out, summary = three_runs
+    ramp, steady, probe = summary["runs"]
+    html = (out / "report.html").read_text()
+    banner = html[html.index('class="banner'):html.index("</div>", html.index('class="banner'))]
+    cap = ramp["capacity"]
+    assert f"{cap['requests']:,} requests at {cap['throughput_rps']:,.1f}/s" in banner
+    assert f"p95 {cap['latency']['p95'] * 1000:.1f} ms" in banner
+    assert f"{steady['capacity']['requests']:,} requests at" in banner
+    assert (f"{probe['uptime']['results']:,} check results, availability "
+            f"{probe['uptime']['availability'] * 100:.3f} %") in banner
+    md = (out / "report.md").read_text()
+    assert md.index("check results, availability") < md.index("#### Capacity")
