@@ -1,7 +1,8 @@
 """Rate-limit mapping accuracy: every limiter kind (``benchmarks/ratelimit_cases.py``: the
 reference server's and real nginx / HAProxy / ``limits`` limiters) over several
-configurations, every figure scored against its truth within the issue's tolerances, and
-the cost. Writes the ``## Rate-limit mapping accuracy`` section of benchmarks/RESULTS.md.
+configurations, every figure scored against its truth within the tolerances of
+docs/ratelimit.md, and the cost. Writes the ``## Rate-limit mapping accuracy`` section of
+benchmarks/RESULTS.md.
 
 A figure is ✓ (within tolerance), ✗ (wrong), or not claimed: ``unknown`` (algorithm),
 ``bound`` (sustained ``null`` with the bounds the steady runs proved; ✗ when a bound
@@ -238,7 +239,7 @@ def main() -> None:
                f"{sum(c <= COST_GOAL for c in costs)} of {len(costs)} configurations within "
                f"the goal of {COST_GOAL:g}.")
     body = "\n".join([
-        "Every limiter kind of issue 14, each figure of `secton-harness ratelimit` against "
+        "Every limiter kind the harness knows, each figure of `secton-harness ratelimit` against "
         "the truth its configuration implies (`benchmarks/ratelimit_cases.py`). Tolerances: "
         "burst ±1 (key) / ±2 (org), sustained ±10 %, cooldown ±max(10 %, 0.25 s), "
         "algorithm and properties right. Not claimed — `unknown`, `bound [at_least, "

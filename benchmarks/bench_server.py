@@ -7,7 +7,7 @@ when installed, else a headless Locust FastHttpUser run. The reference server se
 Median of N runs each; prints a markdown row and the ratio, and replaces the section
 ``## Reference server throughput`` in benchmarks/RESULTS.md.
 
-Headroom figure (issue 8: "the target is never the bottleneck"): the reference server's
+Headroom figure ("the target is never the bottleneck"): the reference server's
 maximum (wrk, above) divided by what ONE Locust FastHttpUser process (``constant(0)``
 wait, no records, pinned to core 1) reaches against the same server (pinned to core 0).
 >= 2.0 means a single generator process uses at most half of what one server core can

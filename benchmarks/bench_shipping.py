@@ -4,7 +4,7 @@ One ``secton-harness load --master --expect-workers 2`` and two workers of the s
 side by side on this machine against the headroom target (``headroom_server.py``): both
 workers run the Locust command the CLI builds for ``--worker``; worker S keeps
 ``--secton-ship-records`` (it sends every part to the master and keeps its copy), worker L
-drops it (parts only in its own folder, as before issue 19). Beside the achieved rates, each
+drops it (parts only in its own folder, as before record shipping). Beside the achieved rates, each
 worker process's CPU seconds give requests per CPU second. The scenario's rate is far
 above what the workers reach, so both are saturated and compete for the same cores under
 the same scheduler;

@@ -1,4 +1,4 @@
-"""The rate-limit accuracy matrix: every limiter kind of issue 14 — the reference server's
+"""The rate-limit accuracy matrix: every limiter kind the harness knows — the reference server's
 algorithms (and its sliding-window counter, counted refusals, penalty box) and real
 limiters nobody on the project wrote (nginx ``limit_req``, HAProxy stick tables, the
 ``limits`` library; ``tests/real_limiters.py`` starts them) — over several configurations

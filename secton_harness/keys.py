@@ -1,6 +1,6 @@
 """API keys: loaded from a TOML keys file, held only in memory, shown only by alias.
 
-A keys file (DESIGN.md contract)::
+A keys file (as the README's quick start writes one)::
 
     [[keys]]
     alias = "a1"                 # what every output shows

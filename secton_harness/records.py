@@ -1,8 +1,8 @@
 """The one request-record shape, and the store every request source writes to.
 
 Everything that sends a request (a probe, a Locust user, the rate-limit mapper) produces a
-record with the columns of :data:`SCHEMA` (DESIGN.md's run-folder contract plus a few
-optional columns). A :class:`RecordSink` collects them in memory and flushes them in
+record with the columns of :data:`SCHEMA` (the run-folder contract of docs/architecture.md plus a
+few optional columns). A :class:`RecordSink` collects them in memory and flushes them in
 batches as Parquet part files under ``records.parts/``, so an interrupted run (even one
 killed outright) keeps every batch already flushed; :meth:`RecordSink.close` merges the
 parts into ``records.parquet``. :func:`read_records` reads either form.
@@ -35,7 +35,7 @@ from secton_harness.errors import BadInput
 RECORDS_FILE = "records.parquet"
 PARTS_DIR = "records.parts"
 
-#: DESIGN.md columns first, then the optional ones this project added (docs/architecture.md).
+#: The run-folder contract's columns first, then the optional ones (docs/architecture.md).
 SCHEMA = pa.schema([
     ("ts", pa.float64()),                 # epoch seconds when the request was sent
     ("source", pa.string()),              # load | probe | ratelimit

@@ -1,10 +1,11 @@
 """The reference Secton API as a plain ASGI app: ``build_app(config) -> SimulatorApp``.
 
-Why no framework: the server must never be the bottleneck of a load test (issue 8:
->= 2x one Locust process). Under Starlette, py-spy put ~60 % of the server's time in the
-framework (middleware chain, Request/Response objects, routing) for five fixed routes.
-Here one dict lookup routes, handlers (handlers.py) return a :class:`Reply` with the
-raw header list already built, and the ground truth is counted in the same call.
+Why no framework: the server must never be the bottleneck of a load test (at least 2x
+one Locust process, docs/reference-server.md). Under Starlette, py-spy put ~60 % of the
+server's time in the framework (middleware chain, Request/Response objects, routing) for
+five fixed routes. Here one dict lookup routes, handlers (handlers.py) return a
+:class:`Reply` with the raw header list already built, and the ground truth is counted in
+the same call.
 Behaviour is what the Starlette app did: JSON everywhere, 404 for unknown paths, 405 with
 ``Allow`` (GET routes also answer HEAD), a JSON 500 for any bug, lifespan shutdown
 writing ``--stats-file``.

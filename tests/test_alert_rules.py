@@ -87,3 +87,18 @@ def test_docs_mention_every_check_metric_and_field() -> None:
                  *ProbesConfig.model_fields, *TargetConfig.model_fields):
         assert name in doc, name
     assert Path(ROOT / "examples" / "harness.toml").exists()
+
+
+def test_burn_rate_alerts_use_the_one_slo_default() -> None:
+    """One SLO default everywhere: the burn-rate factors are the error budget of
+    measures.DEFAULT_SLO (the report's --slo, the probe board's slo variable), and the
+    descriptions name that SLO."""
+    from secton_harness.measures import DEFAULT_SLO
+
+    budgets = []
+    for alert in alerts():
+        budgets += [float(b) for b in re.findall(r"\*\s*([0-9.]+)\s*\)", alert["expr"])]
+        for text in alert.get("annotations", {}).values():
+            for named in re.findall(r"SLO ([0-9.]+) %", text):
+                assert float(named) / 100 == DEFAULT_SLO, (alert["alert"], text)
+    assert budgets and all(b == round(1 - DEFAULT_SLO, 6) for b in budgets), budgets

@@ -110,6 +110,34 @@ def test_readme_and_docs_mention_every_command() -> None:
     assert not missing, f"commands not documented: {missing}"
 
 
+#: What a clone of the repository does not have: the design notes and issue tracker of
+#: the project's own history, or a path beside the checkout.
+OUTSIDE = re.compile(r"DESIGN\.md|\bthe issue\b|\bissues? #?\d+|\bissue-\d+|\.\./shared|"
+                     r"shared/seed", re.IGNORECASE)
+SHIPPED = ("secton_harness", "secton_cli", "probes", "loadtests", "reports", "dashboards",
+           "simulator", "benchmarks", "docs", "examples")
+
+
+def test_docs_and_code_cite_nothing_outside_the_repository() -> None:
+    files = [ROOT / "README.md", *(p for folder in SHIPPED for p in (ROOT / folder).rglob("*")
+                                   if p.suffix in (".md", ".py", ".toml", ".txt", ".j2",
+                                                   ".yml"))]
+    found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}" for path in files
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if OUTSIDE.search(line)]
+    assert not found, "\n".join(found)
+
+
+def test_readme_links_stay_inside_the_repository() -> None:
+    """The API quick start ships under docs/ (the README once linked ../shared/...)."""
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", (ROOT / "README.md").read_text())
+    local = [link for link in links if "://" not in link and not link.startswith("mailto:")]
+    assert "docs/secton-api-quickstart.txt" in local
+    for link in local:
+        target = (ROOT / link).resolve()
+        assert target.is_relative_to(ROOT) and target.exists(), link
+
+
 def test_version() -> None:
     result = run("--version", timeout=60)
     assert result.returncode == 0

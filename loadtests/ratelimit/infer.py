@@ -88,7 +88,8 @@ def _unmeasured(obs: ScopeObservations, why: str, *, burst_known: bool = True,
 
 
 def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> dict[str, Any]:
-    """One scope object (DESIGN.md ``ratelimit.json`` contract) from its observations."""
+    """One scope object (the ``ratelimit.json`` contract, docs/ratelimit.md) from its
+    observations."""
     if obs.get("unreachable"):
         return _unmeasured(obs, obs["unreachable"], burst_known=False, reachable=False)
     burst_a = obs.get("burst_a")
