@@ -147,3 +147,22 @@ def test_ratelimit_headers_on_404_is_not_a_pass(quick_start_target: str) -> None
     assert headers.status == 404
     assert (headers.success, headers.reason) == (False, "status")
     assert set(results) == set(CHECK_NAMES)
+
+
+def test_warning_is_its_own_metric_result(quick_start_target: str) -> None:
+    """The exporter counts a warning under result="warning", not as a plain success, and
+    its success gauge says up (a warning is a pass)."""
+    from prometheus_client import CollectorRegistry
+
+    from probes.exporter import ProbeMetrics
+
+    results = run_once(harness([{"label": "qs", "url": quick_start_target}]))
+    exporter = ProbeMetrics(CollectorRegistry(), list(results), ["qs"])
+    for result in results.values():
+        exporter.observe(result)
+    text = exporter.exposition().decode()
+    line = 'secton_probe_checks_total{{check="models_list",result="{}",target="qs"}} {}'
+    assert line.format("warning", "1.0") in text
+    assert line.format("success", "0.0") in text
+    assert 'secton_probe_success{check="models_list",target="qs"} 1.0' in text
+
