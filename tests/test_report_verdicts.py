@@ -64,7 +64,7 @@ def test_verdict_first_in_html_markdown_and_summary(three_runs) -> None:
     html = (out / "report.html").read_text()
     banner = html.index('class="banner failed"')
     assert banner < html.index("<h3>Capacity</h3>") < html.index("<h3>Uptime</h3>")
-    assert "FAILED" in html[banner:banner + 2000]
+    assert "<b>FAILED</b> — 1 of 3 runs did not pass." in html[banner:banner + 2000]
     md = (out / "report.md").read_text()
     assert md.startswith("## secton-harness report: FAILED")
     assert md.index("check chat@a") < md.index("#### Capacity")
@@ -183,7 +183,9 @@ def test_ramps_are_compared_phase_by_phase(tmp_path: Path) -> None:
     assert by_phase[("stage-2", "p95")]["regressed"]
     assert "stage-2 p95" in baseline["regressions"]
     assert "stage-1 p95" not in baseline["regressions"]
-    assert "Phase by phase" in (current / "report.html").read_text()
+    html = (current / "report.html").read_text()
+    assert "Phase by phase" in html
+    assert "<b>FAILED</b> — a regression against the baseline." in html
 
 
 #: A scenario as ``load`` writes it into run.json (``config.scenario``, the model's dump).
