@@ -139,12 +139,28 @@ def _endpoints(run: dict[str, Any]) -> set[str]:
     return {row["endpoint"] for row in (run.get("capacity") or {}).get("by_endpoint", [])}
 
 
+def _rates(run: dict[str, Any]) -> dict[str, float]:
+    """The scenario's asked rate per endpoint (empty without a scenario)."""
+    endpoints = (run.get("scenario") or {}).get("endpoints") or []
+    return {str(e["name"]): float(e["rate"]) for e in endpoints
+            if isinstance(e, dict) and isinstance(e.get("rate"), int | float)}
+
+
+def _rates_text(rates: dict[str, float]) -> str:
+    return ", ".join(f"{name} {rate:g}/s" for name, rate in sorted(rates.items()))
+
+
 def _checks(run: dict[str, Any]) -> set[str]:
     return {row["check"] for row in (run.get("uptime") or {}).get("per_target", [])}
 
 
 def incompatibilities(run: dict[str, Any], base: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(reasons the two runs cannot be compared, differences worth a warning)."""
+    """(reasons the two runs cannot be compared, differences worth a warning).
+
+    Refused: another command, shape, scenario name, asked rate per endpoint, endpoint set
+    or probe check set (a run at 25/s against a baseline at 50/s compares the load, not the
+    target). Warned: another target or scenario duration (the same load, measured longer
+    or elsewhere)."""
     refuse: list[str] = []
     warn: list[str] = []
     if run.get("command") != base.get("command"):
@@ -155,6 +171,12 @@ def incompatibilities(run: dict[str, Any], base: dict[str, Any]) -> tuple[list[s
     names = ((base.get("scenario") or {}).get("name"), (run.get("scenario") or {}).get("name"))
     if all(names) and names[0] != names[1]:
         refuse.append(f"scenario {names[0]} vs {names[1]}")
+    rates, base_rates = _rates(run), _rates(base)
+    if rates and base_rates and rates != base_rates:  # same name, other load: not comparable
+        refuse.append(f"asked rates {_rates_text(base_rates)} vs {_rates_text(rates)}")
+    durations = [(r.get("scenario") or {}).get("duration_s") for r in (base, run)]
+    if all(isinstance(d, int | float) for d in durations) and durations[0] != durations[1]:
+        warn.append(f"scenario duration {durations[0]:g} s vs {durations[1]:g} s")
     if _endpoints(run) != _endpoints(base):
         refuse.append(f"endpoints {sorted(_endpoints(base)) or 'none'} vs "
                       f"{sorted(_endpoints(run)) or 'none'}")

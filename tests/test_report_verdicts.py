@@ -265,3 +265,21 @@ def test_banner_names_each_runs_main_figures(three_runs) -> None:
             f"{probe['uptime']['availability'] * 100:.3f} %") in banner
     md = (out / "report.md").read_text()
     assert md.index("check results, availability") < md.index("#### Capacity")
+
+
+def test_baseline_of_the_same_scenario_at_other_rates_is_refused(tmp_path: Path) -> None:
+    """Same scenario name, another asked rate: the figures would compare the load, not the
+    target. Another duration alone is compared, with a warning."""
+    rows = load_rows(stage_rates=(16,))
+    current = make_run(tmp_path / "now", load=rows, scenario=STEADY_16)
+    doubled = make_run(tmp_path / "doubled", load=rows, scenario={
+        **STEADY_16, "endpoints": {"models": {"rate": 32.0, "users": 4}}})
+    done = _cli(current, "--baseline", doubled, "--out", tmp_path / "o1")
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "asked rates models 32/s vs models 16/s" in lines[0], lines
+    longer = make_run(tmp_path / "longer", load=rows, scenario={**STEADY_16, "duration": 8.0})
+    baseline = build_report([current], out=tmp_path / "o2", baseline=longer).summary[
+        "baseline"]
+    assert baseline["rows"] and any("duration 8 s vs 4 s" in w for w in baseline["warnings"])
+
