@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -182,14 +183,26 @@ def test_light_modules_import_without_locust_or_gevent() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_demo_runs_the_tour_and_exits_0() -> None:
-    result = run("demo", timeout=600)
+def test_demo_runs_the_tour_and_exits_0(tmp_path: Path) -> None:
+    result = run("demo", "--out", str(tmp_path / "demo"), timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for check in ("models_list", "chat_completion", "org_isolation", "auth_missing",
                   "auth_invalid", "auth_malformed"):
         assert check in result.stdout
     assert "FAIL" not in result.stdout
     assert "sk-demo" not in result.stdout + result.stderr  # aliases only, never keys
+    # the tour's report: three real runs of three kinds, each its own section and verdict
+    summary = json.loads((tmp_path / "demo" / "report" / "summary.json").read_text())
+    assert summary["verdict"]["status"] == "passed"
+    kinds = {run["command"]: run for run in summary["runs"]}
+    assert set(kinds) == {"probe", "load", "ratelimit"}
+    assert all(run["verdict"]["status"] == "passed" for run in summary["runs"])
+    assert kinds["load"]["capacity"]["available"] and not kinds["probe"]["capacity"][
+        "available"]
+    assert kinds["probe"]["uptime"]["available"] and kinds["ratelimit"]["ratelimits"]["cards"]
+    assert "capacity" not in summary  # several runs: never merged into one
+    html = (tmp_path / "demo" / "report" / "report.html").read_text()
+    assert html.index('class="banner passed"') < html.index('<section id="run-1">')
 
 
 def test_help_paragraphs_are_reflowed_but_marked_blocks_kept() -> None:
