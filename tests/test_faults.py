@@ -266,3 +266,13 @@ def test_load_stops_itself_when_the_target_is_down(tmp_path: Path) -> None:
     assert 20 <= len(rows) < 20 * 30  # stopped long before the 60 s (1200 requests)
     # every answer was a 500; requests still open when the run stopped are "cancelled"
     assert all(r["status"] == 500 or r["error"] == "cancelled" for r in rows)
+    # the report says so first: stopped early, for the dead target
+    from reports.build import build_report
+
+    report = build_report([tmp_path / "run"], out=tmp_path / "report")
+    verdict = report.summary["runs"][0]["verdict"]
+    assert verdict["status"] == "stopped early", verdict
+    assert any("target down" in reason for reason in verdict["reasons"]), verdict
+    html = report.html.read_text()
+    banner = html.index('class="banner failed"')
+    assert "STOPPED EARLY" in html[banner:html.index("</div>", banner)]
