@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 from reports import charts
 from reports.stats import STATUS_CLASSES
+from secton_harness.ratelimit_model import FIGURE_WORDS, HEADLINE_FIGURES
 
 DASH = "–"
 
@@ -86,16 +87,6 @@ def plain(value: Any) -> str:
     return num(value)
 
 
-#: The rate-limit card's figures in words, with their unit (ratelimit.json keeps the
-#: field names; summary.json too).
-FIGURE_LABELS = {"burst": "burst (requests)", "sustained_per_min": "sustained rate",
-                 "cooldown_s": "cooldown", "full_recovery_s": "full recovery",
-                 "penalty_extends": "retries during a block extend it",
-                 "refusals_count": "refused requests count against the budget",
-                 "shared_across_endpoints": "one budget across endpoints",
-                 "retry_after": "Retry-After"}
-
-
 def card_secs(value: float) -> str:
     """Seconds on a rate-limit card: two decimals below 10 s (a 1.85 s cooldown is not
     "1.8 s"), else as everywhere."""
@@ -103,7 +94,7 @@ def card_secs(value: float) -> str:
 
 
 def figure_name(name: str) -> str:
-    return FIGURE_LABELS.get(name, name.replace("_", " "))
+    return FIGURE_WORDS.get(name, name.replace("_", " "))
 
 
 def figure_value(value: Any, name: str) -> str:
@@ -185,7 +176,7 @@ def headline(run: dict[str, Any]) -> str:
     for card in (run.get("ratelimits") or {}).get("cards", []):
         shown = {f["name"]: f["value"] for f in card.get("figures", [])}
         figures = [f"{figure_name(name).split(' (')[0]} {figure_value(shown[name], name)}"
-                   for name in ("burst", "sustained_per_min") if name in shown]
+                   for name in HEADLINE_FIGURES if name in shown]
         if figures:
             parts.append(f"{card['scope']} limit: {', '.join(figures)}")
     return "; ".join(parts)

@@ -41,6 +41,16 @@ FLAGS = ("penalty_extends", "refusals_count", "shared_across_endpoints")
 #: The figures shown on a limit card, in order (the mapper's and the report's).
 CARD_FIELDS = (*QUANTITIES, "algorithm", *FLAGS, "confidence", "retry_after")
 SCOPES = ("key", "org")
+#: The card's figures in words, with their unit where the value has none (the report's
+#: card; ratelimit.json and summary.json keep the field names).
+FIGURE_WORDS = {"burst": "burst (requests)", "sustained_per_min": "sustained rate",
+                "cooldown_s": "cooldown", "full_recovery_s": "full recovery",
+                "penalty_extends": "retries during a block extend it",
+                "refusals_count": "refused requests count against the budget",
+                "shared_across_endpoints": "one budget across endpoints",
+                "retry_after": "Retry-After"}
+#: The figures a report's verdict banner names for each scope: its size and its rate.
+HEADLINE_FIGURES = QUANTITIES[:2]
 
 
 class _Open(BaseModel):
