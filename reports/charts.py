@@ -23,6 +23,8 @@ LEFT, RIGHT, TOP, BOTTOM = 64, 150, 14, 34
 Points = list[list[float | None]]
 #: Lane labels (check @ target, key alias) up to this many characters are shown whole.
 LANE_LABEL_CHARS = 44
+#: Legend entries (right of a line chart, RIGHT pixels wide) up to this many characters.
+LEGEND_CHARS = 21
 
 
 def _nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
@@ -105,7 +107,8 @@ def line_chart(series: dict[str, Points], *, title: str, y_label: str,
         ly = TOP + 12 + index * 16
         parts.append(f'<rect x="{LEFT + pw + 10}" y="{ly - 8}" width="10" height="10" '
                      f'fill="{colour}"/><text x="{LEFT + pw + 24}" y="{ly + 1}">'
-                     f'{escape(name[:20])}</text>')
+                     f'{escape(_fit(name, LEGEND_CHARS))}<title>{escape(name)}</title>'
+                     '</text>')
     parts.append("</svg>")
     return _titled(title, "".join(parts))
 
@@ -175,11 +178,12 @@ def lanes_chart(lanes: dict[str, list[list[float]]], *, span_s: float, bucket_s:
     return _titled(title, "".join(parts))
 
 
-def _fit(name: str) -> str:
-    """A lane label of at most LANE_LABEL_CHARS characters, cut in the middle."""
-    if len(name) <= LANE_LABEL_CHARS:
+def _fit(name: str, chars: int = LANE_LABEL_CHARS) -> str:
+    """A label of at most ``chars`` characters, cut in the middle with an ellipsis (a
+    legend entry was cut at 20 silently: two long endpoints could read the same)."""
+    if len(name) <= chars:
         return name
-    half = (LANE_LABEL_CHARS - 1) // 2
+    half = (chars - 1) // 2
     return f"{name[:half]}…{name[-half:]}"
 
 

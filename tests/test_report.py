@@ -227,3 +227,13 @@ def test_a_probe_once_run_draws_no_availability_timeline(tmp_path: Path) -> None
     build_report([path], out=None)
     assert '<p class="chart-title">Availability over time</p>' in (
         path / "report.html").read_text()
+
+
+def test_long_legend_names_are_cut_visibly_and_kept_whole_in_a_tooltip() -> None:
+    from reports.charts import line_chart
+
+    svg = str(line_chart({"/v1/chat/completions/with/a/long/tail": [[0, 1], [1, 2]],
+                          "/v1/chat/completions/with/a/long/head": [[0, 2], [1, 1]]},
+                         title="t", y_label="y"))
+    assert "/v1/chat/c…/long/tail<title>/v1/chat/completions/with/a/long/tail</title>" in svg
+    assert "/v1/chat/c…/long/head" in svg  # the two names still read apart
