@@ -260,9 +260,29 @@ def _environment(autoescape: bool) -> Environment:
     return env
 
 
+def _run_number(value: float) -> str:
+    """An x tick of the trend charts: whole runs only."""
+    return f"{value:g}" if value == int(value) else ""
+
+
+def _trend(summary: dict[str, Any]) -> Markup | None:
+    """Three or more load runs: their p95 and ok rate over the runs, in the order given
+    (a trend a table of numbers hides; two runs are the table's side by side)."""
+    rows = summary.get("comparison") or []
+    if len(rows) < 3:
+        return None
+    axis = {"x_label": "load run (in the order given)", "x_format": _run_number}
+    return Markup(charts.line_chart(
+        {"p95": [[i, r["p95"]] for i, r in enumerate(rows, 1)]},
+        title="p95 latency over the load runs", y_label="latency",
+        y_format=charts.fmt_seconds_axis, **axis) + charts.line_chart(
+        {"ok rate": [[i, r["ok_rps"]] for i, r in enumerate(rows, 1)]},
+        title="Ok throughput over the load runs", y_label="requests/s", **axis))
+
+
 def render_html(summary: dict[str, Any]) -> str:
     return _environment(True).get_template("report.html.j2").render(
-        s=summary, charts=[_charts(run) for run in summary["runs"]])
+        s=summary, charts=[_charts(run) for run in summary["runs"]], trend=_trend(summary))
 
 
 def render_markdown(summary: dict[str, Any]) -> str:

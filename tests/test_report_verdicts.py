@@ -283,3 +283,17 @@ def test_baseline_of_the_same_scenario_at_other_rates_is_refused(tmp_path: Path)
         "baseline"]
     assert baseline["rows"] and any("duration 8 s vs 4 s" in w for w in baseline["warnings"])
 
+
+
+def test_three_load_runs_get_a_trend_two_do_not(tmp_path: Path) -> None:
+    runs = [make_run(tmp_path / f"r{i}", load=load_rows(seed=i, stage_rates=(20,),
+                                                        slow=1.0 + i))
+            for i in range(3)]
+    summary = build_report(runs, out=tmp_path / "three").summary
+    html = (tmp_path / "three" / "report.html").read_text()
+    assert '<p class="chart-title">p95 latency over the load runs</p>' in html
+    assert '<p class="chart-title">Ok throughput over the load runs</p>' in html
+    p95 = [row["p95"] for row in summary["comparison"]]
+    assert p95 == sorted(p95)  # slower each run: the trend the chart draws
+    build_report(runs[:2], out=tmp_path / "two")
+    assert "over the load runs" not in (tmp_path / "two" / "report.html").read_text()
