@@ -271,13 +271,14 @@ def _trend(summary: dict[str, Any]) -> Markup | None:
     rows = summary.get("comparison") or []
     if len(rows) < 3:
         return None
-    axis = {"x_label": "load run (in the order given)", "x_format": _run_number}
+    runs = "load run (in the order given)"
     return Markup(charts.line_chart(
         {"p95": [[i, r["p95"]] for i, r in enumerate(rows, 1)]},
-        title="p95 latency over the load runs", y_label="latency",
-        y_format=charts.fmt_seconds_axis, **axis) + charts.line_chart(
+        title="p95 latency over the load runs", y_label="latency", x_label=runs,
+        x_format=_run_number, y_format=charts.fmt_seconds_axis) + charts.line_chart(
         {"ok rate": [[i, r["ok_rps"]] for i, r in enumerate(rows, 1)]},
-        title="Ok throughput over the load runs", y_label="requests/s", **axis))
+        title="Ok throughput over the load runs", y_label="requests/s", x_label=runs,
+        x_format=_run_number))
 
 
 def render_html(summary: dict[str, Any]) -> str:
