@@ -265,6 +265,9 @@ def test_banner_names_each_runs_main_figures(three_runs) -> None:
             f"{probe['uptime']['availability'] * 100:.3f} %") in banner
     md = (out / "report.md").read_text()
     assert md.index("check results, availability") < md.index("#### Capacity")
+    # the list of runs ends before the next paragraph (else Markdown folds that line
+    # into the last run's item)
+    assert f"\n\n{summary['records']:,} records (" in md
 
 
 def test_baseline_of_the_same_scenario_at_other_rates_is_refused(tmp_path: Path) -> None:
