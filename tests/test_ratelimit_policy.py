@@ -7,7 +7,13 @@ from conftest import write_toml
 
 from loadtests.ratelimit.fingerprints.bucket import bucket_capacity
 from loadtests.ratelimit.infer import retry_after_accuracy
-from loadtests.ratelimit.policy import check_policy, load_policy, parse_tolerance
+from loadtests.ratelimit.policy import (
+    ScopePolicy,
+    check_policy,
+    check_scope,
+    load_policy,
+    parse_tolerance,
+)
 from secton_harness.errors import BadInput
 
 MEASURED = {"burst": 10, "sustained_per_min": 590.0, "cooldown_s": 0.9,
@@ -67,3 +73,18 @@ def test_retry_after_accuracy_against_observed_recovery():
     none = retry_after_accuracy([{"cooldown_s": 1.0, "retry_after": []}], [None], False, None)
     assert none == {"present": False, "mean_error_s": None, "max_error_s": None,
                     "mean_signed_error_s": None, "samples": 0}
+
+
+def test_check_lines_use_the_policy_files_words_not_pythons() -> None:
+    """``key.shared_across_endpoints (True) == True`` and ``in ['fixed_window']`` showed
+    Python; a figure not measured read ``(None)``."""
+    policy = ScopePolicy(burst=10, algorithm=["fixed_window", "token_bucket"],
+                         shared_across_endpoints=True, retry_after_max_error_s=1.0)
+    checks = check_scope("key", policy, {"burst": None, "algorithm": "fixed_window",
+                                         "shared_across_endpoints": True})
+    lines = {name: check["line"] for name, check in checks.items()}
+    assert lines["burst"] == "key.burst (not measured) == 10 ± 1"
+    assert lines["algorithm"] == "key.algorithm (fixed_window) in fixed_window | token_bucket"
+    assert lines["shared_across_endpoints"] == "key.shared_across_endpoints (true) == true"
+    assert lines["retry_after_max_error_s"] == "key.retry_after.max_error_s (not measured) <= 1"
+    assert not any(word in " ".join(lines.values()) for word in ("True", "None", "['"))

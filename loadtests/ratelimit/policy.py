@@ -101,6 +101,18 @@ def _figure(raw: Figure | float, name: str) -> tuple[float, float]:
     return figure.value, max(absolute, relative * figure.value)
 
 
+def _word(value: Any) -> str:
+    """A measured or promised value as the policy file spells it (TOML's true/false), or
+    "not measured"; never Python's True/None or a list's repr."""
+    if value is None:
+        return "not measured"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 def check_scope(name: str, policy: ScopePolicy, measured: dict[str, Any]) -> dict[str, Any]:
     """Every documented figure of one scope: expected, measured, tolerance, pass."""
     checks: dict[str, Any] = {}
@@ -112,7 +124,7 @@ def check_scope(name: str, policy: ScopePolicy, measured: dict[str, Any]) -> dic
         got = measured.get(figure)
         passed = got is not None and abs(got - expected) <= allowed + 1e-9
         shown = "unverified" if got is None and figure in (
-            measured.get("unverified") or []) else got
+            measured.get("unverified") or []) else _word(got)
         checks[figure] = {"expected": expected, "tolerance": round(allowed, 4),
                           "measured": got, "pass": passed,
                           "line": f"{name}.{figure} ({shown}) == {expected:g} ± {allowed:g}"}
@@ -122,20 +134,21 @@ def check_scope(name: str, policy: ScopePolicy, measured: dict[str, Any]) -> dic
         got = measured.get("algorithm")
         checks["algorithm"] = {"expected": allowed_algos, "measured": got,
                                "pass": got in allowed_algos,
-                               "line": f"{name}.algorithm ({got}) in {allowed_algos}"}
+                               "line": f"{name}.algorithm ({_word(got)}) in "
+                                       f"{' | '.join(allowed_algos)}"}
     for prop in FLAGS:
         promised = getattr(policy, prop)
         if promised is None:
             continue
         got = measured.get(prop)
         checks[prop] = {"expected": promised, "measured": got, "pass": got == promised,
-                        "line": f"{name}.{prop} ({got}) == {promised}"}
+                        "line": f"{name}.{prop} ({_word(got)}) == {_word(promised)}"}
     if policy.retry_after_max_error_s is not None:
         got = (measured.get("retry_after") or {}).get("max_error_s")
         checks["retry_after_max_error_s"] = {
             "expected": policy.retry_after_max_error_s, "measured": got,
             "pass": got is not None and got <= policy.retry_after_max_error_s,
-            "line": f"{name}.retry_after.max_error_s ({got}) <= "
+            "line": f"{name}.retry_after.max_error_s ({_word(got)}) <= "
                     f"{policy.retry_after_max_error_s:g}"}
     return checks
 
