@@ -200,6 +200,7 @@ def _series(load: pd.DataFrame, ts: np.ndarray, t0: float, duration: float,
         "bucket_covered_s": [float(c) for c in covered],  # per point: rate = count / this
         "throughput_by_endpoint": per_second(by_endpoint),
         "throughput_by_status": per_second(by_status),
+        "rolling_rate": _rolling(by_status.reindex(grid, fill_value=0).sum(axis=1), seconds),
         "latency": latency,
     }
     if load["prompt_tokens"].notna().any() or load["completion_tokens"].notna().any():
@@ -209,3 +210,19 @@ def _series(load: pd.DataFrame, ts: np.ndarray, t0: float, duration: float,
                                 / seconds)
             for name in ("prompt", "completion")}
     return series
+
+
+#: Buckets in the rolling rate's window (centred); runs of fewer buckets than twice this
+#: get none (their buckets are already few and wide).
+ROLLING_BUCKETS = 5
+
+
+def _rolling(counts: pd.Series, seconds: pd.Series) -> dict[str, Any]:
+    """All requests' rate over a centred window of ROLLING_BUCKETS buckets: the trend
+    through the per-bucket noise (a Poisson bucket of ten requests varies by a third)."""
+    if len(counts) < 2 * ROLLING_BUCKETS:
+        return {}
+    window = {"window": ROLLING_BUCKETS, "center": True, "min_periods": 1}
+    rate = counts.rolling(**window).sum() / seconds.rolling(**window).sum()
+    width = float(seconds.iloc[0]) * ROLLING_BUCKETS
+    return {f"all, rolling {width:g} s": series_points(counts.index, rate)}

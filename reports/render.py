@@ -203,8 +203,8 @@ def _charts(summary: dict[str, Any]) -> dict[str, Any]:
     if cap.get("available"):
         series = cap["series"]
         out["throughput_endpoint"] = charts.line_chart(
-            series["throughput_by_endpoint"], title="Throughput by endpoint",
-            y_label="requests/s")
+            {**series["throughput_by_endpoint"], **series.get("rolling_rate", {})},
+            title="Throughput by endpoint", y_label="requests/s")
         out["throughput_status"] = charts.line_chart(
             series["throughput_by_status"], title="Throughput by status",
             y_label="requests/s", colours=charts.STATUS_COLOURS)

@@ -237,3 +237,18 @@ def test_long_legend_names_are_cut_visibly_and_kept_whole_in_a_tooltip() -> None
                          title="t", y_label="y"))
     assert "/v1/chat/c…/long/tail<title>/v1/chat/completions/with/a/long/tail</title>" in svg
     assert "/v1/chat/c…/long/head" in svg  # the two names still read apart
+
+
+def test_rolling_rate_follows_the_run_through_bucket_noise(tmp_path: Path) -> None:
+    """A steady 20/s run: the rolling rate (all requests, centred over 5 buckets) reads
+    20/s at every point, including the ends; too short a run has none."""
+    path = make_run(tmp_path / "steady", load=load_rows(stage_rates=(20,), stage_s=15.9))
+    series = build_report([path], out=None).summary["capacity"]["series"]
+    [(name, points)] = series["rolling_rate"].items()
+    assert name == "all, rolling 2.5 s"
+    assert all(rate == pytest.approx(20, rel=0.02) for _, rate in points), points
+    html = (path / "report.html").read_text()
+    assert "all, rolling 2.5 s" in html
+    short = make_run(tmp_path / "short", load=load_rows(stage_rates=(20,), stage_s=2.0))
+    assert build_report([short], out=None).summary["capacity"]["series"][
+        "rolling_rate"] == {}
