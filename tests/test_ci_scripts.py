@@ -52,5 +52,5 @@ def test_version_step_exits_zero_and_names_every_tool() -> None:
         assert result.returncode == 0, (result.returncode, result.stderr)
         out = result.stdout + result.stderr
         for tool in ("prometheus, version", "promtool, version", "nginx version",
-                     "HAProxy version"):
+                     "HAProxy version", "Chromium"):
             assert tool in out, (tool, out)

@@ -5,7 +5,8 @@ The screenshot is decoded here (PNG: zlib and the five row filters, no imaging l
 and searched for the banner's border (a row mostly of its colour): a failed report's red
 banner must sit in the top 300 pixels of a 1000 x 700 window, where the eye lands before
 any scrolling. The PNG stays in the test's temporary folder and its path is printed (``-s``
-shows it). Skipped where no Chromium is installed (``apt-get install chromium``).
+shows it). Chromium is required like Prometheus and nginx: ``.ci/install-deps`` (run by
+``make test``) installs it, and a missing one fails the test, never skips it.
 """
 
 from __future__ import annotations
@@ -92,8 +93,9 @@ def _screenshot(html: Path, png: Path) -> bytes:
     return png.read_bytes()
 
 
-@pytest.mark.skipif(BROWSER is None, reason="no headless Chromium installed")
 def test_first_screen_shows_the_verdict(tmp_path: Path) -> None:
+    assert BROWSER is not None, (
+        "Chromium is not installed (Debian package chromium; .ci/install-deps installs it)")
     ramp = make_run(tmp_path / "ramp", load=load_rows())
     steady = make_run(tmp_path / "steady", load=load_rows(seed=2, stage_rates=(20,)))
     probe = make_run(tmp_path / "probe", probe=probe_rows())  # failing checks: FAILED
