@@ -234,7 +234,7 @@ def print_result(console: Any, result: Any) -> None:
     from loadtests.thresholds import format_value
 
     figures = Table(title=f"load: {result.run_dir}")
-    for column in ("endpoint", "requests", "rps", "target rps", "p50 ms", "p95 ms",
+    for column in ("endpoint", "requests", "rps", "asked rps", "p50 ms", "p95 ms",
                    "p99 ms", "p99 corr. ms", "errors", "error %", "429"):
         figures.add_column(column, justify="left" if column == "endpoint" else "right")
 
@@ -249,7 +249,7 @@ def print_result(console: Any, result: Any) -> None:
 
     for endpoint, f in result.summary.items():
         figures.add_row(endpoint, show(f["requests"]), show(f["rps"]),
-                        show(f.get("target_rps")), ms(f["p50_latency_s"]),
+                        show(f.get("asked_rps")), ms(f["p50_latency_s"]),
                         ms(f["p95_latency_s"]), ms(f["p99_latency_s"]),
                         ms(f["p99_corrected_latency_s"]), show(f["errors"]),
                         pct(f.get("error_rate")), show(f["ratelimited"]))

@@ -22,15 +22,18 @@ FIGURES = ("requests", "rps", "ok", "errors", "error_rate", "ratelimited", "rate
 
 
 def summarize(table: pa.Table, scenario: Scenario) -> dict[str, Any]:
-    """``{"all": {...}, "/v1/models": {...}, ...}`` with the target rate beside ``rps``."""
+    """``{"all": {...}, "/v1/models": {...}, ...}`` with the asked rate beside ``rps``:
+    ``asked_rps`` (the scenario's expected requests over its duration: the mean over a
+    ramp; the same figure as ``rates.<endpoint>.asked_rps``), ``asked_requests`` and
+    ``configured_rps`` (the endpoint's ``rate`` before the shape's multiplier)."""
     out: dict[str, Any] = {"all": _figures(table)}
     for name, load in scenario.endpoint_loads().items():
         path = BY_NAME[name].path
         part = table.filter(pc.equal(table["endpoint"], path)) if table.num_rows else table
         figures = _figures(part)
-        figures["target_rps"] = scenario.expected_requests(name) / scenario.duration
-        figures["target_requests"] = scenario.expected_requests(name)
-        figures["base_rate"] = load.rate
+        figures["asked_rps"] = scenario.expected_requests(name) / scenario.duration
+        figures["asked_requests"] = scenario.expected_requests(name)
+        figures["configured_rps"] = load.rate
         out[path] = figures
     return out
 
