@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import pytest
 from conftest import ROOT, free_port, write_toml
 
 from benchmarks import truth
+from loadtests.record_shipping import WINDOW
 from secton_harness.records import read_records
 
 pytestmark = pytest.mark.slow
@@ -76,6 +77,26 @@ def pushed_series(url: str, run: str) -> dict[str, float]:
     return {name: float(value) for name, value in
             (line.rsplit(" ", 1) for line in text.splitlines()
              if line.startswith("secton_") and f'run="{run}"' in line)}
+
+
+def locust_processes(cli: subprocess.Popen) -> list[int]:
+    """The Locust process(es) a ``secton-harness load`` command started."""
+    pids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(cli.pid)],
+                          capture_output=True, text=True).stdout.split()
+    assert pids, "the CLI has no Locust process"
+    return [int(pid) for pid in pids]
+
+
+def part_count(out: Path) -> int:
+    return len(list((out / "records.parts").glob("*.parquet")))
+
+
+def wait_for(condition: Callable[[], bool], what: str, bound_s: float = 40) -> None:
+    """Until ``condition`` holds; a bound (never a timing assertion) against a hang."""
+    deadline = time.monotonic() + bound_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {bound_s:.0f}s: {what}"
+        time.sleep(0.2)
 
 
 class Cluster:
@@ -171,11 +192,8 @@ def test_a_killed_worker_makes_the_run_incomplete_and_nothing_hangs(
         time.sleep(0.2)  # killed once it has sent something ...
     time.sleep(3.5)  # ... and reported its counts (Locust reports every 3 s)
     # the worker's Locust process dies outright (as with a lost machine): no final batch
-    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(victim.pid)],
-                              capture_output=True, text=True).stdout.split()
-    assert children
-    for pid in children:
-        os.kill(int(pid), signal.SIGKILL)
+    for pid in locust_processes(victim):
+        os.kill(pid, signal.SIGKILL)
     victim.send_signal(signal.SIGKILL)
     stderr = cluster.wait()
     assert cluster.elapsed < RUN_BOUND_S
@@ -193,3 +211,42 @@ def test_a_killed_worker_makes_the_run_incomplete_and_nothing_hangs(
     name = kept["worker"][0].as_py()
     assert kept.num_rows > 0
     assert table["worker"].to_pylist().count(name) == kept.num_rows
+
+
+def test_a_stalled_master_makes_workers_wait_on_disk_and_loses_nothing(
+        reference_server: Any, tmp_path: Path) -> None:
+    """Back-pressure: the master's Locust process is stopped (SIGSTOP: it reads and
+    acknowledges nothing) while both workers keep writing parts. Each worker sends at most
+    WINDOW parts unacknowledged; the rest wait on its disk. Once the master runs again,
+    every record arrives: none was dropped."""
+    server = reference_server(SERVER)
+    scenario = write_toml(tmp_path / "s.toml", {
+        "duration": "15s", "arrival": "even", "drain": "1s", "validate_sample": 0.0,
+        "endpoints": {"chat": {"rate": "20/s", "users": 4}}})
+    cluster = Cluster(tmp_path, scenario, server.url)
+    wait_for(lambda: part_count(cluster.master_out) > 0, "the first part at the master")
+    master = locust_processes(cluster.master)
+    for pid in master:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        before = [part_count(out) for out in cluster.worker_outs]
+        # each worker writes WINDOW + 3 more parts while the master acknowledges none:
+        # at least 2 of them cannot be sent and wait on the worker's disk
+        wait_for(lambda: all(part_count(out) >= n + WINDOW + 3
+                             for out, n in zip(cluster.worker_outs, before, strict=True)),
+                 f"{WINDOW + 3} more parts at each worker while the master is stopped")
+    finally:
+        for pid in master:
+            os.kill(pid, signal.SIGCONT)
+    stderr = cluster.wait()
+    assert cluster.master.returncode == 0, stderr[-3000:]
+    info = json.loads((cluster.master_out / "run.json").read_text())
+    assert info["outcome"] == "passed", stderr[-3000:]
+    workers = info["workers"]
+    assert len(workers) == 2 and all(w["complete"] for w in workers), workers
+    assert all(w["max_waiting_parts"] >= 2 for w in workers), workers
+    table = read_records(cluster.master_out)
+    assert truth.record_counts(table) == truth.server_counts(truth.fetch_stats(server.url))
+    for out in cluster.worker_outs:  # each worker's own copy equals what it shipped
+        kept = read_records(out)
+        assert table["worker"].to_pylist().count(kept["worker"][0].as_py()) == kept.num_rows
