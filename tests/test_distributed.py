@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 from conftest import ROOT, free_port, write_toml
@@ -143,7 +144,9 @@ def test_workers_records_reach_the_master_which_judges_every_record(
                       "chat": {"rate": "30/s", "users": 8}},
         # fails on purpose: the master's exit code must follow it
         "thresholds": {"all": ["error_rate == 0", "requests < 20"]}})
+    verdict, junit = tmp_path / "verdict.json", tmp_path / "junit.xml"
     cluster = Cluster(tmp_path, scenario, server.url, "--push-gateway", pushgateway,
+                      "--json", str(verdict), "--junit", str(junit),
                       worker_extra=((), ("--no-keep-parts",)))
     stderr = cluster.wait()
     assert cluster.master.returncode == 1, stderr[-3000:]
@@ -159,6 +162,16 @@ def test_workers_records_reach_the_master_which_judges_every_record(
     assert sum(served.values()) > 50
     assert truth.record_counts(table) == served
     assert info["records"] == table.num_rows
+    # the master's --json, --junit and table are the same verdict over the same records
+    summary = json.loads(verdict.read_text())
+    assert (summary["outcome"], summary["exit_code"]) == ("failed", 1)
+    assert summary["summary"]["all"]["requests"] == table.num_rows
+    cases = ElementTree.parse(junit).getroot().iter("testcase")
+    failed = [c.get("name") for c in cases if c.find("failure") is not None]
+    assert len(failed) == 1 and "requests < 20" in failed[0], failed
+    # the table (on stderr, as in a single run): every request, the failing threshold
+    assert "outcome: failed" in stderr and "requests < 20" in stderr
+    assert "│ all " in stderr and f" {table.num_rows} " in stderr
     # both workers' records, both accounted complete
     assert len(set(table["worker"].to_pylist())) == 2
     workers = info["workers"]
@@ -172,6 +185,11 @@ def test_workers_records_reach_the_master_which_judges_every_record(
     # the Pushgateway holds the final counts of this run
     assert info["pushgateway"]["pushed"] is True
     series = pushed_series(pushgateway, cluster.master_out.name)
+    # with the labels the dashboards select on, as on /metrics (either source works)
+    pushed = [name for name in series if name.startswith("secton_requests_total{")]
+    assert pushed and all(all(f'{label}="' in name for label in
+                              ("source", "endpoint", "status", "org", "outcome"))
+                          for name in pushed), pushed
     assert sum(v for k, v in series.items()
                if k.startswith("secton_requests_total{")) == table.num_rows
     assert sum(v for k, v in series.items()
@@ -184,7 +202,8 @@ def test_a_killed_worker_makes_the_run_incomplete_and_nothing_hangs(
     scenario = write_toml(tmp_path / "s.toml", {
         "duration": "6s", "arrival": "even", "drain": "1s", "validate_sample": 0.0,
         "endpoints": {"chat": {"rate": "20/s", "users": 6}}})
-    cluster = Cluster(tmp_path, scenario, server.url)
+    verdict = tmp_path / "verdict.json"
+    cluster = Cluster(tmp_path, scenario, server.url, "--json", str(verdict))
     victim, survivor = cluster.workers
     deadline = time.monotonic() + 30
     parts = cluster.worker_outs[0] / "records.parts"
@@ -202,6 +221,7 @@ def test_a_killed_worker_makes_the_run_incomplete_and_nothing_hangs(
     info = json.loads((cluster.master_out / "run.json").read_text())
     assert info["outcome"] == "incomplete"
     assert "incomplete run" in info["reason"]
+    assert json.loads(verdict.read_text())["outcome"] == "incomplete"
     lost = [w for w in info["workers"] if not w["complete"]]
     assert len(lost) == 1 and lost[0]["final_batch"] is False
     assert lost[0]["last_known_records"] is not None and "lost" in lost[0]["problem"]
