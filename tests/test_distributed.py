@@ -3,8 +3,11 @@
 another machine. The workers ship their record parts to the master over Locust's message
 channel; the master merges and judges them.
 
-All processes run on loopback on this machine (no network namespaces: the test needs no
-root and the channel is the same TCP/ZeroMQ connection either way). The target is the
+Each worker runs on its own test host: a network namespace with its own address on a
+bridge the test creates (tests/netns_hosts.py), reaching the master and the target at the
+bridge's gateway address over a real network path, as from another machine. Where
+namespaces cannot be made (no root), the workers fall back to loopback processes and the
+test prints (and warns) so. The target is the
 reference server, whose ``/_admin/stats`` is the ground truth; the Pushgateway is the
 real ``prometheus-pushgateway`` binary on a free loopback port. Asserts on counts only,
 never on speed.
@@ -20,6 +23,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,7 @@ from xml.etree import ElementTree
 
 import pytest
 from conftest import ROOT, free_port, write_toml
+from netns_hosts import Hosts, network_hosts
 
 from benchmarks import truth
 from loadtests.record_shipping import WINDOW
@@ -88,6 +94,20 @@ def locust_processes(cli: subprocess.Popen) -> list[int]:
     return [int(pid) for pid in pids]
 
 
+def ground_truth(server: Any, stats: Path) -> Counter[Any]:
+    """The server's own counts, written when it stops: its ``/_admin/stats`` answers
+    loopback clients only, and with namespaces the server listens on their gateway."""
+    server.stop()
+    return truth.server_counts(json.loads(stats.read_text()))
+
+
+def net_namespace(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return ""
+
+
 def part_count(out: Path) -> int:
     return len(list((out / "records.parts").glob("*.parquet")))
 
@@ -100,25 +120,41 @@ def wait_for(condition: Callable[[], bool], what: str, bound_s: float = 40) -> N
         time.sleep(0.2)
 
 
-class Cluster:
-    """A master and two workers of one scenario, started as three CLI commands."""
+@pytest.fixture
+def hosts() -> Iterator[Hosts]:
+    """Two worker hosts: network namespaces with their own addresses where they can be
+    made, else loopback processes; the test's output says which."""
+    with network_hosts(2) as made:
+        print(made.describe(), file=sys.stderr)
+        if made.why_not:
+            warnings.warn(made.describe(), stacklevel=1)
+        yield made
 
-    def __init__(self, tmp_path: Path, scenario: Path, url: str, *master_extra: str,
+
+class Cluster:
+    """A master and two workers of one scenario, started as three CLI commands; the
+    master (with the target) on the hosts' gateway, each worker on its own host."""
+
+    def __init__(self, tmp_path: Path, scenario: Path, url: str, hosts: Hosts,
+                 *master_extra: str,
                  worker_extra: tuple[tuple[str, ...], ...] = ((), ())) -> None:
         self.master_out = tmp_path / "master"
         self.worker_outs = [tmp_path / "worker-a", tmp_path / "worker-b"]
         port = free_port()
+        # a namespace's gateway is not loopback: allowed, it exists only on this machine
+        remote = ("--allow-remote",) if hosts.namespaces else ()
         self.master = subprocess.Popen(
             load_cmd(scenario, url, self.master_out, "--master", "--expect-workers", "2",
-                     "--master-host", "127.0.0.1", "--master-port", str(port),
-                     *master_extra),
+                     "--master-host", hosts.gateway, "--master-port", str(port),
+                     *remote, *master_extra),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(1.0)
-        self.workers = [subprocess.Popen(
-            load_cmd(scenario, url, out, "--worker", "--master-host", "127.0.0.1",
-                     "--master-port", str(port), *extra),
+        self.workers = [subprocess.Popen(hosts.on(index, load_cmd(
+            scenario, url, out, "--worker", "--master-host", hosts.gateway,
+            "--master-port", str(port), *remote, *extra)),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for out, extra in zip(self.worker_outs, worker_extra, strict=True)]
+            for index, (out, extra) in enumerate(zip(self.worker_outs, worker_extra,
+                                                     strict=True))]
 
     def wait(self) -> str:
         started = time.monotonic()
@@ -136,8 +172,8 @@ class Cluster:
 
 
 def test_workers_records_reach_the_master_which_judges_every_record(
-        reference_server: Any, pushgateway: str, tmp_path: Path) -> None:
-    server = reference_server(SERVER)
+        reference_server: Any, pushgateway: str, hosts: Hosts, tmp_path: Path) -> None:
+    server = reference_server(SERVER, host=hosts.gateway, stats_file=tmp_path / "stats.json")
     scenario = write_toml(tmp_path / "s.toml", {
         "duration": "4s", "arrival": "even", "drain": "2s", "validate_sample": 0.0,
         "endpoints": {"models": {"rate": "10/s", "users": 4},
@@ -145,9 +181,12 @@ def test_workers_records_reach_the_master_which_judges_every_record(
         # fails on purpose: the master's exit code must follow it
         "thresholds": {"all": ["error_rate == 0", "requests < 20"]}})
     verdict, junit = tmp_path / "verdict.json", tmp_path / "junit.xml"
-    cluster = Cluster(tmp_path, scenario, server.url, "--push-gateway", pushgateway,
+    cluster = Cluster(tmp_path, scenario, server.url, hosts, "--push-gateway", pushgateway,
                       "--json", str(verdict), "--junit", str(junit),
                       worker_extra=((), ("--no-keep-parts",)))
+    if hosts.namespaces:  # each worker really runs in its own network namespace
+        wait_for(lambda: len({net_namespace(os.getpid())} | {
+            net_namespace(w.pid) for w in cluster.workers}) == 3, "workers in namespaces")
     stderr = cluster.wait()
     assert cluster.master.returncode == 1, stderr[-3000:]
     assert all(w.returncode == 0 for w in cluster.workers)
@@ -158,7 +197,7 @@ def test_workers_records_reach_the_master_which_judges_every_record(
     assert all(c["passed"] for c in info["checks"]), info["checks"]
     # every request the server saw is one record at the master, and nothing else
     table = read_records(cluster.master_out)
-    served = truth.server_counts(truth.fetch_stats(server.url))
+    served = ground_truth(server, tmp_path / "stats.json")
     assert sum(served.values()) > 50
     assert truth.record_counts(table) == served
     assert info["records"] == table.num_rows
@@ -197,13 +236,13 @@ def test_workers_records_reach_the_master_which_judges_every_record(
 
 
 def test_a_killed_worker_makes_the_run_incomplete_and_nothing_hangs(
-        reference_server: Any, tmp_path: Path) -> None:
-    server = reference_server(SERVER)
+        reference_server: Any, hosts: Hosts, tmp_path: Path) -> None:
+    server = reference_server(SERVER, host=hosts.gateway, stats_file=tmp_path / "stats.json")
     scenario = write_toml(tmp_path / "s.toml", {
         "duration": "6s", "arrival": "even", "drain": "1s", "validate_sample": 0.0,
         "endpoints": {"chat": {"rate": "20/s", "users": 6}}})
     verdict = tmp_path / "verdict.json"
-    cluster = Cluster(tmp_path, scenario, server.url, "--json", str(verdict))
+    cluster = Cluster(tmp_path, scenario, server.url, hosts, "--json", str(verdict))
     victim, survivor = cluster.workers
     deadline = time.monotonic() + 30
     parts = cluster.worker_outs[0] / "records.parts"
@@ -234,16 +273,16 @@ def test_a_killed_worker_makes_the_run_incomplete_and_nothing_hangs(
 
 
 def test_a_stalled_master_makes_workers_wait_on_disk_and_loses_nothing(
-        reference_server: Any, tmp_path: Path) -> None:
+        reference_server: Any, hosts: Hosts, tmp_path: Path) -> None:
     """Back-pressure: the master's Locust process is stopped (SIGSTOP: it reads and
     acknowledges nothing) while both workers keep writing parts. Each worker sends at most
     WINDOW parts unacknowledged; the rest wait on its disk. Once the master runs again,
     every record arrives: none was dropped."""
-    server = reference_server(SERVER)
+    server = reference_server(SERVER, host=hosts.gateway, stats_file=tmp_path / "stats.json")
     scenario = write_toml(tmp_path / "s.toml", {
         "duration": "15s", "arrival": "even", "drain": "1s", "validate_sample": 0.0,
         "endpoints": {"chat": {"rate": "20/s", "users": 4}}})
-    cluster = Cluster(tmp_path, scenario, server.url)
+    cluster = Cluster(tmp_path, scenario, server.url, hosts)
     wait_for(lambda: part_count(cluster.master_out) > 0, "the first part at the master")
     master = locust_processes(cluster.master)
     for pid in master:
@@ -266,7 +305,7 @@ def test_a_stalled_master_makes_workers_wait_on_disk_and_loses_nothing(
     assert len(workers) == 2 and all(w["complete"] for w in workers), workers
     assert all(w["max_waiting_parts"] >= 2 for w in workers), workers
     table = read_records(cluster.master_out)
-    assert truth.record_counts(table) == truth.server_counts(truth.fetch_stats(server.url))
+    assert truth.record_counts(table) == ground_truth(server, tmp_path / "stats.json")
     for out in cluster.worker_outs:  # each worker's own copy equals what it shipped
         kept = read_records(out)
         assert table["worker"].to_pylist().count(kept["worker"][0].as_py()) == kept.num_rows
