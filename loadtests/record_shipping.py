@@ -18,14 +18,14 @@ next try.) A part not acknowledged within :data:`ACK_TIMEOUT_S` is sent again; t
 writes a part once, by name, and acknowledges a repeat without counting it. With
 ``--no-keep-parts`` a part is deleted once the master has acknowledged it.
 
-Loss accounting: after its last flush (test_stop) a worker ships what is queued (bounded
-by :data:`FINAL_SHIP_S`) and sends ``secton_done`` with its record count, what the master
-acknowledged, the most parts that waited on its disk, its schedule and its last metric
-deltas. The master waits (bounded by :data:`FINAL_WAIT_S`) for every live worker's
-``secton_done`` and its batches, then writes ``workers.json``: per worker, records
-received vs reported, and ``complete``. A worker that went missing or never sent its final
-batch is named there with its last known counts; the CLI then calls the run incomplete
-(exit 1).
+Loss accounting: after its last flush (test_stop) a worker sends what is queued (bounded
+by :data:`FINAL_SHIP_S`; no acknowledgement can arrive then, see :meth:`Shipper.finish`)
+and ``secton_done`` with its record count, the rows it sent, the most parts that waited on
+its disk, its schedule and its last metric deltas. The master waits (bounded by
+:data:`FINAL_WAIT_S`) for every live worker's ``secton_done`` and its batches, then writes
+``workers.json``: per worker, records received vs reported, and ``complete``. A worker
+that went missing or never sent its final batch is named there with its last known counts;
+the CLI then calls the run incomplete (exit 1).
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ class Shipper:
         self.queue: collections.deque[tuple[Path, int]] = collections.deque()
         #: part name -> (path, rows, monotonic time sent), awaiting the master's ack
         self.inflight: dict[str, tuple[Path, int, float]] = {}
+        self.sent_rows = 0  # sent to the master at least once
         self.shipped_rows = 0  # acknowledged by the master
         self.shipped_batches = 0
         self.resent = 0
@@ -122,6 +123,7 @@ class Shipper:
                     return False
                 self.queue.popleft()
                 self.inflight[path.name] = (path, rows, time.monotonic())
+                self.sent_rows += rows
             self.max_waiting = max(self.max_waiting, len(self.queue))
         return True
 
@@ -134,24 +136,31 @@ class Shipper:
             return False  # kept queued; the local part is still the record
         return True
 
-    def ship_queued(self, deadline: float) -> bool:
-        """Send every queued part and wait for the acks until ``deadline`` (monotonic);
-        True when the master has acknowledged everything written."""
-        while self.queue or self.inflight:
-            if time.monotonic() > deadline:
-                return False
-            self.send_window()
-            gevent.sleep(0.05)
-        return True
-
     def finish(self, deadline_s: float = FINAL_SHIP_S) -> bool:
-        """Ship what is queued, bounded; True when everything written was acknowledged."""
-        return self.ship_queued(time.monotonic() + deadline_s)
+        """The last word: send every queued part now, window or not, bounded by
+        ``deadline_s``; True when every part written was sent.
+
+        It cannot wait for acknowledgements: Locust runs a worker's test_stop on the
+        greenlet that receives the master's messages, so none arrives until it returns.
+        The master counts what arrived against ``sent_rows`` instead; a part sent here
+        is deleted (``--no-keep-parts``) only if its acknowledgement still arrives."""
+        deadline = time.monotonic() + deadline_s
+        with self._lock:
+            while self.queue:
+                if time.monotonic() > deadline:
+                    return False
+                path, rows = self.queue[0]
+                if not self._send(path, rows):
+                    return False
+                self.queue.popleft()
+                self.inflight[path.name] = (path, rows, time.monotonic())
+                self.sent_rows += rows
+        return True
 
     def report(self) -> dict[str, int]:
         """The shipping figures a worker sends with ``secton_done``."""
-        return {"shipped_rows": self.shipped_rows, "shipped_batches": self.shipped_batches,
-                "unsent_parts": len(self.queue) + len(self.inflight),
+        return {"sent_rows": self.sent_rows, "shipped_rows": self.shipped_rows,
+                "shipped_batches": self.shipped_batches, "unsent_parts": len(self.queue),
                 "max_waiting_parts": self.max_waiting, "resent_parts": self.resent,
                 "send_failures": self.send_failures}
 
@@ -212,8 +221,8 @@ class Collector:
         if account is None or account["done"] is None:
             return False
         done = account["done"]
-        return (account["received_records"] >= int(done.get("shipped_rows", 0))
-                and int(done.get("shipped_rows", 0)) >= int(done.get("records", 0)))
+        sent = int(done.get("sent_rows", 0))
+        return account["received_records"] >= sent and sent >= int(done.get("records", 0))
 
     def wait(self, runner: Any, known: set[str], deadline_s: float = FINAL_WAIT_S) -> None:
         """Until every worker still connected and not missing is complete, bounded."""

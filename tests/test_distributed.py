@@ -309,3 +309,32 @@ def test_a_stalled_master_makes_workers_wait_on_disk_and_loses_nothing(
     for out in cluster.worker_outs:  # each worker's own copy equals what it shipped
         kept = read_records(out)
         assert table["worker"].to_pylist().count(kept["worker"][0].as_py()) == kept.num_rows
+
+
+def test_a_run_stopped_mid_traffic_still_has_every_record_at_the_master(
+        reference_server: Any, hosts: Hosts, tmp_path: Path) -> None:
+    """SIGTERM to the master while the workers send: they stop with a last part of records
+    in hand; it and every part before it reach the master (the master's acknowledgements
+    are not needed at the end: Locust handles the stop on the worker's receiving greenlet)."""
+    server = reference_server(SERVER, host=hosts.gateway)
+    scenario = write_toml(tmp_path / "s.toml", {
+        "duration": "30s", "arrival": "even", "drain": "1s", "validate_sample": 0.0,
+        "endpoints": {"chat": {"rate": "40/s", "users": 6}}})
+    cluster = Cluster(tmp_path, scenario, server.url, hosts)
+    wait_for(lambda: part_count(cluster.master_out) >= 2, "two parts at the master")
+    cluster.master.send_signal(signal.SIGTERM)
+    stderr = cluster.wait()
+    assert cluster.elapsed < 30, stderr[-3000:]  # a hang bound: a normal end takes ~5 s
+    assert cluster.master.returncode == 130, stderr[-3000:]
+    info = json.loads((cluster.master_out / "run.json").read_text())
+    workers = info["workers"]
+    assert len(workers) == 2 and all(w["complete"] for w in workers), workers
+    # every record each worker wrote (its own copy) is at the master; requests cut off
+    # by the stop are records too (status 0), so the server's counts are no measure here
+    table = read_records(cluster.master_out)
+    for out in cluster.worker_outs:
+        kept = read_records(out)
+        name = kept["worker"][0].as_py()
+        assert table["worker"].to_pylist().count(name) == kept.num_rows > 0
+        assert next(w for w in workers if w["worker"] == name)["reported_records"] == \
+            kept.num_rows
