@@ -131,6 +131,14 @@ def hosts() -> Iterator[Hosts]:
         yield made
 
 
+def report(run_dir: Path, out: Path) -> tuple[int, dict[str, Any]]:
+    """``secton-harness report`` on a run folder: its exit code and its one run's figures."""
+    done = subprocess.run([sys.executable, "-m", "secton_harness", "report", str(run_dir),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    return done.returncode, json.loads((out / "summary.json").read_text())["runs"][0]
+
+
 class Cluster:
     """A master and two workers of one scenario, started as three CLI commands; the
     master (with the target) on the hosts' gateway, each worker on its own host."""
@@ -211,6 +219,8 @@ def test_workers_records_reach_the_master_which_judges_every_record(
     # the table (on stderr, as in a single run): every request, the failing threshold
     assert "outcome: failed" in stderr and "requests < 20" in stderr
     assert "│ all " in stderr and f" {table.num_rows} " in stderr
+    code, figures = report(cluster.master_out, tmp_path / "report")
+    assert (code, figures["outcome"], figures["records"]) == (1, "failed", table.num_rows)
     # both workers' records, both accounted complete
     assert len(set(table["worker"].to_pylist())) == 2
     workers = info["workers"]
@@ -261,6 +271,8 @@ def test_a_killed_worker_makes_the_run_incomplete_and_nothing_hangs(
     assert info["outcome"] == "incomplete"
     assert "incomplete run" in info["reason"]
     assert json.loads(verdict.read_text())["outcome"] == "incomplete"
+    code, figures = report(cluster.master_out, tmp_path / "report")
+    assert (code, figures["outcome"]) == (1, "incomplete")
     lost = [w for w in info["workers"] if not w["complete"]]
     assert len(lost) == 1 and lost[0]["final_batch"] is False
     assert lost[0]["last_known_records"] is not None and "lost" in lost[0]["problem"]
