@@ -111,20 +111,27 @@ class Shipper:
         with self._lock:
             now = time.monotonic()
             for name, (path, rows, sent) in list(self.inflight.items()):
-                if now - sent > ACK_TIMEOUT_S:
+                if now - sent > ACK_TIMEOUT_S and name in self.inflight:
+                    self.inflight[name] = (path, rows, now)  # next try after the timeout
                     if not self._send(path, rows):
                         return False
                     self.resent += 1
-                    if name in self.inflight:  # not acknowledged while sending
-                        self.inflight[name] = (path, rows, time.monotonic())
             while self.queue and len(self.inflight) < WINDOW:
-                path, rows = self.queue[0]
-                if not self._send(path, rows):
+                if not self._send_first():
                     return False
-                self.queue.popleft()
-                self.inflight[path.name] = (path, rows, time.monotonic())
-                self.sent_rows += rows
             self.max_waiting = max(self.max_waiting, len(self.queue))
+        return True
+
+    def _send_first(self) -> bool:
+        """Send the oldest queued part; in flight *before* the send, so an acknowledgement
+        can never come before its part is awaited."""
+        path, rows = self.queue[0]
+        self.inflight[path.name] = (path, rows, time.monotonic())
+        if not self._send(path, rows):
+            self.inflight.pop(path.name, None)
+            return False
+        self.queue.popleft()
+        self.sent_rows += rows
         return True
 
     def _send(self, path: Path, rows: int) -> bool:
@@ -147,14 +154,8 @@ class Shipper:
         deadline = time.monotonic() + deadline_s
         with self._lock:
             while self.queue:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or not self._send_first():
                     return False
-                path, rows = self.queue[0]
-                if not self._send(path, rows):
-                    return False
-                self.queue.popleft()
-                self.inflight[path.name] = (path, rows, time.monotonic())
-                self.sent_rows += rows
         return True
 
     def report(self) -> dict[str, int]:
