@@ -40,6 +40,13 @@ from loadtests.record_shipping import (
     Collector,
     Shipper,
 )
+from loadtests.run_files import (
+    PROGRESS_FILE,
+    PUSH_FILE,
+    STOP_FILE,
+    SUMMARY_FILE,
+    schedule_file,
+)
 from loadtests.scenario import DEFAULT_MAX_REQUESTS
 from loadtests.users import USER_CLASSES
 from secton_harness.atomicfile import write_json_atomic

@@ -40,13 +40,13 @@ from typing import Any
 import gevent
 import gevent.lock
 
+from loadtests.run_files import WORKERS_FILE, schedule_file
 from secton_harness.atomicfile import atomic_path, write_json_atomic
 from secton_harness.records import PARTS_DIR
 
 RECORDS_MESSAGE = "secton_records"
 ACK_MESSAGE = "secton_records_ack"
 DONE_MESSAGE = "secton_done"
-WORKERS_FILE = "workers.json"
 #: How often the shipping greenlet looks for new parts and acknowledgements.
 SHIP_POLL_S = 0.2
 #: Parts a worker has sent and the master not yet acknowledged, at most (a part holds
