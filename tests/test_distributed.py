@@ -139,6 +139,22 @@ def report(run_dir: Path, out: Path) -> tuple[int, dict[str, Any]]:
     return done.returncode, json.loads((out / "summary.json").read_text())["runs"][0]
 
 
+#: every CLI a test started; the ones still running when it ends are killed (a failed
+#: assertion must not leave a run loading the server; their Locust children follow)
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test(hosts: Hosts) -> Iterator[None]:
+    """Torn down before ``hosts`` (it asks for them): processes first, then namespaces."""
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 class Cluster:
     """A master and two workers of one scenario, started as three CLI commands; the
     master (with the target) on the hosts' gateway, each worker on its own host."""
@@ -163,6 +179,7 @@ class Cluster:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for index, (out, extra) in enumerate(zip(self.worker_outs, worker_extra,
                                                      strict=True))]
+        STARTED.extend([self.master, *self.workers])
 
     def wait(self) -> str:
         started = time.monotonic()
