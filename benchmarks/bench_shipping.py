@@ -118,7 +118,13 @@ def one_round(url: str, work: Path, duration: float, name: str, local_first: boo
                 process.wait()
     ship, local = read_records(shipping_out), read_records(local_out)
     master_records = read_records(work / f"{name}-master")
-    return {"ship_rps": measure("rps", ship) or 0.0, "local_rps": measure("rps", local) or 0.0,
+    # the worker's own copy of each part is the bytes it sent (its Locust process is run
+    # directly, so nothing merges its parts)
+    parts = list((shipping_out / "records.parts").glob("*.parquet"))
+    sent_bytes = sum(part.stat().st_size for part in parts)
+    return {"bytes_per_record": sent_bytes / ship.num_rows if ship.num_rows else 0.0,
+            "parts": len(parts), "ship_rps": measure("rps", ship) or 0.0,
+            "local_rps": measure("rps", local) or 0.0,
             "ship_per_cpu": ship.num_rows / cpu["ship"] if cpu["ship"] else 0.0,
             "local_per_cpu": local.num_rows / cpu["local"] if cpu["local"] else 0.0,
             "ship_requests": ship.num_rows, "local_requests": local.num_rows,
@@ -161,19 +167,23 @@ def main() -> None:
         "(`GET /v1/models`, 40 users, headroom target), one sending its parts to the master, "
         "one keeping them local only.\n\n"
         "| round | shipping req/s | local-only req/s | cost (rps) | shipping req/CPU-s | "
-        "local-only req/CPU-s | cost (per CPU-s) | at the master = shipped |\n"
-        "|---|---|---|---|---|---|---|---|\n"
+        "local-only req/CPU-s | cost (per CPU-s) | at the master = shipped | "
+        "bytes sent per record (parts) |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
         + "".join(f"| {i + 1} | {r['ship_rps']:,.0f} | {r['local_rps']:,.0f} | "
                   f"{1 - r['ship_rps'] / r['local_rps']:+.1%} | {r['ship_per_cpu']:,.0f} | "
                   f"{r['local_per_cpu']:,.0f} | "
                   f"{1 - r['ship_per_cpu'] / max(r['local_per_cpu'], 1e-9):+.1%} | "
-                  f"{'yes' if r['at_master'] == r['ship_requests'] else 'NO'} |\n"
+                  f"{'yes' if r['at_master'] == r['ship_requests'] else 'NO'} | "
+                  f"{r['bytes_per_record']:.1f} ({r['parts']:.0f}) |\n"
                   for i, r in enumerate(rounds))
         + f"\nMedian cost of shipping: **{cost:+.1%}** of a worker's throughput (target "
         f"<= 5 %: {verdict}); per CPU second of the worker process: **{cpu_cost:+.1%}**. "
         "By start order (median cost, rps): "
         + ", ".join(f"{k} {v:+.1%}" for k, v in by_order.items()) + ". "
-        "Every shipped record at the master: "
+        f"Wire cost: {median([r['bytes_per_record'] for r in rounds]):.1f} bytes per record "
+        "(median; zstd Parquet parts of about a second of records each, the Locust message "
+        "adds a few bytes). Every shipped record at the master: "
         f"{'yes' if complete else 'NO'}. Two saturated workers, the master and the target "
         "share this machine's cores (and other test runs share the machine), so single "
         "rounds vary widely; the median over swapped roles is the figure.\n")

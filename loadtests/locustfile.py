@@ -33,7 +33,13 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from loadtests.live_metrics import REPORT_KEY, LiveMetrics
 from loadtests.process_plan import LoadPlan
-from loadtests.record_shipping import DONE_MESSAGE, RECORDS_MESSAGE, Collector, Shipper
+from loadtests.record_shipping import (
+    ACK_MESSAGE,
+    DONE_MESSAGE,
+    RECORDS_MESSAGE,
+    Collector,
+    Shipper,
+)
 from loadtests.run_files import (
     PROGRESS_FILE,
     PUSH_FILE,
@@ -304,6 +310,7 @@ def _ensure_recorder(environment: Any) -> None:
     if isinstance(runner, WorkerRunner) and _own_flag("--secton-ship-records"):
         shipper = Shipper(runner.send_message,
                           keep_parts=not _own_flag("--secton-no-keep-parts"))
+        runner.register_message(ACK_MESSAGE, shipper.on_ack)
     plan.start_recorder(shipper)
 
 
@@ -489,9 +496,8 @@ def _ship_final(plan: LoadPlan) -> None:
     shipper = recorder.shipper
     shipper.finish()
     plan_environment().runner.send_message(DONE_MESSAGE, {
-        "worker": plan.worker, "records": recorder.count,
-        "shipped_rows": shipper.shipped_rows, "shipped_batches": shipper.shipped_batches,
-        "unsent_parts": len(shipper.queue), "deltas": recorder.deltas.drain(),
+        "worker": plan.worker, "records": recorder.count, **shipper.report(),
+        "deltas": recorder.deltas.drain(),
         "schedule": plan.schedule()})
 
 

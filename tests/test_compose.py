@@ -1,27 +1,43 @@
 """The scale-out deployment (dashboards/load-cluster.compose.yml), checked without Docker.
 
-Docker cannot run in the project's test environment, so the file is parsed (pyyaml) and
-checked for what breaks a deployment silently: the services are there, every
+Docker cannot run in the project's test environment (the docker CLI here has no compose
+plugin and there is no daemon), so the file is parsed (pyyaml) and validated against the
+Compose Specification's own JSON schema, as written and with its variables interpolated as
+Compose would (``tests/compose_spec.json``: ``schema/compose-spec.json`` of the
+compose-spec/compose-spec repository at commit 170098ba07d9, Apache License 2.0, unchanged).
+Then it is checked for what breaks a deployment silently: the services are there, every
 ``secton-harness`` command line parses with the CLI's own parser (a renamed or misspelt
-flag fails here), the keys arrive as a mounted secret or environment variables and no key
-appears in the file, and Prometheus scrapes both the master and the Pushgateway.
+flag fails here), every mounted file or folder exists, the keys arrive as a mounted secret
+or environment variables and no key appears in the file, Prometheus's config passes
+``promtool check config`` and scrapes both the master and the Pushgateway, and no
+dashboard query selects on the labels that differ between the two sources.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import pytest
 import typer.main
 import yaml
 from conftest import ROOT
 
+from dashboards.export import build_all
 from secton_cli.app import app
 
 COMPOSE = ROOT / "dashboards" / "load-cluster.compose.yml"
+#: every compose file of the project (the probes' stack too: the same checks apply)
+COMPOSE_FILES = [COMPOSE, ROOT / "dashboards" / "docker-compose.yml"]
+SCHEMA = json.loads((ROOT / "tests" / "compose_spec.json").read_text())
+#: Compose's interpolation: $$ (an escaped $) or ${NAME}, ${NAME:-default}, ${NAME-default}
+VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::?-([^}]*))?\}")
 PROMETHEUS = ROOT / "dashboards" / "prometheus-load.yml"
 KEYS = ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
 #: what the shell inside the container substitutes, for parsing the command lines
@@ -31,6 +47,70 @@ SHELL_VALUES = {"SECTON_BASE_URL": "http://api:8080", "HOSTNAME": "abc123",
 
 def compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE.read_text())
+
+
+def interpolate(value: Any) -> Any:
+    """The file as Compose sees it with no variable set: every ``${NAME:-default}`` its
+    default, ``${NAME}`` empty, ``$$`` a literal ``$``."""
+    if isinstance(value, dict):
+        return {key: interpolate(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item) for item in value]
+    if isinstance(value, str):
+        return VARIABLE.sub(lambda m: "$" if m.group(0) == "$$" else (m.group(2) or ""),
+                            value)
+    return value
+
+
+def schema_errors(data: Any) -> list[str]:
+    validator = jsonschema.Draft7Validator(SCHEMA)
+    return [f"{error.json_path}: {error.message}" for error in validator.iter_errors(data)]
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_compose_file_is_valid_against_the_compose_spec_schema(path: Path) -> None:
+    data = yaml.safe_load(path.read_text())
+    assert schema_errors(data) == []
+    assert schema_errors(interpolate(data)) == []
+
+
+def test_the_schema_check_can_fail() -> None:
+    """A misspelt service key and a wrong type are refused (the check has teeth)."""
+    data = compose()
+    data["services"]["worker"]["comand"] = data["services"]["worker"].pop("command")
+    data["services"]["master"]["expose"] = "5557"
+    errors = schema_errors(data)
+    assert any("comand" in error for error in errors), errors
+    assert any(error.startswith("$.services.master.expose") for error in errors), errors
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_every_mounted_file_exists(path: Path) -> None:
+    """Bind mounts and secrets are relative to the compose file's folder; a missing
+    source would make Docker create an empty folder in its place."""
+    data = interpolate(yaml.safe_load(path.read_text()))
+    sources = [mount.split(":")[0] for service in data["services"].values()
+               for mount in service.get("volumes", []) if mount.startswith((".", "/"))]
+    sources += [secret["file"] for secret in (data.get("secrets") or {}).values()]
+    assert sources
+    missing = [s for s in sources if not (path.parent / s).exists()]
+    assert missing == []
+
+
+def test_prometheus_config_passes_promtool(promtool_binary: str) -> None:
+    result = subprocess.run([promtool_binary, "check", "config", str(PROMETHEUS)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_dashboard_query_selects_on_the_scrape_source() -> None:
+    """Either source: live ``/metrics`` is scraped as job ``secton-load``, the Pushgateway's
+    groups keep job ``secton_load`` and carry a ``run`` label (honor_labels). A query that
+    named ``job``, ``instance`` or ``run`` would see only one of them."""
+    exprs = [target["expr"] for board in build_all().values() for panel in board["panels"]
+             for target in panel.get("targets", [])]
+    assert len(exprs) >= 30
+    assert [e for e in exprs if re.search(r"\b(job|instance|run)\s*(=|!=|=~|!~)", e)] == []
 
 
 def harness_args(command: str) -> list[str]:
