@@ -71,3 +71,20 @@ def test_a_counter_verified_well_above_its_estimate_is_not_claimed():
     down = apply_verification({"verified": True, "estimate_per_min": 540.0, "runs": []},
                               615.0, "sliding_window_counter", {}, family="counter")
     assert (down.algorithm, down.confidence) == ("sliding_window_counter", "high")
+
+
+def test_shared_budget_is_told_only_while_the_scope_still_refuses():
+    """Both side requests admitted says 'its own budget' only if the scope's own endpoint,
+    re-checked after them, still refused and no bucket refill fits in between; a budget
+    that came back first (a new window on a slow machine: the demo read 'not shared')
+    is not told."""
+    from loadtests.ratelimit.infer import shared_budget
+
+    both = {"other": "chat", "allowed": 2, "sent": 2, "status": 200, "span_s": 0.004}
+    assert shared_budget({**both, "status": 429, "allowed": 0}, None)[0] is True
+    assert shared_budget({**both, "recheck_refused": True}, None)[0] is False
+    shared, why = shared_budget({**both, "recheck_refused": False}, None)
+    assert shared is None and "come back" in why
+    assert shared_budget({**both, "recheck_refused": True}, 10.0)[0] is False   # 0.04 < 1
+    shared, why = shared_budget({**both, "recheck_refused": True, "span_s": 0.2}, 10.0)
+    assert shared is None and "refill" in why

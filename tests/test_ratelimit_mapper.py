@@ -198,10 +198,14 @@ def test_per_endpoint_budgets_are_reported_as_not_shared(reference_server, tmp_p
     records = read_records(tmp_path / "run").to_pandas()
     assert set(records["check"].fillna("")) == {""}
     assert {"burst", "endpoints"} <= set(records["step"]), set(records["step"])
-    # the shared-budget check went to the other endpoint, with that endpoint's method
+    # the shared-budget check went to the other endpoint, with that endpoint's method,
+    # then re-checked the scope's own endpoint: still refused, so "not shared" is told
     side = records[records["step"] == "endpoints"]
     assert set(zip(side["method"], side["endpoint"], strict=True)) == {
-        (CHAT.method, CHAT.path)}
+        (CHAT.method, CHAT.path), (MODELS.method, MODELS.path)}
+    assert list(side.loc[side["endpoint"] == MODELS.path, "status"]) == [429]
+    ends = result["scopes"]["key"]["observations"]["endpoints"]
+    assert ends["recheck_refused"] is True, ends
     assert set(records.loc[records["step"] == "burst", "endpoint"]) == {MODELS.path}
 
 

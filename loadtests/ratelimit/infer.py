@@ -147,11 +147,9 @@ def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> 
     extends, penalty_s = reading.penalty_extends, reading.penalty_s
 
     ends = obs.get("endpoints") or {}
-    status = ends.get("status")
-    shared = True if status == 429 else False if status == 200 else None
+    shared, other_why = shared_budget(ends, (obs.get("rate") or {}).get("rate_per_s"))
     if ends:
-        evidence["other_endpoint"] = (f"{ends.get('other')}: {ends.get('allowed')}/"
-                                      f"{ends.get('sent')} allowed right after the 429")
+        evidence["other_endpoint"] = other_why
     if obs.get("rest_check"):
         evidence["rest_check"] = obs["rest_check"]
     cycle_b: SplitCycle = obs.get("cycle_b") or {}
@@ -207,6 +205,31 @@ def estimate(obs: ScopeObservations) -> dict[str, Any]:
 #: families whose budget returns at once: a probe arriving after a penalty, inside a
 #: window still full, starts another penalty without any refusal being counted
 AT_ONCE = ("window", "penalty")
+
+
+def shared_budget(ends: dict[str, Any], refill_per_s: float | None
+                  ) -> tuple[bool | None, str]:
+    """Is the budget shared across endpoints? ``True`` when the other endpoint was refused
+    right after the scope's 429; ``False`` only when it admitted both requests while the
+    scope's own endpoint, re-checked after them, still refused (and no refill of a
+    bucket fits between); otherwise ``None``: the budget may have come back first."""
+    seen = (f"{ends.get('other')}: {ends.get('allowed')}/{ends.get('sent')} allowed right "
+            "after the 429")
+    status = ends.get("status")
+    if status == 429:
+        return True, seen
+    if status != 200:
+        return None, seen
+    if "recheck_refused" not in ends:   # observations written before the re-check existed
+        return False, seen
+    span = float(ends.get("span_s") or 0.0)
+    if not ends["recheck_refused"]:
+        return None, (seen + "; but the scope's own endpoint, re-checked after them, was "
+                      "admitted too: its budget had come back, so this does not tell")
+    if refill_per_s and refill_per_s * span >= 1:
+        return None, (seen + f"; but a refill ({refill_per_s:.3g}/s) fits in the "
+                      f"{span:.3f}s they took: this does not tell")
+    return False, seen + "; the scope's own endpoint, re-checked after them, still refused"
 
 
 def refusals_count(obs: ScopeObservations, extends: bool,
