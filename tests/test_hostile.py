@@ -160,6 +160,25 @@ def test_every_command_survives(mode: str, tmp_path: Path, canary_keys: Path) ->
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["big_body", "endless"])
+def test_load_memory_stays_bounded_at_rate(mode: str, tmp_path: Path,
+                                           canary_keys: Path) -> None:
+    """Chat answers (their bodies are kept, to read token usage) of 100 MB or endless, 20 a
+    second: each is cut at the 4 MiB cap, and memory stays under the bound. A cut answer's
+    body used to stay in its response until a garbage collection (414 MiB, 447 endless)."""
+    scenario = write_toml(tmp_path / "scenario.toml", {
+        "duration": "3s", "timeout": "3s", "drain": "4s", "validate_sample": 1.0,
+        "endpoints": {"chat": {"rate": "20/s"}}})
+    with HostileTarget(mode) as target:
+        code, out, took, peak = run_measured(
+            ["load", "--scenario", str(scenario), "--target", target.url, "--keys",
+             str(canary_keys), "--out", "load"], tmp_path, 90)
+    _check_run("load", code, out, took, peak, 60)
+    errors = _errors(tmp_path / "load")
+    assert len(errors) >= 40 and set(errors) == {"too_large"}, set(errors)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(("command", "mode"), [("ratelimit", "trickle"), ("load", "trickle"),
                                                ("ratelimit", "endless"), ("load", "endless")])
 def test_sigint_is_acted_on_whatever_the_target_does(command: str, mode: str, tmp_path: Path,
