@@ -62,8 +62,9 @@ def load(
                                                 "the run, for a last scrape.")] = "0s",
     max_requests: Annotated[int, typer.Option(help="Hard cap on requests sent (all "
                                               "processes).")] = DEFAULT_MAX_REQUESTS,
-    max_duration: Annotated[str, typer.Option(help="Hard cap on the run time; a longer "
-                                              "scenario is refused.")] = "1h",
+    max_duration: Annotated[str, typer.Option(help="Hard cap on the run time: a longer "
+                                              "scenario is refused, the drain is cut to "
+                                              "end by it.")] = "1h",
     allow_remote: Annotated[bool, typer.Option(help="Allow a non-loopback "
                                                "--target.")] = False,
     push_gateway: Annotated[str | None, typer.Option(

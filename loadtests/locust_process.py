@@ -89,6 +89,7 @@ def validate(options: LoadOptions) -> tuple[Scenario, str]:
     if scenario.duration > options.max_duration_s:
         raise BadInput(f"{options.scenario}: duration {scenario.duration:g}s exceeds "
                        f"--max-duration {options.max_duration_s:g}s; raise --max-duration")
+    scenario = scenario.capped(options.max_duration_s)
     if options.max_requests < 1:
         raise BadInput("--max-requests must be >= 1")
     asked = sum(scenario.expected_requests(name) for name in scenario.endpoint_loads())
@@ -170,6 +171,7 @@ def locust_command(options: LoadOptions, scenario: Scenario, target: str,
            "--secton-metrics-linger", str(options.metrics_linger_s),
            "--secton-parent-pid", str(os.getpid()),
            "--secton-deadline", f"{child_deadline_s(options, scenario):.3f}",
+           "--secton-max-duration", f"{options.max_duration_s:.3f}",
            "--exit-code-on-error", "0", "--loglevel", "WARNING",
            "--logfile", str(run_dir / "locust.log")]
     if options.keys is not None:

@@ -95,6 +95,8 @@ def _arguments(parser: Any) -> None:
                        help="Stop the run (records kept) when this process is gone")
     group.add_argument("--secton-deadline", type=float, default=0.0,
                        help="Hard bound in seconds from the start: stop the run, then exit")
+    group.add_argument("--secton-max-duration", type=float, default=0.0,
+                       help="Cut the scenario's drain so that the run ends by this")
     group.add_argument("--secton-ship-records", action="store_true", default=False,
                        help="Worker: send every record part to the master as well")
     group.add_argument("--secton-no-keep-parts", action="store_true", default=False,

@@ -50,6 +50,9 @@ class LoadPlan:
         if not scenario_path:
             raise BadInput("no scenario: pass --secton-scenario FILE or set SECTON_SCENARIO")
         scenario = load_scenario(scenario_path)
+        max_duration = float(getattr(options, "secton_max_duration", 0) or 0)
+        if max_duration > 0:  # the CLI's --max-duration: the same cut drain as the CLI's
+            scenario = scenario.capped(max_duration)
         keys_path = getattr(options, "secton_keys", "") or os.environ.get("SECTON_KEYS") or None
         pool = resolve_keys(keys_path)
         keys = spread_keys(pool, scenario.keys.aliases, scenario.keys.orgs)

@@ -227,6 +227,17 @@ class Scenario(Model):
         """How long in-flight requests may finish after ``duration``."""
         return self.timeout if self.drain is None else self.drain
 
+    def capped(self, max_duration_s: float) -> Scenario:
+        """This scenario with its drain cut so that sending and draining end by
+        ``max_duration_s`` (``load --max-duration``, a hard cap on the whole run: a 3 s
+        scenario against a target trickling its answers ran 36 s under
+        ``--max-duration 3s``, the default drain being the 30 s timeout). A request still
+        open at the cut is recorded as ``cancelled``."""
+        room = max(0.0, max_duration_s - self.duration)
+        if self.drain_s <= room:
+            return self
+        return self.model_copy(update={"drain": room})
+
     def peak_factor(self) -> float:
         """The largest :meth:`multiplier` of the shape (the spike factor, else 1)."""
         return max(1.0, self.spike.factor) if self.shape == "spike" else 1.0

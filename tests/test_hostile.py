@@ -179,6 +179,26 @@ def test_load_memory_stays_bounded_at_rate(mode: str, tmp_path: Path,
 
 
 @pytest.mark.slow
+def test_load_max_duration_cuts_the_drain(tmp_path: Path, canary_keys: Path) -> None:
+    """``load --max-duration`` is a hard cap on the run, drain included: a 2 s scenario
+    (timeout and so drain 30 s) against a trickling target under ``--max-duration 3s``
+    used to run 32 s and more; its open requests are now cancelled at 3 s."""
+    scenario = write_toml(tmp_path / "scenario.toml", {
+        "duration": "2s", "endpoints": {"models": {"rate": "2/s"}}})
+    with HostileTarget("trickle") as target:
+        code, out, took, peak = run_measured(
+            ["load", "--scenario", str(scenario), "--target", target.url, "--keys",
+             str(canary_keys), "--out", "load", "--max-duration", "3s"], tmp_path, 90)
+    # 3 s of run plus Locust's start-up and the report, with room for a loaded machine;
+    # well under the 2 s + 30 s the drain took
+    _check_run("load", code, out, took, peak, 25)
+    errors = _errors(tmp_path / "load")
+    assert errors and set(errors) == {"cancelled"}, set(errors)
+    run = json.loads((tmp_path / "load" / "run.json").read_text())
+    assert run["config"]["scenario"]["drain"] == 1.0
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(("command", "mode"), [("ratelimit", "trickle"), ("load", "trickle"),
                                                ("ratelimit", "endless"), ("load", "endless")])
 def test_sigint_is_acted_on_whatever_the_target_does(command: str, mode: str, tmp_path: Path,
