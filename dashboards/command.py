@@ -43,7 +43,13 @@ def export(
     """
     from .export import export as write_all
 
-    for path in write_all(out if out is not None else Path.cwd()):
+    folder = out if out is not None else Path.cwd()
+    try:
+        written = write_all(folder)
+    except OSError as error:  # a folder that cannot be made or written: one line, exit 2
+        raise BadInput(f"--out {folder}: cannot write the dashboards: "
+                       f"{error.strerror or error}") from None
+    for path in written:
         typer.echo(str(path))
 
 

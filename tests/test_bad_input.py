@@ -85,6 +85,10 @@ ROWS: dict[str, tuple[dict[str, str | bytes], list[str], str]] = {
                                             f"org = 'o'\nkey = '{MISPLACED_KEY}'\n"},
                                  ["probe", "--once", "--target", LOOP, "--keys", "k.toml"],
                                  "alias"),
+    "keys alias holds part of a key": ({"k.toml": f"[[keys]]\nalias = '{MISPLACED_KEY[:-4]}'"
+                                                  f"\norg = 'o'\nkey = '{MISPLACED_KEY}'\n"},
+                                       ["probe", "--once", "--target", LOOP, "--keys",
+                                        "k.toml"], "alias"),
     "target with user:password": ({}, ["probe", "--once", "--target",
                                        f"http://user:{PASSWORD}@127.0.0.1:9", "--keys", KEYS],
                                   "user:password"),
@@ -159,6 +163,8 @@ ROWS: dict[str, tuple[dict[str, str | bytes], list[str], str]] = {
     "ratelimit bad duration": ({}, ["ratelimit", "--target", LOOP, "--keys", KEYS,
                                     "--max-duration", "5x"], "error: --max-duration:"),
     "ratelimit bad rps": ({}, ["ratelimit", "--target", LOOP, "--max-rps", "0"], "--max-rps"),
+    "ratelimit rps not finite": ({}, ["ratelimit", "--target", LOOP, "--keys", KEYS,
+                                      "--max-rps", "inf"], "--max-rps"),
     "ratelimit policy unknown field": ({"p.toml": "[key]\nbrust = 3\n"},
                                        ["ratelimit", "--target", LOOP, "--keys", KEYS,
                                         "--expect", "p.toml"], "brust"),
@@ -189,6 +195,8 @@ ROWS: dict[str, tuple[dict[str, str | bytes], list[str], str]] = {
                          ["serve", "--config", "sim.toml", "--port", "0"], "algorithm"),
     "serve port out of range": ({}, ["serve", "--port", "70000"], "--port"),
     "dashboards push without URL": ({}, ["dashboards", "push"], "url"),
+    "dashboards export out not writable": ({"f": "x"}, ["dashboards", "export", "--out",
+                                                        "f/boards"], "--out f/boards"),
 }
 
 

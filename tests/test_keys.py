@@ -112,6 +112,8 @@ def test_a_lowercase_key_env_is_not_shown(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("entries", "field"), [
     (f'alias = "{SECRET}"\norg = "o"\nkey = "{SECRET}"\n', r"keys\[0\]\.alias"),
     (f'alias = "x-{SECRET}"\norg = "o"\nkey = "{SECRET}"\n', r"keys\[0\]\.alias"),
+    (f'alias = "{SECRET[:-4]}"\norg = "o"\nkey = "{SECRET}"\n', r"keys\[0\]\.alias"),
+    (f'alias = "a"\norg = "{SECRET[3:13].upper()}"\nkey = "{SECRET}"\n', r"keys\[0\]\.org"),
     (f'alias = "a"\norg = "org-{SECRET}"\nkey = "{SECRET}"\n', r"keys\[0\]\.org"),
     (f'alias = "a"\norg = "o"\nkey = "{SECRET}"\n[[keys]]\nalias = "{SECRET}"\norg = "o"\n'
      'key = "sk-other-0000000000"\n', r"keys\[1\]\.alias"),

@@ -5,6 +5,7 @@ No Locust, gevent or pandas import at module level (cli.py loads this for ``--he
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from pathlib import Path
@@ -73,6 +74,8 @@ def ratelimit(
     except ValueError as error:
         raise BadInput(f"--target: {error}") from None
     duration = duration_flag(max_duration, "--max-duration")
+    if not math.isfinite(max_rps):  # inf passed the flag's minimum and sent unpaced
+        raise BadInput(f"--max-rps: {max_rps} is not a finite rate; use e.g. 100")
     if endpoint not in BY_NAME:
         raise BadInput(f"--endpoint: {endpoint!r} is not one of {', '.join(BY_NAME)}")
     require_loopback(url, allow_remote, "mapping sends bursts until the API refuses")
