@@ -179,6 +179,49 @@ def test_load_memory_stays_bounded_at_rate(mode: str, tmp_path: Path,
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["echo_body", "echo_headers"])
+def test_the_probe_service_against_an_echoing_target(mode: str, tmp_path: Path,
+                                                     canary_keys: Path) -> None:
+    """The continuous service (its console, records and ``/metrics``) against a target
+    that echoes the key into its body and headers: no key anywhere (issue 16, defect 1
+    names the service's console beside ``probe`` stdout)."""
+    import urllib.request
+
+    from conftest import free_port
+
+    port = free_port()
+    config = tmp_path / "harness.toml"
+    config.write_text('[probes]\ninterval = "1s"\ntimeout = "2s"\n')
+    with HostileTarget(mode) as target:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "secton_harness", "probe", "--config", str(config),
+             "--target", target.url, "--keys", str(canary_keys), "--out", "svc", "--port",
+             str(port), "--duration", "5s"], cwd=tmp_path, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+        scraped = b""
+        deadline = time.monotonic() + 30
+        # scrape until every check has a result whose reason came from the echoing answers
+        while service.poll() is None and time.monotonic() < deadline and (
+                b'secton_probe_failures_total{' not in scraped):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                            timeout=5) as answer:
+                    scraped = answer.read()
+            except OSError:
+                pass
+            time.sleep(0.3)
+        out, _ = service.communicate(timeout=60)
+        assert target.requests >= 7
+    assert service.returncode in (0, 1), out[-1500:]
+    assert b"Traceback" not in out, out[-3000:]
+    assert b"secton_probe_failures_total{" in scraped
+    problems, files = scan_tree(tmp_path)
+    problems += leaks_in(out, "probe service output") + leaks_in(scraped, "/metrics")
+    assert files >= 2
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
 def test_load_max_duration_cuts_the_drain(tmp_path: Path, canary_keys: Path) -> None:
     """``load --max-duration`` is a hard cap on the run, drain included: a 2 s scenario
     (timeout and so drain 30 s) against a trickling target under ``--max-duration 3s``
