@@ -15,6 +15,9 @@ delay. Worker reports carry bucket counts, not raw latencies, so they stay small
 
 from __future__ import annotations
 
+import logging
+import math
+import time
 from collections import Counter, deque
 from typing import Any
 
@@ -35,9 +38,11 @@ from secton_harness.metrics import (
     bucket_counts,
     gauge,
 )
+from secton_harness.redact import Redactor
 
 SOURCE = "load"
 REPORT_KEY = "secton_metrics"
+log = logging.getLogger(__name__)
 
 
 def batch_deltas(table: pa.Table) -> dict[str, Any]:
@@ -180,10 +185,55 @@ class LiveMetrics:
         return float("inf")
 
     def serve(self, host: str, port: int) -> Any:
-        """Serve /metrics from a gevent WSGI server (a greenlet, not a thread)."""
-        from gevent.pywsgi import WSGIServer
+        """Serve /metrics from a gevent WSGI server (a greenlet, not a thread).
+
+        Junk sent to the port, or a client that resets the connection, is one log line
+        (at most one per 10 s, with a count of the rest), as at the probe exporter: gevent
+        would print a traceback for each (two per reset, into ``locust.out``).
+        """
+        from gevent.pywsgi import _BAD_REQUEST_RESPONSE, WSGIHandler, WSGIServer
         from prometheus_client import make_wsgi_app
 
-        server = WSGIServer((host, port), make_wsgi_app(self.registry), log=None)
+        quiet = _QuietErrors()
+
+        class Handler(WSGIHandler):  # type: ignore[misc]
+            def _handle_client_error(self, ex: BaseException) -> tuple[str, bytes]:
+                quiet.note(self.client_address, ex)  # never a traceback for client junk
+                return ("400", _BAD_REQUEST_RESPONSE)
+
+            def log_error(self, msg: str, *args: Any) -> None:
+                quiet.note(self.client_address, msg % args if args else msg)
+
+        class Server(WSGIServer):  # type: ignore[misc]
+            def handle(self, sock: Any, address: Any) -> None:
+                try:
+                    super().handle(sock, address)
+                except OSError as error:  # the client hung up while we answered
+                    quiet.note(address, error)
+
+        server = Server((host, port), make_wsgi_app(self.registry), log=None,
+                        handler_class=Handler)
         server.start()
         return server
+
+
+class _QuietErrors:
+    """Failed requests at the metrics port as one warning per ``every_s`` seconds."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self.every_s = every_s
+        self.last = -math.inf
+        self.quiet = 0
+
+    def note(self, client: Any, what: object) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            self.quiet += 1
+            return
+        self.last, quiet, self.quiet = now, self.quiet, 0
+        host = client[0] if isinstance(client, tuple) and client else "?"
+        text = (f"{type(what).__name__}: {what}" if isinstance(what, BaseException)
+                else str(what))
+        more = f" ({quiet} more not shown)" if quiet else ""
+        log.warning("metrics endpoint: a request from %s failed: %s%s", host,
+                    Redactor.none().text(text, limit=120), more)

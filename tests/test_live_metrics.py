@@ -102,3 +102,42 @@ def test_live_metrics_expose_the_batches() -> None:
     assert ok['secton_requests_total{endpoint="/v1/models",org="org_a",outcome="ok",'
               'source="load",status="200"}'] == sum(
         1 for r in rows if (r["endpoint"], r["org"], r["status"]) == ("/v1/models", "org_a", 200))
+
+
+def test_junk_and_resets_at_the_metrics_port_are_one_quiet_line() -> None:
+    """The load's /metrics (a gevent WSGI server in the Locust process): junk and resets
+    are one warning line, never tracebacks (gevent printed two per reset into
+    locust.out), and it keeps serving."""
+    import socket
+    import struct
+    import subprocess
+    import sys
+    import urllib.request
+
+    server = subprocess.Popen(
+        [sys.executable, "-c", "import logging, gevent\n"
+         "logging.basicConfig(level=logging.WARNING)\n"
+         "from loadtests.live_metrics import LiveMetrics\n"
+         "server = LiveMetrics().serve('127.0.0.1', 0)\n"
+         "print(server.server_port, flush=True)\n"
+         "gevent.sleep(60)\n"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        for junk in (b"\x00\xff GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(junk)
+                assert sock.recv(100).startswith(b"HTTP/1.1 ")  # an answer, whatever it is
+        for _ in range(3):  # half a request, then a TCP reset (SO_LINGER 0)
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(b"\x00\xff GARBAGE\r\n\r\n")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            assert b"secton_requests_total" in answer.read()  # still serving
+    finally:
+        server.kill()
+        _, err = server.communicate(timeout=30)
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "metrics endpoint: a request from 127.0.0.1 failed" in lines[0], err
