@@ -10,13 +10,29 @@ nothing followed), and stay within the time and memory bounds of test_hostile.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from conftest import write_toml
 from hostile_target import HostileTarget
-from test_hostile import _check_run, canary_keys, run_measured  # noqa: F401 - a fixture
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_hostile import (  # noqa: F401 - canary_keys is a fixture
+    KEY,
+    REDACTOR,
+    _check_run,
+    answers,
+    canary_keys,
+    leaks_in,
+    run_measured,
+)
+
+from secton_harness.error_classes import ERROR_CLASSES
 
 #: mode -> the error class both endpoints' records must hold
 MODES = {"big_body": "too_large", "close": "reset", "trickle": "timeout",
@@ -41,3 +57,46 @@ def test_get_unkept_and_post_kept(mode: str, tmp_path: Path, canary_keys: Path) 
         ("/v1/models", MODES[mode]), ("/v1/chat/completions", MODES[mode])}
     assert sent == len(rows), f"{sent} requests reached the target, {len(rows)} records"
     assert code == 1, "a run whose every answer was an error must not pass"
+
+
+# ---------------------------------------------------------------- response-side fuzzing
+@pytest.fixture(scope="module")
+def scripted() -> Iterator[HostileTarget]:
+    with HostileTarget("scripted") as target:
+        yield target
+
+
+@pytest.fixture(scope="module")
+def worker() -> Iterator[subprocess.Popen[str]]:
+    """The load transport in its own process (Locust's monkey-patching stays there)."""
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent /
+                                                 "load_transport_worker.py")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(answer=answers(), keep=st.booleans())
+def test_any_answer_through_the_load_transport(scripted: HostileTarget,
+                                               worker: subprocess.Popen[str], answer: bytes,
+                                               keep: bool) -> None:
+    """Whatever head and body a target sends (any status, headers echoing the key, lying
+    or no framing), the load users' transport (``bounded_http.send``) returns without
+    raising, puts exactly one request on the wire, keeps a body only when asked, and
+    what a record takes from the answer (class, redacted detail, rate-limit figures) is
+    known and free of the key."""
+    assert worker.stdin is not None and worker.stdout is not None
+    scripted.script = answer
+    before = scripted.requests
+    worker.stdin.write(json.dumps({"url": scripted.url, "key": KEY, "keep": keep}) + "\n")
+    worker.stdin.flush()
+    got = json.loads(worker.stdout.readline())
+    assert not got["raised"], got
+    assert scripted.requests - before == 1, "sent again, or not at all"
+    assert got["error"] in ("", *ERROR_CLASSES), got
+    assert not leaks_in(json.dumps(got).encode(), "load transport result"), got
+    assert keep or not got["kept"]
+    assert got["remaining"] is None or 0 <= got["remaining"] < 2**63
