@@ -76,6 +76,7 @@ class RunFolder:
             raise BadInput(f"{folder}: cannot create the run folder: {error.strerror}") from None
         if not os.access(folder, os.W_OK):
             raise BadInput(f"{folder}: run folder is not writable")
+        _refuse_blocked_names(folder)
         info = {
             "command": command,
             "argv": argv if argv is not None else sys.argv[1:],
@@ -88,7 +89,11 @@ class RunFolder:
             "outcome": "running",
         }
         run = cls(folder, info)
-        run.save()
+        try:
+            run.save()
+        except OSError as error:
+            raise BadInput(f"{folder}: cannot write {RUN_FILE}: "
+                           f"{error.strerror or error}") from None
         return run
 
     def save(self) -> None:
@@ -102,6 +107,22 @@ class RunFolder:
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome {outcome!r} not in {OUTCOMES}")
         self.update(outcome=outcome, ended_at=time.time(), **fields)
+
+
+def _refuse_blocked_names(folder: Path) -> None:
+    """An existing folder where a file the run writes is a directory (or the parts
+    directory a file): refused before the run, not a traceback when the file is written
+    (``run.json`` at once, ``records.parquet`` or ``ratelimit.json`` at the end)."""
+    from secton_harness.ratelimit_model import RESULT_FILE
+    from secton_harness.records import PARTS_DIR, RECORDS_FILE
+
+    for name, is_dir in ((RUN_FILE, False), (RECORDS_FILE, False), (RESULT_FILE, False),
+                         (PARTS_DIR, True)):
+        entry = folder / name
+        if entry.exists() and entry.is_dir() != is_dir:
+            kind = "a file" if is_dir else "a directory"
+            raise BadInput(f"{folder}: {name} is {kind}; the run cannot write it, choose "
+                           "another --out")
 
 
 def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:

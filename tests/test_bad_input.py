@@ -165,6 +165,12 @@ ROWS: dict[str, tuple[dict[str, str | bytes], list[str], str]] = {
     "ratelimit bad rps": ({}, ["ratelimit", "--target", LOOP, "--max-rps", "0"], "--max-rps"),
     "ratelimit rps not finite": ({}, ["ratelimit", "--target", LOOP, "--keys", KEYS,
                                       "--max-rps", "inf"], "--max-rps"),
+    "out holds a directory for run.json": ({"r/run.json/x": ""},
+                                           ["probe", "--once", "--target", LOOP, "--keys",
+                                            KEYS, "--out", "r"], "run.json is a directory"),
+    "ratelimit out holds a directory for ratelimit.json": (
+        {"r/ratelimit.json/x": ""}, ["ratelimit", "--target", LOOP, "--keys", KEYS, "--out",
+                                     "r"], "ratelimit.json is a directory"),
     "ratelimit policy unknown field": ({"p.toml": "[key]\nbrust = 3\n"},
                                        ["ratelimit", "--target", LOOP, "--keys", KEYS,
                                         "--expect", "p.toml"], "brust"),

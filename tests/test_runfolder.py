@@ -63,6 +63,19 @@ def test_unwritable_run_folder(tmp_path: Path) -> None:
         RunFolder.start(blocker / "sub", command="x")
 
 
+@pytest.mark.parametrize("name", ["run.json", "records.parquet", "ratelimit.json"])
+def test_a_run_file_that_is_a_directory_is_refused_first(tmp_path: Path, name: str) -> None:
+    """An existing --out in which a file the run writes is a directory: one line before
+    the run (it was a traceback, at once for run.json, at the end for the others)."""
+    (tmp_path / name).mkdir()
+    with pytest.raises(BadInput, match=f"{name} is a directory"):
+        RunFolder.start(tmp_path, command="x")
+    (tmp_path / name).rmdir()
+    (tmp_path / "records.parts").write_text("")
+    with pytest.raises(BadInput, match="records.parts is a file"):
+        RunFolder.start(tmp_path, command="x")
+
+
 @pytest.mark.parametrize(("content", "expected"), [
     (None, "run.json: missing"),
     ("{not json", "run.json: not valid JSON"),
