@@ -60,8 +60,8 @@ def probing(tmp_path_factory: pytest.TempPathFactory, default_server: Any,
     process = subprocess.Popen(
         [sys.executable, "-m", "secton_harness", "probe", "--config", str(config), "--keys",
          str(ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"), "--port", str(port), "--out",
-         str(tmp / "run"), "--duration", "2m"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+         str(tmp / "run"), "--duration", "15m"],   # ended at teardown; xdist may spread the
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # module's tests over minutes
     url, prometheus = start_prometheus(tmp, [f"127.0.0.1:{port}"], rule_files=[RULES],
                                        binary=prometheus_binary)
     try:
