@@ -65,16 +65,16 @@ def probing(tmp_path_factory: pytest.TempPathFactory, default_server: Any,
     url, prometheus = start_prometheus(tmp, [f"127.0.0.1:{port}"], rule_files=[RULES],
                                        binary=prometheus_binary)
     exporter = f"http://127.0.0.1:{port}/metrics"
-    deadline = time.monotonic() + 60   # every test may read the exporter first
-    while True:
-        try:
-            with urllib.request.urlopen(exporter, timeout=5):
-                break
-        except OSError:
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "the probe exporter never answered"
-            time.sleep(0.2)
     try:
+        deadline = time.monotonic() + 60   # every test may read the exporter first
+        while True:
+            try:
+                with urllib.request.urlopen(exporter, timeout=5):
+                    break
+            except OSError:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "the probe exporter never answered"
+                time.sleep(0.2)
         yield {"prometheus": url, "exporter": exporter}
     finally:
         stop_prometheus(prometheus)
