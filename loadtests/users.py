@@ -22,20 +22,17 @@ from locust.exception import CatchResponseError
 from loadtests.bounded_http import IDENTITY, BoundedUser, Exchange, send
 from loadtests.process_plan import LoadPlan
 from loadtests.recorder import RECORD_FIELDS
+from secton_harness.answers import read_answer
 from secton_harness.endpoints import BY_NAME, CHAT, MODELS
 from secton_harness.error_classes import (
     CANCELLED,
-    CONNECT,
     CONTENT_TYPE,
     CONTRACT,
     HARNESS,
     INVALID_JSON,
     REDIRECT,
-    classify,
-    failure,
 )
 from secton_harness.limits import max_body_bytes
-from secton_harness.ratelimit_headers import parse_ratelimit
 from secton_harness.redact import Redactor
 
 IDLE_S = 0.2
@@ -194,38 +191,27 @@ class SectonUser(BoundedUser):
         A tuple, not a dict: made once per request and kept until the next flush, it costs
         a third of a dict to build and to hold, and Arrow converts it column-wise.
         """
-        status = got.status
-        nbytes, error, reason = got.size, "", ""
-        limit = remaining = reset = retry_after = None
+        status, error, reason, success, limit, remaining, reset, retry_after, _ = read_answer(
+            got.status, got.problem, got.headers, self.redactor)
         tokens: tuple[int | None, ...] = _NO_TOKENS
-        if got.problem is not None:
-            # no whole answer: the status it announced (0: none) and the transport class
-            error, reason = failure(got.problem, self.redactor)
-        elif not status:
-            error, reason = CONNECT, "no response"
-        if status:
-            headers, content = got.headers, got.content
-            # the core's one reading of every rate-limit dialect, as the mapper's records
-            announced = parse_ratelimit(headers)
-            limit, remaining = announced.limit, announced.remaining
-            reset, retry_after = announced.reset_s, announced.retry_after_s
-            if status != 429 and not error:  # a 429 is counted apart: neither
-                error, reason, tokens = self.judge(status, headers, content, payload, params,
-                                                   validate)
-        success = status != 0 and status != 429 and not error
+        if status != 429 and got.problem is None and status:  # a 429 is counted apart
+            error, reason, tokens = self.judge(status, error, got.headers, got.content,
+                                               payload, params, validate)
+            success = success and not error
         return (ts, intended_ts, phase, self.path, self.method, self.key.alias, self.key.org,
-                status, latency, nbytes, error, reason, success, limit, remaining, reset,
+                status, latency, got.size, error, reason, success, limit, remaining, reset,
                 retry_after, *tokens)
 
-    def judge(self, status: int, headers: Any, content: bytes,
+    def judge(self, status: int, error: str, headers: Any, content: bytes,
               payload: dict[str, Any] | None, params: dict[str, str],
               validate: bool) -> tuple[str, str, tuple[int | None, ...]]:
-        """(error class, reason, (prompt, completion, total tokens)) of an answer.
+        """(error class, reason, (prompt, completion, total tokens)) of a whole non-429
+        answer whose status :func:`~secton_harness.answers.read_answer` classed as ``error``
+        (``http`` for >= 400, ``redirect`` for a 3xx, never followed, ``""`` for a 2xx).
 
         The body is only parsed when it is needed: to validate it (sampled) or to read a
         chat completion's token usage.
         """
-        error = classify(status)  # "http" for >= 400, "redirect" for a 3xx (never followed)
         if error == REDIRECT or not (validate or (status < 300 and self.endpoint_name == "chat")):
             return error, "", _NO_TOKENS
         content_type = _header(headers, "content-type") or ""

@@ -48,18 +48,18 @@ from urllib.parse import urlsplit
 import httpx
 
 from secton_harness import __version__
+from secton_harness.answers import read_answer, succeeded
 from secton_harness.endpoints import CHAT, MODELS, api_url
 from secton_harness.error_classes import (
     CONTENT_TYPE,
     ERROR_CLASSES,
     INVALID_JSON,
     ResponseTooLarge,
-    failure,
 )
 from secton_harness.errors import BadInput
 from secton_harness.keys import mask as mask_key
 from secton_harness.limits import max_body_bytes
-from secton_harness.ratelimit_headers import RateLimitInfo, parse_ratelimit
+from secton_harness.ratelimit_headers import RateLimitInfo
 from secton_harness.redact import Redactor
 
 __all__ = [
@@ -112,8 +112,9 @@ class ApiResponse:
 
     @property
     def ok(self) -> bool:
-        """A 2xx response that arrived whole, as JSON."""
-        return 200 <= self.status < 300 and not self.error
+        """A 2xx response that arrived whole, as JSON: the records' one definition of
+        success (:func:`~secton_harness.answers.succeeded`)."""
+        return succeeded(self.status, self.error)
 
 
 def _check_base_url(base_url: str) -> str:
@@ -233,13 +234,14 @@ class _Base:
     def _failed(prep: _Prepared, exc: BaseException, ts: float, start: float,
                 status: int = 0, headers: httpx.Headers | None = None) -> ApiResponse:
         latency = time.perf_counter() - start
-        error, detail = failure(exc, prep.redactor)
         lowered = {k.lower(): v for k, v in headers.items()} if headers is not None else {}
+        answer = read_answer(status, exc, lowered, prep.redactor, now=ts + latency,
+                             status_class=False)
         return ApiResponse(
             method=prep.method, path=prep.path, status=status, latency_s=latency, ts=ts,
             headers=lowered, content_type=lowered.get("content-type", ""), body=None,
-            text="", bytes=0, error=error, error_detail=detail,
-            ratelimit=parse_ratelimit(lowered, now=ts + latency),
+            text="", bytes=0, error=answer.error, error_detail=answer.reason,
+            ratelimit=answer.ratelimit,
         )
 
     @staticmethod
@@ -247,10 +249,14 @@ class _Base:
                   start: float) -> ApiResponse:
         latency = time.perf_counter() - start
         lowered = {k.lower(): v for k, v in response.headers.items()}
+        # status, rate-limit fields: the core's one reading, as the load and mapper records;
+        # the status's class is left to the probe's conditions, the body is the client's
+        answer = read_answer(response.status_code, None, lowered, prep.redactor,
+                             now=ts + latency, status_class=False)
         content_type = lowered.get("content-type", "")
         text = raw[:TEXT_LIMIT_CHARS * 4].decode(response.encoding or "utf-8", "replace")
         body = None
-        error = detail = ""
+        error, detail = answer.error, answer.reason
         if not _is_json_type(content_type):
             error = CONTENT_TYPE
             detail = prep.redactor.text(f"content-type {content_type!r} is not JSON")
@@ -261,10 +267,10 @@ class _Base:
                 error = INVALID_JSON
                 detail = prep.redactor.text(f"{exc.__class__.__name__}: {exc}")
         return ApiResponse(
-            method=prep.method, path=prep.path, status=response.status_code,
+            method=prep.method, path=prep.path, status=answer.status,
             latency_s=latency, ts=ts, headers=lowered, content_type=content_type, body=body,
             text=text[:TEXT_LIMIT_CHARS], bytes=len(raw), error=error, error_detail=detail,
-            ratelimit=parse_ratelimit(lowered, now=ts + latency),
+            ratelimit=answer.ratelimit,
         )
 
 

@@ -26,11 +26,11 @@ import gevent
 from locust.env import Environment
 
 from loadtests.bounded_http import IDENTITY, BoundedUser, exchange
+from secton_harness.answers import read_answer, succeeded
 from secton_harness.endpoints import BY_NAME, CHAT, MODELS, api_url
-from secton_harness.error_classes import CONNECT, TRANSPORT_CLASSES, classify, failure
+from secton_harness.error_classes import TRANSPORT_CLASSES
 from secton_harness.keys import ApiKey
 from secton_harness.limits import max_body_bytes
-from secton_harness.ratelimit_headers import parse_ratelimit
 from secton_harness.records import RecordSink
 from secton_harness.redact import Redactor
 
@@ -76,8 +76,9 @@ class Hit:
 
     @property
     def ok(self) -> bool:
-        """A 2xx that arrived whole (a reset mid-body is not a success)."""
-        return 200 <= self.status < 300 and not self.error
+        """A 2xx that arrived whole (a reset mid-body is not a success): the records'
+        ``success`` (:func:`~secton_harness.answers.succeeded`)."""
+        return succeeded(self.status, self.error)
 
     @property
     def refused(self) -> bool:
@@ -190,39 +191,34 @@ class Transport:
         kwargs: dict[str, Any] = {"headers": headers, "name": path}
         if endpoint is CHAT:
             kwargs["json"] = CHAT_BODY
-        resp_headers: dict[str, str] = {}
         start = time.perf_counter()
         # the answer is due by the run's deadline too (plus a moment to record it)
         timeout_s = min(_MapperUser.network_timeout, self.deadline + 0.5 - start)
         _, got = exchange(self.user.client, method, api_url(self.target, path),
                           timeout_s=timeout_s, max_body=self.max_body, keep_body=False,
                           **kwargs)
-        status, size = got.status, got.size
-        reason = ""
-        if got.problem is not None:
-            error, reason = failure(got.problem, self.redactor)
-        else:
-            error = classify(status) if status else CONNECT
-        if status and got.response.headers is not None:
-            resp_headers = {str(k): str(v) for k, v in got.response.headers.items()}
         hit.latency_s = time.perf_counter() - start
-        info = parse_ratelimit(resp_headers, now=time.time()) if resp_headers else None
-        if info is not None:
-            hit.retry_after_s = info.retry_after_s
-            hit.limit, hit.remaining = info.limit, info.remaining
-            hit.reset_s, hit.window_s = info.reset_s, info.window_s
-            self.longest_reset_s = max(self.longest_reset_s, hit.reset_s or 0.0,
-                                       hit.window_s or 0.0)
-        hit.error = error
+        status = got.status
+        # the core's one reading of an answer, as the load users' and the probes' records
+        answer = read_answer(status, got.problem, got.response.headers if status else None,
+                             self.redactor)
+        info = answer.ratelimit
+        hit.retry_after_s = answer.retry_after_s
+        hit.limit, hit.remaining = answer.ratelimit_limit, answer.ratelimit_remaining
+        hit.reset_s, hit.window_s = answer.ratelimit_reset_s, info.window_s
+        self.longest_reset_s = max(self.longest_reset_s, hit.reset_s or 0.0,
+                                   hit.window_s or 0.0)
+        hit.error = answer.error
         hit.status = status
-        down = status == 0 or status >= 500 or error in TRANSPORT_CLASSES
+        down = status == 0 or status >= 500 or answer.error in TRANSPORT_CLASSES
         self.failures_in_a_row = self.failures_in_a_row + 1 if down else 0
         self.sink.add(
             ts=hit.ts, phase=hit.phase, endpoint=path, method=method, key_alias=key.alias,
-            org=key.org, status=status, latency_s=hit.latency_s, error=error, bytes=size,
-            retry_after_s=hit.retry_after_s, ratelimit_limit=hit.limit,
+            org=key.org, status=status, latency_s=hit.latency_s, error=answer.error,
+            bytes=got.size, retry_after_s=hit.retry_after_s, ratelimit_limit=hit.limit,
             ratelimit_remaining=hit.remaining, ratelimit_reset_s=hit.reset_s,
-            target=self.target_label, success=hit.ok, step=hit.step, reason=reason,
+            target=self.target_label, success=answer.success, step=hit.step,
+            reason=answer.reason,
         )
         if on_done is not None:
             on_done(hit)
