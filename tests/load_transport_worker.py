@@ -21,8 +21,7 @@ import sys
 from geventhttpclient import HTTPClient
 
 from loadtests.bounded_http import IDENTITY, Wire, send
-from secton_harness.error_classes import classify, failure
-from secton_harness.ratelimit_headers import parse_ratelimit
+from secton_harness.answers import read_answer
 from secton_harness.redact import Redactor
 
 
@@ -34,14 +33,11 @@ def one(url: str, key: str, keep: bool) -> dict[str, object]:
                    "/v1/models", b"", timeout_s=2, max_body=1 << 20, keep_body=keep)
     finally:
         http.close()
-    error, detail = ("", "") if got.problem is None else failure(
-        got.problem, Redactor({key: "c1"}))
-    remaining = None
-    if got.problem is None and got.status:
-        error = classify(got.status)
-        remaining = parse_ratelimit(got.headers).remaining
-    return {"status": got.status, "error": error, "detail": detail, "size": got.size,
-            "kept": len(got.content), "remaining": remaining, "raised": ""}
+    # what every record takes from an answer: the core's one reading of it
+    answer = read_answer(got.status, got.problem, got.headers, Redactor({key: "c1"}))
+    return {"status": got.status, "error": answer.error, "detail": answer.reason,
+            "size": got.size, "kept": len(got.content),
+            "remaining": answer.ratelimit_remaining, "raised": ""}
 
 
 def main() -> None:
