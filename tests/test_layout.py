@@ -119,6 +119,12 @@ def _files_with(match: re.Pattern[str], literal_only: bool) -> list[str]:
     ("the records file's name", r"^records\.parquet$", True, ["secton_harness/records.py"]),
     ("the mapper's result file name", r"^ratelimit\.json$", True,
      ["secton_harness/ratelimit_model.py"]),
+    # one request-to-record function: only it reads an answer's failure and rate-limit
+    # headers, and only it says what a success is (docs/architecture.md)
+    ("the reading of an answer", r"(?<!def )\b(parse_ratelimit|failure)\((?!s\))", False,
+     ["secton_harness/answers.py", "secton_harness/ratelimit_headers.py"]),
+    ("the definition of success", r"200\s*<=\s*[\w.]+\s*<\s*300\s+and\s+not\b", False,
+     ["secton_harness/answers.py"]),
     ("a load run file's name",
      r"^(progress\.json|locust-summary\.json|workers\.json|pushgateway\.json|stop-requested"
      r"|schedule-.*)$", True, ["loadtests/run_files.py"]),
