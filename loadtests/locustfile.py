@@ -17,6 +17,7 @@ done and in-flight requests have drained (or ``drain`` has passed).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -32,6 +33,7 @@ from locust import LoadTestShape, events
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from loadtests.live_metrics import REPORT_KEY, LiveMetrics
+from loadtests.orphaned import alive, finish_orphaned_run
 from loadtests.process_plan import LoadPlan
 from loadtests.record_shipping import (
     ACK_MESSAGE,
@@ -66,6 +68,8 @@ PARENT_CHECK_S = 0.5
 #: After its deadline, a process that has not exited within this is ended outright.
 DEADLINE_EXIT_S = 15.0
 log = logging.getLogger("secton.load")
+#: The process the CLI started (``--processes`` workers are forked from it later).
+_MAIN_PID = os.getpid()
 
 #: Missed heartbeats before the master gives a worker up (Locust: 3, one a second). A
 #: worker's hub can be busy for seconds while it starts on a loaded machine (imports,
@@ -229,25 +233,10 @@ def _watch_parent(environment: Any, pid: int) -> None:
     Every process of the run watches the CLI itself (a ``--processes`` worker's parent is
     the Locust master, not the CLI), so none of them keeps loading an orphaned run.
     """
-    while _alive(pid):
+    while alive(pid):
         gevent.sleep(PARENT_CHECK_S)
     log.warning("secton-harness: the CLI (pid %d) is gone; stopping the run", pid)
     _stop_in_order(environment)
-
-
-def _alive(pid: int) -> bool:
-    """The process exists and is not a zombie (a killed CLI not reaped yet is gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc: existence is all we can tell
-    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
 def _deadline(environment: Any, seconds: float) -> None:
@@ -551,6 +540,27 @@ def _push(plan: LoadPlan, metrics: LiveMetrics, url: str) -> None:
     if plan.run_dir is not None:
         with contextlib.suppress(OSError):
             write_json_atomic(Path(plan.run_dir) / PUSH_FILE, result)
+
+
+def _finish_if_orphaned() -> None:
+    """At exit of the process the CLI started: if the CLI is gone, finish run.json.
+
+    Registered at import, before Locust registers its own exit handlers, so it runs
+    after them: a ``--processes`` master has waited for its workers' last flush by then.
+    Forked workers skip it (another pid). See :mod:`loadtests.orphaned`.
+    """
+    plan = _State.plan
+    parent = getattr(_ENV[0].parsed_options, "secton_parent_pid", 0) if _ENV else 0
+    if os.getpid() != _MAIN_PID or plan is None or plan.run_dir is None or not parent:
+        return
+    try:
+        if finish_orphaned_run(plan.run_dir, parent):
+            log.warning("secton-harness: the CLI is gone; run.json finished as interrupted")
+    except Exception as error:  # the last act of a dying process: one line, no traceback
+        log.error("secton-harness: could not finish run.json: %s", error)
+
+
+atexit.register(_finish_if_orphaned)
 
 
 class ScenarioShape(LoadTestShape):

@@ -31,6 +31,8 @@ STOPPED_OUTCOMES = {"interrupted": "interrupted by a signal",
                                   "records are missing, or the rate-limit mapping hit "
                                   "--max-duration / --max-requests (partial figures)"}
 MAX_NAMED = 8
+#: A run's own stop reason is shown up to this many characters.
+MAX_REASON = 300
 
 
 def run_verdict(run: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +41,11 @@ def run_verdict(run: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
     failed: list[str] = []
     outcome = info.get("outcome")
     if outcome in STOPPED_OUTCOMES:
-        stopped.append(f"outcome {outcome}: {STOPPED_OUTCOMES[outcome]}")
+        # the run's own words when it left some (load: "the load command ... was killed;
+        # the Locust process stopped itself ..."), else what the outcome means
+        said = info.get("reason")
+        said = said[:MAX_REASON] if isinstance(said, str) and said.strip() else None
+        stopped.append(f"outcome {outcome}: {said or STOPPED_OUTCOMES[outcome]}")
     aborted = info.get("aborted_on") or []
     if aborted:
         stopped += [f"stopped early: {reason}" for reason in aborted]

@@ -228,7 +228,10 @@ def test_sigint_keeps_in_flight_requests_on_record(slow: ReferenceServer,
 @pytest.mark.slow
 def test_locust_child_dies_with_the_cli(slow: ReferenceServer, tmp_path: Path) -> None:
     """SIGKILL of the CLI: the Locust child stops by itself (parent-death signal and its
-    own watch), keeping what it recorded."""
+    own watch), keeping what it recorded, and closes the run folder: run.json says
+    ``interrupted`` and why (it said ``running`` forever), with every request the server
+    got on record, and ``report`` reads the run as stopped early."""
+    _admin(slow, "/_admin/reset", "POST")
     scenario = write_toml(tmp_path / "s.toml", {
         "duration": "120s", "endpoints": {"models": {"rate": "5/s"}}})
     out = tmp_path / "run"
@@ -239,6 +242,7 @@ def test_locust_child_dies_with_the_cli(slow: ReferenceServer, tmp_path: Path) -
     deadline = time.monotonic() + 40
     while not list(out.glob("records.parts/*.parquet")) and time.monotonic() < deadline:
         time.sleep(0.2)
+    time.sleep(1.0)  # requests in flight now: each takes 1.5-2 s
     children = _children(cli.pid)
     assert children, "no Locust child found"
     cli.kill()
@@ -247,7 +251,22 @@ def test_locust_child_dies_with_the_cli(slow: ReferenceServer, tmp_path: Path) -
     while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in children if _alive(pid)]
-    assert read_records(out).num_rows > 0  # its records were flushed on the way out
+    info = read_run_info(out)
+    assert info["outcome"] == "interrupted", info
+    assert info["stopped_by"] == "cli_gone"
+    assert "was killed" in info["reason"] and "not judged" in info["reason"]
+    assert "thresholds" not in info and "checks" not in info  # nothing it could judge
+    errors = read_records(out)["error"].to_pylist()
+    assert info["records"] == len(errors) > 0
+    # every request the server got is on record (those cut off may never reach its count)
+    sent = server_counts(slow)["models"]
+    assert len(errors) - errors.count("cancelled") <= sent <= len(errors), (sent, errors)
+    report = subprocess.run(
+        [sys.executable, "-m", "secton_harness", "report", str(out), "--out",
+         str(tmp_path / "report")], capture_output=True, text=True, timeout=120)
+    assert report.returncode == 1, report.stderr[-2000:]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "STOPPED EARLY" in text and "was killed" in text
 
 
 def _children(pid: int) -> list[int]:
