@@ -133,3 +133,33 @@ def test_load_sigint(reference_server: object, tmp_path: Path) -> None:
     assert process.returncode == 130, stderr[-1000:]
     assert "Traceback" not in stderr
     assert assert_interrupted_and_reportable(out, tmp_path) >= 20
+
+
+@pytest.mark.parametrize("command", ["probe", "ratelimit"])
+def test_sigkill_leaves_running_and_report_says_never_finished(
+        command: str, reference_server: object, tmp_path: Path) -> None:
+    """SIGKILL gives a command no chance to write its end (probe and ratelimit have no
+    child to do it, unlike load): run.json keeps ``running``, and ``report`` names the
+    run "never finished", never a pass."""
+    server = reference_server(SLOW_MAPPING)  # type: ignore[operator]
+    out = tmp_path / "run"
+    extra = (["--port", str(free_port())] if command == "probe"
+             else ["--max-duration", "60s"])
+    process = subprocess.Popen(
+        cli(command, "--target", server.url, "--keys", str(KEYS), "--out", str(out),
+            *extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if list(out.glob("records.parts/*.parquet")):
+            break
+        time.sleep(0.1)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.kill()
+    process.wait(timeout=30)
+    assert read_run_info(out)["outcome"] == "running"
+    assert read_records(out).num_rows > 0  # the flushed batches survive
+    report = subprocess.run(cli("report", str(out), "--out", str(tmp_path / "report")),
+                            capture_output=True, text=True, timeout=120)
+    assert report.returncode == 1, report.stderr[-1000:]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "STOPPED EARLY" in text and "never finished" in text
