@@ -91,3 +91,64 @@ def test_read_run_info_errors(tmp_path: Path, content: str | None, expected: str
 def test_read_run_info_not_a_directory(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="not a directory"):
         read_run_info(tmp_path / "nope")
+
+
+# ----------------------------------------- a load whose CLI was killed (one writer only)
+
+
+def _running_load(path: Path) -> RunFolder:
+    from secton_harness.records import RecordSink
+
+    run = RunFolder.start(path, command="load")
+    with RecordSink(path, source="load") as sink:
+        sink.extend([{"ts": 1.0, "endpoint": "/v1/models", "status": 200}] * 3)
+    return run
+
+
+def _reaped() -> int:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_the_child_finishes_run_json_only_when_the_cli_is_gone(tmp_path: Path) -> None:
+    import os
+
+    from loadtests.orphaned import finish_orphaned_run
+
+    _running_load(tmp_path)
+    assert not finish_orphaned_run(tmp_path, os.getpid())  # the CLI lives: it writes
+    assert read_run_info(tmp_path)["outcome"] == "running"
+    assert finish_orphaned_run(tmp_path, _reaped())
+    info = read_run_info(tmp_path)
+    assert info["outcome"] == "interrupted" and info["stopped_by"] == "cli_gone"
+    assert info["records"] == 3 and "kept its 3 records" in info["reason"]
+    assert "thresholds" not in info and info["ended_at"] >= info["started_at"]
+    # written once: an outcome that is no longer "running" is never touched again
+    assert not finish_orphaned_run(tmp_path, _reaped())
+
+
+def test_a_zombie_cli_is_gone_and_a_folder_without_run_json_is_left_alone(
+        tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from loadtests.orphaned import alive, finish_orphaned_run
+
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while alive(zombie.pid) and time.monotonic() < deadline:  # exited, not reaped yet
+        time.sleep(0.05)
+    try:
+        assert not alive(zombie.pid)
+        (tmp_path / "hand").mkdir()  # Locust run by hand: no run.json, nothing written
+        assert not finish_orphaned_run(tmp_path / "hand", zombie.pid)
+        assert not (tmp_path / "hand" / RUN_FILE).exists()
+        _running_load(tmp_path / "run")
+        assert finish_orphaned_run(tmp_path / "run", zombie.pid)
+    finally:
+        zombie.wait()
