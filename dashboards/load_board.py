@@ -50,7 +50,8 @@ def build() -> Json:
              [target(promql_rps(SEL, WINDOW), "rate")]),
         stat("Error ratio", "errors / requests: no response, status >= 400 other than "
              "429, or a failed check of the answer (outcome=error). 429s are counted apart "
-             "(see 429 share), as in the load table and the report.", "percentunit",
+             "(see 429 share), and so are requests the run's stop cut "
+             "(outcome=cancelled), as in the load table and the report.", "percentunit",
              [target(promql_error_ratio(SEL, WINDOW), "errors")], decimals=2,
              thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")]),
         stat("429 share", "Requests answered 429 Too Many Requests / requests "

@@ -236,7 +236,7 @@ def print_result(console: Any, result: Any) -> None:
 
     figures = Table(title=f"load: {result.run_dir}")
     for column in ("endpoint", "requests", "rps", "asked rps", "p50 ms", "p95 ms",
-                   "p99 ms", "p99 corr. ms", "errors", "error %", "429"):
+                   "p99 ms", "p99 corr. ms", "errors", "error %", "429", "cancelled"):
         figures.add_column(column, justify="left" if column == "endpoint" else "right")
 
     def show(value: Any) -> str:
@@ -253,7 +253,8 @@ def print_result(console: Any, result: Any) -> None:
                         show(f.get("asked_rps")), ms(f["p50_latency_s"]),
                         ms(f["p95_latency_s"]), ms(f["p99_latency_s"]),
                         ms(f["p99_corrected_latency_s"]), show(f["errors"]),
-                        pct(f.get("error_rate")), show(f["ratelimited"]))
+                        pct(f.get("error_rate")), show(f["ratelimited"]),
+                        show(f.get("cancelled")))
     if result.summary:
         console.print(figures)
     if result.rates:

@@ -21,6 +21,7 @@ import time
 from collections import Counter, deque
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from prometheus_client import CollectorRegistry
@@ -49,13 +50,17 @@ def batch_deltas(table: pa.Table) -> dict[str, Any]:
     """The metric counts of one batch of records, msgpack-friendly.
 
     ``requests``: [endpoint, status, org, outcome, n] (outcome as
-    :func:`secton_harness.measures.outcome_labels` defines it); ``ratelimited``: [endpoint, org, n];
+    :func:`secton_harness.measures.outcome_labels` defines it, ``cancelled`` included);
+    ``ratelimited``: [endpoint, org, n];
     ``tokens``: [kind, org, n]; ``durations``: {endpoint: [per-bucket counts, sum]} with
-    the buckets of :data:`~secton_harness.metrics.LATENCY_BUCKETS` plus ``+Inf``.
+    the buckets of :data:`~secton_harness.metrics.LATENCY_BUCKETS` plus ``+Inf``, over the
+    records with a latency (a cancelled request's partial wait is none, as in the
+    measures' percentiles).
     """
     if table.num_rows == 0:
         return {}
-    outcomes = pa.array(outcome_labels(Columns.from_arrow(table)), pa.string())
+    columns = Columns.from_arrow(table)  # its latency_s is NaN where cancelled
+    outcomes = pa.array(outcome_labels(columns), pa.string())
     grouped = table.select(["endpoint", "status", "org"]).append_column(
         "outcome", outcomes).group_by(["endpoint", "status", "org", "outcome"],
                                       use_threads=False).aggregate([([], "count_all")])
@@ -74,8 +79,9 @@ def batch_deltas(table: pa.Table) -> dict[str, Any]:
     durations: dict[str, list[Any]] = {}
     endpoints = table["endpoint"]
     for endpoint in pc.unique(endpoints).to_pylist():
-        latencies = table.filter(pc.equal(endpoints, endpoint))["latency_s"]
-        values = latencies.to_numpy(zero_copy_only=False)
+        mask = pc.equal(endpoints, endpoint).to_numpy(zero_copy_only=False)
+        values = columns.latency_s[mask]
+        values = values[np.isfinite(values)]  # a cancelled request has no latency
         durations[endpoint] = [bucket_counts(values), float(values.sum())]
     return {"requests": requests, "ratelimited": ratelimited, "tokens": tokens,
             "durations": durations}

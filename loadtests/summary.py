@@ -16,6 +16,7 @@ from secton_harness.endpoints import BY_NAME
 from secton_harness.measures import Columns, measure
 
 FIGURES = ("requests", "rps", "ok", "errors", "error_rate", "ratelimited", "ratelimited_rate",
+           "cancelled",
            "p50_latency_s", "p95_latency_s", "p99_latency_s",
            "p50_corrected_latency_s", "p95_corrected_latency_s", "p99_corrected_latency_s",
            "tokens_per_min")

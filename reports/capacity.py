@@ -23,9 +23,9 @@ from reports.stats import (
 )
 from secton_harness.measures import (
     Columns,
-    classify,
     count,
     error_rate,
+    outcomes_of,
     percentiles,
     ratelimited_rate,
     rps,
@@ -43,7 +43,9 @@ def analyse_capacity(load: pd.DataFrame, *, thresholds: list[dict[str, Any]],
     """The figures of the Capacity section (``{"available": False, ...}`` without data).
 
     Counts, rates and percentiles are :mod:`secton_harness.measures`: a 429 is counted
-    apart (``rate_limited``), never as an error; ``throughput_rps`` is the measures' rps.
+    apart (``rate_limited``), never as an error, and so is a request the run's stop cut
+    (``cancelled``), whose partial wait is in no latency figure; ``throughput_rps`` is
+    the measures' rps.
     """
     if load.empty:
         return {"available": False, "missing": "no load records (source=load) in these runs",
@@ -52,7 +54,7 @@ def analyse_capacity(load: pd.DataFrame, *, thresholds: list[dict[str, Any]],
     ts = cols.ts
     t0, t1 = float(np.nanmin(ts)), float(np.nanmax(ts))
     duration = max(t1 - t0, 1e-9)
-    kinds = classify(cols.status, cols.has_error, cols.success)
+    kinds = outcomes_of(cols)
     classes = status_class(load)
     counts = count(cols)
     rate = rps(ts)
@@ -62,6 +64,7 @@ def analyse_capacity(load: pd.DataFrame, *, thresholds: list[dict[str, Any]],
         "ok": counts.ok,
         "errors": counts.errors,
         "rate_limited": counts.ratelimited,
+        "cancelled": counts.cancelled,
         "no_response": int((classes == "no response").sum()),
         "start_ts": t0,
         "duration_s": duration,
@@ -75,8 +78,8 @@ def analyse_capacity(load: pd.DataFrame, *, thresholds: list[dict[str, Any]],
         "status_counts": {c: int(v) for c, v in classes.value_counts().items() if v},
         "error_breakdown": _error_breakdown(load, pd.Series(kinds.error, index=load.index)),
         "tokens": _tokens(load, rate),
-        "cdf": _cdf(load["latency_s"]),
-        "series": _series(load, ts, t0, duration, classes),
+        "cdf": _cdf(cols.latency_s),
+        "series": _series(load, ts, t0, duration, classes, cols.latency_s),
         "thresholds": thresholds,
     }
     stages = stage_table(load, cols)
@@ -110,7 +113,8 @@ def _by_endpoint(load: pd.DataFrame, cols: Columns) -> list[dict[str, Any]]:
         rows.append({
             "endpoint": str(name), "requests": counts.requests, "rps": rps(part.ts),
             "ok": counts.ok, "errors": counts.errors, "rate_limited": counts.ratelimited,
-            "error_rate": error_rate(counts), "rate_limited_rate": ratelimited_rate(counts),
+            "cancelled": counts.cancelled, "error_rate": error_rate(counts),
+            "rate_limited_rate": ratelimited_rate(counts),
             **{q: plain[q] for q in PERCENTILES},
             **{f"{q}_corrected": fixed[q] for q in PERCENTILES},
             "max": plain["max"],
@@ -144,16 +148,16 @@ def _tokens(load: pd.DataFrame, rate: float | None) -> dict[str, Any] | None:
             "prompt_per_s": scaled_rps(rate, p, n), "completion_per_s": scaled_rps(rate, c, n)}
 
 
-def _cdf(latency: pd.Series) -> list[list[float]]:
+def _cdf(latency: np.ndarray) -> list[list[float]]:
     fractions = np.linspace(0, 1, CDF_POINTS)
-    found = percentiles(latency.to_numpy(dtype=float), {str(f): f * 100 for f in fractions})
+    found = percentiles(latency, {str(f): f * 100 for f in fractions})
     if any(v is None for v in found.values()):
         return []
     return [[float(x), float(f)] for x, f in zip(found.values(), fractions, strict=True)]
 
 
 def _series(load: pd.DataFrame, ts: np.ndarray, t0: float, duration: float,
-            classes: pd.Series) -> dict[str, Any]:
+            classes: pd.Series, latency_s: np.ndarray) -> dict[str, Any]:
     """Per-bucket rates and latency percentiles over the run's own time axis.
 
     Each rate is the bucket's count over the time the bucket covers: the last bucket
@@ -191,7 +195,7 @@ def _series(load: pd.DataFrame, ts: np.ndarray, t0: float, duration: float,
     by_endpoint = load.groupby([bucket, load["endpoint"]], observed=True).size().unstack(
         fill_value=0)
     by_status = pd.crosstab(bucket, classes).reindex(columns=STATUS_CLASSES, fill_value=0)
-    lat = load["latency_s"].groupby(bucket)
+    lat = pd.Series(latency_s, index=load.index).groupby(bucket)  # cancelled: NaN
     quant = lat.quantile(list(PERCENTILES.values())).unstack().reindex(grid)
     latency = {name: series_points(grid, quant[q]) for name, q in PERCENTILES.items()}
     latency["max"] = series_points(grid, lat.max().reindex(grid))

@@ -168,7 +168,9 @@ def headline(run: dict[str, Any]) -> str:
     if cap.get("available"):
         parts.append(f"{num(cap['requests'])} requests at {rps(cap['throughput_rps'])}, "
                      f"p95 {ms(cap['latency']['p95'])}, errors {pct(cap['error_rate'])}, "
-                     f"429s {pct(cap['rate_limited_rate'])}")
+                     f"429s {pct(cap['rate_limited_rate'])}"
+                     + (f", {num(cap['cancelled'])} cancelled by the stop (no error)"
+                        if cap.get("cancelled") else ""))
     up = run.get("uptime") or {}
     if up.get("available"):
         parts.append(f"{num(up['results'])} check results, availability "

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from secton_harness.measures import Columns, Outcomes, classify, percentiles, request_tokens
+from secton_harness.error_classes import CANCELLED
+from secton_harness.measures import Columns, Outcomes, outcomes_of, percentiles, request_tokens
 
 MAX_BUCKETS = 120
 _NICE_WIDTHS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600,
@@ -45,17 +46,18 @@ def columns(frame: pd.DataFrame) -> Columns:
     success = frame["success"].astype("boolean").astype("Float64").to_numpy(
         dtype=float, na_value=np.nan)
     has_error = category_mask(frame["error"], lambda text: text != "")
+    cancelled = category_mask(frame["error"], lambda text: text == CANCELLED)
     tokens = request_tokens(_floats(frame, "total_tokens"), _floats(frame, "prompt_tokens"),
                             _floats(frame, "completion_tokens"))
     return Columns(ts=_floats(frame, "ts"), latency_s=_floats(frame, "latency_s"),
                    status=_floats(frame, "status"), has_error=has_error, success=success,
-                   intended_ts=_floats(frame, "intended_ts"), tokens=tokens)
+                   intended_ts=_floats(frame, "intended_ts"), tokens=tokens,
+                   cancelled=cancelled)
 
 
 def outcomes(frame: pd.DataFrame) -> Outcomes:
-    """ok / error / ratelimited of each record (secton_harness.measures.classify)."""
-    c = columns(frame)
-    return classify(c.status, c.has_error, c.success)
+    """ok / error / ratelimited / cancelled of each record (secton_harness.measures)."""
+    return outcomes_of(columns(frame))
 
 
 def check_passed(frame: pd.DataFrame) -> pd.Series:

@@ -7,7 +7,11 @@ and the dashboards' PromQL all follow these definitions (docs/measurement.md).
 * **errors**: every other request that did not succeed: no response (status 0 or null), a
   status >= 400, an error class in the ``error`` column (e.g. ``contract``), or a record
   whose ``success`` column says false.
-* **ok**: neither. So ``requests = ok + errors + ratelimited``.
+* **cancelled**: error class ``cancelled``, a request still open when the run stopped
+  (SIGINT/SIGTERM, the drain's end, an abort). Counted apart: never an error, never ok
+  (the harness cut it, the target did not fail it); it stays in the denominator of every
+  rate, like a 429, and its partial wait is no latency (see percentiles).
+* **ok**: none of these. So ``requests = ok + errors + ratelimited + cancelled``.
 * **error rate** = errors / requests; **rate-limited rate** = ratelimited / requests;
   **success rate** = ok / requests (None without requests).
 * **rps** = (requests - 1) / (last send - first send), over the send times ``ts`` of the
@@ -21,7 +25,8 @@ and the dashboards' PromQL all follow these definitions (docs/measurement.md).
   only ``prompt_tokens``/``completion_tokens``, their sum (:func:`request_tokens`).
 * **percentiles** (pNN): linear interpolation between the closest ranks (numpy's
   default, k6 and ``numpy.percentile``), over every request with a latency, 429s and
-  errors included.
+  errors included; a cancelled request has none (:class:`Columns` blanks it: the time
+  until the cut measures the run's stop, not the target).
 * **corrected latency**: ``ts + latency_s - intended_ts``, from when the pacer said the
   request was due (coordinated omission). One fallback: a record without
   ``intended_ts`` (probes, the mapper, closed-model load) counts its plain latency.
@@ -45,14 +50,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from secton_harness.error_classes import CANCELLED as CANCELLED_CLASS
 from secton_harness.metrics import REQUEST_DURATION, REQUESTS
 
 if TYPE_CHECKING:  # pyarrow is imported where records are read, not by the CLI's --help
     import pyarrow as pa
 
-OK, ERROR, RATELIMITED = "ok", "error", "ratelimited"
+OK, ERROR, RATELIMITED, CANCELLED = "ok", "error", "ratelimited", CANCELLED_CLASS
 #: Values of the request counter's ``outcome`` label.
-OUTCOMES = (OK, ERROR, RATELIMITED)
+OUTCOMES = (OK, ERROR, RATELIMITED, CANCELLED)
 RATELIMITED_STATUS = 429
 #: The availability objective of probes (share of check runs that do not fail): the one
 #: default of the report's --slo, the probe dashboard's ``slo`` variable and the factors
@@ -62,22 +68,37 @@ DEFAULT_SLO = 0.995
 #: Names of the figures a threshold or a summary can ask for (plus pNN_latency_s and
 #: pNN_corrected_latency_s for any percentile 0 < NN < 100).
 SIMPLE_METRICS = ("requests", "rps", "rpm", "ok", "errors", "error_rate", "ratelimited",
-                  "ratelimited_rate", "success_rate", "ok_rps", "mean_latency_s",
+                  "ratelimited_rate", "cancelled", "success_rate", "ok_rps", "mean_latency_s",
                   "max_latency_s", "tokens_per_s", "tokens_per_min")
 PERCENTILE_RE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)_(corrected_)?latency_s$")
 
 
 @dataclass(frozen=True)
 class Columns:
-    """The record columns the measures read, as numpy arrays (null → NaN / False)."""
+    """The record columns the measures read, as numpy arrays (null → NaN / False).
+
+    ``latency_s`` is NaN where ``cancelled`` is true, whatever was passed: a request cut by
+    the run's stop waited until the cut, which is no latency of the target's, so no
+    percentile, mean or max (nor the corrected latency built on it) can take it in.
+    """
 
     ts: np.ndarray           # send time, epoch seconds
-    latency_s: np.ndarray    # NaN where none
+    latency_s: np.ndarray    # NaN where none or cancelled
     status: np.ndarray       # float, NaN where null; 0 = no response
     has_error: np.ndarray    # bool: a non-empty error class
     success: np.ndarray      # float 1.0 / 0.0, NaN where the record does not say
     intended_ts: np.ndarray  # NaN where the request had no schedule
     tokens: np.ndarray       # total tokens, NaN where none
+    cancelled: np.ndarray | None = None  # bool: error class ``cancelled`` (None: none)
+
+    def __post_init__(self) -> None:
+        n = int(np.asarray(self.ts).size)
+        cut = (np.zeros(n, dtype=bool) if self.cancelled is None
+               else np.asarray(self.cancelled, dtype=bool))
+        object.__setattr__(self, "cancelled", cut)
+        if cut.any():
+            object.__setattr__(self, "latency_s",
+                               np.where(cut, np.nan, np.asarray(self.latency_s, dtype=float)))
 
     def __len__(self) -> int:
         return int(self.ts.size)
@@ -100,16 +121,19 @@ class Columns:
             column = pc.cast(table[name], pa.float64())
             return column.to_numpy(zero_copy_only=False).astype(float, copy=False)
 
-        if "error" in table.column_names:
-            has_error = pc.fill_null(pc.not_equal(table["error"], ""), False)
-            has_error_np = has_error.to_numpy(zero_copy_only=False).astype(bool)
-        else:
-            has_error_np = np.zeros(n, dtype=bool)
+        def error_is(test: str) -> np.ndarray:
+            if "error" not in table.column_names:
+                return np.zeros(n, dtype=bool)
+            compare = pc.not_equal if test == "" else pc.equal
+            found = pc.fill_null(compare(table["error"], test), False)
+            return found.to_numpy(zero_copy_only=False).astype(bool)
+
         return cls(ts=floats("ts"), latency_s=floats("latency_s"), status=floats("status"),
-                   has_error=has_error_np, success=floats("success"),
+                   has_error=error_is(""), success=floats("success"),
                    intended_ts=floats("intended_ts"),
                    tokens=request_tokens(floats("total_tokens"), floats("prompt_tokens"),
-                                         floats("completion_tokens")))
+                                         floats("completion_tokens")),
+                   cancelled=error_is(CANCELLED_CLASS))
 
 
 def request_tokens(total: np.ndarray, prompt: np.ndarray, completion: np.ndarray
@@ -132,23 +156,36 @@ class Outcomes:
     ok: np.ndarray
     error: np.ndarray
     ratelimited: np.ndarray
+    cancelled: np.ndarray
 
 
-def classify(status: np.ndarray, has_error: np.ndarray, success: np.ndarray) -> Outcomes:
-    """Each record's outcome (module docstring): 429 apart, then error, else ok."""
+def classify(status: np.ndarray, has_error: np.ndarray, success: np.ndarray,
+             cancelled: np.ndarray | None = None) -> Outcomes:
+    """Each record's outcome (module docstring): cancelled apart (the run cut it, whatever
+    else the record says), then 429 apart, then error, else ok."""
     status = np.asarray(status, dtype=float)
-    ratelimited = status == RATELIMITED_STATUS
+    cut = (np.zeros(status.size, dtype=bool) if cancelled is None
+           else np.asarray(cancelled, dtype=bool))
+    ratelimited = (status == RATELIMITED_STATUS) & ~cut
     no_response = ~(status > 0)  # 0 or NaN
     failed = (no_response | (status >= 400) | np.asarray(has_error, dtype=bool)
               | (np.asarray(success, dtype=float) == 0.0))
-    error = failed & ~ratelimited
-    return Outcomes(ok=~(error | ratelimited), error=error, ratelimited=ratelimited)
+    error = failed & ~ratelimited & ~cut
+    return Outcomes(ok=~(error | ratelimited | cut), error=error, ratelimited=ratelimited,
+                    cancelled=cut)
+
+
+def outcomes_of(columns: Columns) -> Outcomes:
+    """:func:`classify` over a :class:`Columns`."""
+    return classify(columns.status, columns.has_error, columns.success, columns.cancelled)
 
 
 def outcome_labels(columns: Columns) -> np.ndarray:
-    """The ``outcome`` label of each record (``ok``, ``error``, ``ratelimited``)."""
-    o = classify(columns.status, columns.has_error, columns.success)
-    return np.select([o.ratelimited, o.error], [RATELIMITED, ERROR], default=OK)
+    """The ``outcome`` label of each record (``ok``, ``error``, ``ratelimited``,
+    ``cancelled``)."""
+    o = outcomes_of(columns)
+    return np.select([o.cancelled, o.ratelimited, o.error], [CANCELLED, RATELIMITED, ERROR],
+                     default=OK)
 
 
 @dataclass(frozen=True)
@@ -157,11 +194,13 @@ class Counts:
     ok: int
     errors: int
     ratelimited: int
+    cancelled: int = 0
 
 
 def count(columns: Columns) -> Counts:
-    o = classify(columns.status, columns.has_error, columns.success)
-    return Counts(len(columns), int(o.ok.sum()), int(o.error.sum()), int(o.ratelimited.sum()))
+    o = outcomes_of(columns)
+    return Counts(len(columns), int(o.ok.sum()), int(o.error.sum()), int(o.ratelimited.sum()),
+                  int(o.cancelled.sum()))
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -262,6 +301,7 @@ def measure(metric: str, data: pa.Table | Columns) -> float | None:
         return None if scaled is None else scaled * per
     simple = {"ok": float(counts.ok), "errors": float(counts.errors),
               "ratelimited": float(counts.ratelimited), "error_rate": error_rate(counts),
+              "cancelled": float(counts.cancelled),
               "ratelimited_rate": ratelimited_rate(counts),
               "success_rate": success_rate(counts)}
     if metric in simple:
@@ -300,7 +340,8 @@ def promql_rps(selector: str, window: str = "$__rate_interval", by: str = "") ->
 
 
 def promql_error_ratio(selector: str, window: str = "$__rate_interval") -> str:
-    """errors / requests by the ``outcome`` label: 429s in the denominator only.
+    """errors / requests by the ``outcome`` label: 429s and cancelled requests in the
+    denominator only.
 
     Written as ``1 - not-error / all`` so a run without errors shows 0, not "No data".
     """

@@ -65,7 +65,7 @@ HELP: dict[str, str] = {
     PROBE_DEGRADED: "1 if the last run of the check was slower than its degraded threshold.",
     PROBE_HTTP_STATUS: "HTTP status of the deciding answer of the check's last run (0: none).",
     REQUESTS: "Requests sent to the target by source, endpoint, status, org and outcome "
-              "(ok, error, ratelimited: docs/measurement.md).",
+              "(ok, error, ratelimited, cancelled: docs/measurement.md).",
     REQUEST_DURATION: "Request latency in seconds by source and endpoint.",
     RATELIMITED: "Requests answered 429 Too Many Requests.",
     TOKENS: "Tokens reported in chat completion usage, by kind (prompt, completion).",

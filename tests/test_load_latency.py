@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -203,13 +204,14 @@ def test_sigint_keeps_in_flight_requests_on_record(slow: ReferenceServer,
     child = subprocess.Popen(
         [sys.executable, "-m", "secton_harness", "load", "--scenario", str(scenario),
          "--target", slow.url, "--keys", str(KEYS), "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=base)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**base, "COLUMNS": "200"})
     deadline = time.monotonic() + 40
     while not list(out.glob("records.parts/*.parquet")) and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(1.0)  # requests in flight now: each takes 1.5-2 s
     child.send_signal(signal.SIGINT)
-    _, err = child.communicate(timeout=60)
+    cli, err = child.communicate(timeout=60)
     assert child.returncode == 130, err[-2000:]
     assert read_run_info(out)["outcome"] == "interrupted"
     # requests in flight at the signal are recorded (as answered or as cancelled, which
@@ -223,6 +225,44 @@ def test_sigint_keeps_in_flight_requests_on_record(slow: ReferenceServer,
     assert "cancelled" in errors
     rates = read_run_info(out)["rates"]["chat"]
     assert rates["dropped"] <= 16  # the rest of the 60 s schedule was never due: not dropped
+    _cancelled_apart(out, errors, cli + err, tmp_path)
+
+
+def _cancelled_apart(out: Path, errors: list[str], cli: str, tmp_path: Path) -> None:
+    """The requests the signal cut are counted apart, neither errors nor latencies, with
+    one figure in run.json, the CLI table and the report (every answer was a 200 here, so
+    an interrupted run has no errors at all: it once "failed" error_rate on the cut)."""
+    from reports.build import build_report
+
+    figures = read_run_info(out)["summary"]["all"]
+    cut = errors.count(CANCELLED)
+    failed = sum(1 for e in errors if e and e != CANCELLED)
+    assert (figures["cancelled"], figures["errors"]) == (cut, failed), (figures, errors)
+    assert figures["error_rate"] == failed / len(errors)
+    assert figures["ok"] + figures["errors"] + figures["ratelimited"] + cut == len(errors)
+    latency = read_records(out)["latency_s"].to_pylist()
+    answered = sorted(v for v, e in zip(latency, errors, strict=True) if e != CANCELLED)
+    assert figures["p50_latency_s"] >= answered[0] >= 1.4  # no cut request's partial wait
+    cells = _cli_row(cli, "all")
+    assert (cells[8], cells[9], cells[11]) == (str(failed), f"{failed / len(errors) * 100:.2f}",
+                                               str(cut)), cli
+    report = build_report([out], out=tmp_path / "report")
+    capacity = json.loads(report.summary_path.read_text())["capacity"]
+    assert (capacity["cancelled"], capacity["errors"]) == (cut, failed)
+    assert capacity["error_rate"] == figures["error_rate"]
+    assert capacity["latency"]["p50"] == pytest.approx(figures["p50_latency_s"], rel=1e-12)
+    markdown = report.markdown.read_text()
+    assert f"| {figures['error_rate'] * 100:.2f} % |" in markdown
+    assert f"{cut} cancelled by the stop" in markdown
+
+
+def _cli_row(output: str, name: str) -> list[str]:
+    """Cells of the load table's row ``name`` (rich box-drawing table)."""
+    for line in output.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃|]", line) if c.strip()]
+        if cells and cells[0] == name:
+            return cells
+    raise AssertionError(f"no row {name!r} in:\n{output}")
 
 
 @pytest.mark.slow

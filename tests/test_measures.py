@@ -55,6 +55,32 @@ def test_a_429_is_never_an_error_and_never_ok() -> None:
     assert measure("success_rate", c) == pytest.approx(2 / 9)
 
 
+def test_a_cancelled_request_is_counted_apart_with_no_latency() -> None:
+    """A request the run's stop cut (error class ``cancelled``) is neither an error nor ok,
+    stays in the denominator like a 429, and its partial wait enters no latency figure;
+    the arrow and pandas adapters and the live metrics' outcome label agree."""
+    table = pa.table({
+        "ts": [0.0, 1.0, 2.0, 3.0], "latency_s": [0.5, 0.5, 0.001, 0.5],
+        "status": pa.array([200, 500, 0, 429], pa.int32()),
+        "error": pa.array(["", "http", "cancelled", ""]),
+        "success": pa.array([True, False, False, False]),
+        "intended_ts": pa.array([None] * 4, pa.float64())})
+    frame = table.to_pandas()
+    frame["error"] = frame["error"].astype("category")
+    for c in (Columns.from_arrow(table), frame_columns(frame)):
+        assert measures.outcome_labels(c).tolist() == ["ok", "error", "cancelled",
+                                                       "ratelimited"]
+        counts = measures.count(c)
+        assert (counts.ok, counts.errors, counts.ratelimited, counts.cancelled) == (1, 1, 1, 1)
+        assert measure("cancelled", c) == 1.0
+        assert measure("error_rate", c) == pytest.approx(1 / 4)
+        assert measure("p50_latency_s", c) == pytest.approx(0.5)  # not the 1 ms cut
+        assert measure("mean_latency_s", c) == pytest.approx(0.5)
+        assert measure("p50_corrected_latency_s", c) == pytest.approx(0.5)
+        assert measure("rps", c) == pytest.approx(1.0)  # it was sent: it counts as a send
+    assert "cancelled" in measures.OUTCOMES
+
+
 def test_success_false_is_an_error_unless_429() -> None:
     c = _columns([200, 429], success=[0.0, 0.0])
     assert (measure("errors", c), measure("ratelimited", c)) == (1.0, 1.0)

@@ -129,7 +129,8 @@ def test_the_run_has_429s_and_errors(run: dict[str, Any]) -> None:
     assert run["code"] in (0, 1), run["cli"]
     assert figures["requests"] > 100, run["cli"]
     assert figures["ratelimited"] > 0 and figures["errors"] > 0, figures
-    assert figures["ok"] + figures["errors"] + figures["ratelimited"] == figures["requests"]
+    assert (figures["ok"] + figures["errors"] + figures["ratelimited"]
+            + figures["cancelled"] == figures["requests"])
     # a 429 is not an error: the old "not 2xx" ratio would be larger
     assert figures["error_rate"] == pytest.approx(figures["errors"] / figures["requests"])
     assert figures["error_rate"] < (figures["errors"] + figures["ratelimited"]) / figures[
@@ -147,6 +148,7 @@ def test_cli_run_json_summary_and_report_agree(run: dict[str, Any]) -> None:
     assert capacity["latency"]["p95"] == pytest.approx(figures["p95_latency_s"], rel=1e-12)
     assert capacity["errors"] == figures["errors"]
     assert capacity["rate_limited"] == figures["ratelimited"]
+    assert capacity["cancelled"] == figures["cancelled"]
     for row in capacity["by_endpoint"]:
         endpoint = run["info"]["summary"][row["endpoint"]]
         assert row["rps"] == pytest.approx(endpoint["rps"], rel=1e-12)
@@ -157,6 +159,7 @@ def test_cli_run_json_summary_and_report_agree(run: dict[str, Any]) -> None:
     assert float(cells[2]) == pytest.approx(figures["rps"], abs=0.006)
     assert cells[5] == f"{figures['p95_latency_s'] * 1000:.1f}"
     assert cells[9] == f"{figures['error_rate'] * 100:.2f}"
+    assert cells[11] == str(figures["cancelled"])
     # report.md shows them at its precision
     markdown = run["markdown"]
     assert f"{figures['rps']:,.1f}/s" in markdown
