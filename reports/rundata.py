@@ -7,7 +7,8 @@ records into one pandas frame. String columns arrive dictionary-encoded (pandas
 
 What is missing is recorded in :attr:`RunData.notes` and shown in the report; what makes a
 report impossible (a folder that does not exist, unreadable JSON, a corrupt Parquet file,
-no records and no run.json, a field the report reads holding the wrong type: a nested
+no records and no run.json, a records file missing where run.json counts records, a
+field the report reads holding the wrong type: a nested
 ``started_at``, a text ``status`` column) is a one-line :class:`BadInput`.
 """
 
@@ -201,6 +202,16 @@ def _has_records(run_dir: Path) -> bool:
     return (run_dir / RECORDS_FILE).exists() or (parts.is_dir() and any(parts.glob("*.parquet")))
 
 
+def _check_records_present(run_dir: Path, info: dict[str, Any], has_records: bool) -> None:
+    """BadInput when run.json counts records that are not there: a report over the rest
+    would say "recorded nothing" (a verdict on the target) where a file is lost."""
+    said = info.get("records")
+    if not has_records and _is_number(said) and said > 0:
+        raise BadInput(f"{run_dir / RECORDS_FILE}: missing, though {RUN_FILE} says "
+                       f"{said:g} records were taken (no {PARTS_DIR}/ either); restore "
+                       "the file or report another run")
+
+
 def load_runs(dirs: list[str | os.PathLike[str]]) -> RunData:
     """Read every run folder; raise BadInput for what cannot be reported at all."""
     paths = [Path(d) for d in dirs]
@@ -223,6 +234,7 @@ def load_runs(dirs: list[str | os.PathLike[str]]) -> RunData:
         infos.append(info)
         if limits is not None:
             ratelimit.append({**limits, "dir": str(run_dir)})
+        _check_records_present(run_dir, info, has_records)
         if has_records:
             frame = _read_frame(run_dir)
             if frame.empty:

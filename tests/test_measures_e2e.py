@@ -159,7 +159,7 @@ def test_cli_run_json_summary_and_report_agree(run: dict[str, Any]) -> None:
     assert float(cells[2]) == pytest.approx(figures["rps"], abs=0.006)
     assert cells[5] == f"{figures['p95_latency_s'] * 1000:.1f}"
     assert cells[9] == f"{figures['error_rate'] * 100:.2f}"
-    assert cells[11] == str(figures["cancelled"])
+    assert float(cells[11]) == figures["cancelled"]
     # report.md shows them at its precision
     markdown = run["markdown"]
     assert f"{figures['rps']:,.1f}/s" in markdown

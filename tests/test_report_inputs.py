@@ -66,6 +66,20 @@ def test_corrupt_records_file(tmp_path: Path, good_run: Path, damage: str) -> No
     assert_bad_input(cli(run), "records.parquet: records file is corrupt or truncated")
 
 
+def test_missing_records_file_that_run_json_counts(tmp_path: Path, good_run: Path) -> None:
+    """run.json counts records but records.parquet is gone: one line naming the file,
+    exit 2 (it said "FAILED: recorded nothing", exit 1: a verdict on a lost file)."""
+    import pyarrow.parquet as pq
+
+    run = _copy_run(good_run, tmp_path / "r")
+    said = pq.read_metadata(run / "records.parquet").num_rows
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "records": said}))  # as load writes
+    (run / "records.parquet").unlink()
+    assert_bad_input(cli(run), f"records.parquet: missing, though run.json says {said} "
+                               "records were taken")
+
+
 def test_truncated_part_file(tmp_path: Path) -> None:
     run = make_run(tmp_path / "r", load=load_rows(stage_rates=(20,)), merge=False)
     part = next((run / "records.parts").glob("*.parquet"))
