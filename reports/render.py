@@ -173,8 +173,10 @@ def headline(run: dict[str, Any]) -> str:
                         if cap.get("cancelled") else ""))
     up = run.get("uptime") or {}
     if up.get("available"):
+        against = (f"SLO {pct(up['slo'], 3)}" if not up.get("slo_not_judged")
+                   else "SLO not judged: one result per check")
         parts.append(f"{num(up['results'])} check results, availability "
-                     f"{pct(up['availability'], 3)} (SLO {pct(up['slo'], 3)})")
+                     f"{pct(up['availability'], 3)} ({against})")
     for card in (run.get("ratelimits") or {}).get("cards", []):
         shown = {f["name"]: f["value"] for f in card.get("figures", [])}
         figures = [f"{figure_name(name).split(' (')[0]} {figure_value(shown[name], name)}"

@@ -8,6 +8,11 @@ Two availabilities are reported per (check, target):
   that time, so a probe that ran more often during an outage does not weigh it twice.
 
 The error budget consumed is ``(1 - availability) / (1 - SLO)`` (1.0 = the whole budget).
+It and the SLO verdict are *not judged* (``None``, with ``slo_not_judged`` saying why) when
+no check and target has more than :data:`MIN_RESULTS_FOR_SLO` - 1 results: a one-shot run
+(``probe --once``) gives one result per check, and one failure in eight is then "12.5 %
+unavailable, 2,500 % of the budget" while one pass is "meets the SLO", neither of which
+says anything about an objective measured over days. Availability is still shown.
 An incident is a run of consecutive failed results of one check and target; it starts at
 the first failure and ends at the next ok result (or is ``ongoing`` when the run ended in
 failure, with its end at the last failure plus one interval).
@@ -23,6 +28,9 @@ import pandas as pd
 from reports.stats import bucket_width, category_mask, check_passed, latency_summary
 
 MAX_INCIDENTS = 50
+#: Results one check and target needs before availability is judged against the SLO.
+MIN_RESULTS_FOR_SLO = 2
+SLO_NOT_JUDGED = "too little data: one result per check (a one-shot run, e.g. probe --once)"
 MAX_STRIPS = 24
 
 
@@ -59,6 +67,7 @@ def analyse_uptime(probe: pd.DataFrame, *, slo: float) -> dict[str, Any]:
                      ok_held=("ok_held_s", "sum"), first=("ts", "min"), last=("ts", "max"))
     quant = groups["latency_s"].quantile([0.5, 0.95, 0.99]).unstack()
     incidents, incident_count = _incidents(frame, next_ts)
+    judged = int(agg["results"].max()) >= MIN_RESULTS_FOR_SLO
     per_target = []
     for (check, target), row in agg.join(quant).iterrows():  # per check/target, not record
         count_av = row["ok"] / row["results"]
@@ -68,7 +77,8 @@ def analyse_uptime(probe: pd.DataFrame, *, slo: float) -> dict[str, Any]:
             "results": int(row["results"]), "failures": int(row["results"] - row["ok"]),
             "warnings": int(row["warned"]),
             "availability": float(count_av), "availability_time": float(time_av),
-            "budget_consumed": _budget(count_av, slo), "meets_slo": bool(count_av >= slo),
+            "budget_consumed": _budget(count_av, slo) if judged else None,
+            "meets_slo": bool(count_av >= slo) if judged else None,
             "p50": float(row[0.5]), "p95": float(row[0.95]), "p99": float(row[0.99]),
         })
     total = len(frame)
@@ -85,7 +95,9 @@ def analyse_uptime(probe: pd.DataFrame, *, slo: float) -> dict[str, Any]:
         "available": True, "slo": slo, "results": total, "failures": total - n_ok,
         "warnings": int(frame["warned"].sum()),
         "availability": overall, "availability_time": overall_time,
-        "budget_consumed": _budget(overall, slo), "meets_slo": overall >= slo,
+        "budget_consumed": _budget(overall, slo) if judged else None,
+        "meets_slo": overall >= slo if judged else None,
+        "slo_not_judged": None if judged else SLO_NOT_JUDGED,
         "start_ts": float(frame["ts"].min()),
         "duration_s": float(frame["ts"].max() - frame["ts"].min()),
         "per_target": per_target, "per_check": per_check,

@@ -300,3 +300,33 @@ def test_three_load_runs_get_a_trend_two_do_not(tmp_path: Path) -> None:
     assert p95 == sorted(p95)  # slower each run: the trend the chart draws
     build_report(runs[:2], out=tmp_path / "two")
     assert "over the load runs" not in (tmp_path / "two" / "report.html").read_text()
+
+
+def test_one_shot_probe_run_shows_availability_but_does_not_judge_the_slo(
+        tmp_path: Path) -> None:
+    """probe --once gives one result per check: the report, summary.json and the banner
+    show its availability but no SLO verdict nor error budget (one failure in eight was
+    "error budget used 2500.0 %", all passing "meets the SLO"). Two results each are
+    judged again."""
+    rows = probe_rows()
+    once = [dict(r) for r in rows[:4]]  # models/chat on targets a/b, one result each
+    once[3] = {**once[3], "status": 503, "success": False, "reason": "status"}
+    report = build_report([make_run(tmp_path / "once", probe=once)], out=tmp_path / "r")
+    uptime = report.summary["runs"][0]["uptime"]
+    assert uptime["availability"] == 0.75
+    assert (uptime["meets_slo"], uptime["budget_consumed"]) == (None, None)
+    assert "one result per check" in uptime["slo_not_judged"]
+    assert all(t["meets_slo"] is None and t["budget_consumed"] is None
+               for t in uptime["per_target"])
+    on_disk = json.loads(report.summary_path.read_text())["runs"][0]["uptime"]
+    assert on_disk["slo_not_judged"] == uptime["slo_not_judged"]
+    markdown = report.markdown.read_text()
+    assert "75.000 % (SLO not judged: one result per check)" in markdown  # the banner
+    assert "error budget not judged: too little data" in markdown
+    assert "budget used 7" not in markdown and "below the SLO" not in markdown
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "not judged" in html and "5000.0 %" not in html
+    twice = make_run(tmp_path / "twice", probe=rows[:8])
+    judged = build_report([twice], out=tmp_path / "r2").summary["runs"][0]["uptime"]
+    assert judged["meets_slo"] is True and judged["budget_consumed"] == 0.0
+    assert judged["slo_not_judged"] is None
