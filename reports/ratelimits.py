@@ -26,6 +26,9 @@ def analyse_ratelimits(records: pd.DataFrame, results: list[dict[str, Any]]) -> 
     """The figures of the Rate-limits section."""
     cards = [card for result in results for card in _cards(result)]
     out: dict[str, Any] = {"available": bool(cards) or not records.empty, "cards": cards}
+    stop = _stop(results)
+    if stop:
+        out["stop"] = stop
     if not cards:
         out["cards_missing"] = "no ratelimit.json in these run folders"
     if records.empty:
@@ -36,6 +39,38 @@ def analyse_ratelimits(records: pd.DataFrame, results: list[dict[str, Any]]) -> 
         return out
     out.update(_timeline(records))
     return out
+
+
+#: ratelimit.json ``stopped_by`` values and the flag or event each names.
+STOP_CAUSES = {"max_duration": "--max-duration", "max_requests": "--max-requests",
+               "budget": "--budget",
+               "target_down": "the target stopped answering (failures in a row)"}
+
+
+def _stop(results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What stopped the mapping, in ratelimit.json's own words (``stopped_by``, with the
+    requests and seconds spent): the verdict names it instead of listing every bound."""
+    for result in results:
+        cause = result.get("stopped_by")
+        if isinstance(cause, str) and cause:
+            sent, spent = result.get("requests_sent"), result.get("duration_s")
+            return {"stopped_by": cause[:60],
+                    "requests_sent": sent if isinstance(sent, int) else None,
+                    "duration_s": spent if isinstance(spent, int | float) else None}
+    return None
+
+
+def stop_words(stop: dict[str, Any]) -> str:
+    """``stopped by --max-duration after 18.7 s and 644 requests, before it finished:
+    partial figures``."""
+    cause = stop["stopped_by"]
+    spent = [f"{stop['duration_s']:.1f} s" if stop.get("duration_s") is not None else "",
+             f"{stop['requests_sent']} requests" if stop.get("requests_sent") is not None
+             else ""]
+    after = " and ".join(part for part in spent if part)
+    return (f"the rate-limit mapping was stopped by {STOP_CAUSES.get(cause, cause)} "
+            f"(ratelimit.json stopped_by: {cause})" + (f" after {after}" if after else "")
+            + ", before it finished: its figures are partial")
 
 
 def _scopes(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

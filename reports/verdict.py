@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from reports.expectations import EXPECT
+from reports.ratelimits import stop_words
 
 PASSED, FAILED, STOPPED = "passed", "failed", "stopped early"
 STOPPED_OUTCOMES = {"interrupted": "interrupted by a signal",
@@ -45,6 +46,9 @@ def run_verdict(run: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
         # the Locust process stopped itself ..."), else what the outcome means
         said = info.get("reason")
         said = said[:MAX_REASON] if isinstance(said, str) and said.strip() else None
+        stop = (run.get("ratelimits") or {}).get("stop")
+        if said is None and stop:  # the mapper's own stop reason (ratelimit.json)
+            said = stop_words(stop)
         stopped.append(f"outcome {outcome}: {said or STOPPED_OUTCOMES[outcome]}")
     aborted = info.get("aborted_on") or []
     if aborted:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_data import RATELIMIT_RESULT, load_rows, make_run, probe_rows
+from report_data import RATELIMIT_RESULT, load_rows, make_run, probe_rows, ratelimit_rows
 
 from reports.build import build_report
 from reports.render import early_late
@@ -330,3 +330,24 @@ def test_one_shot_probe_run_shows_availability_but_does_not_judge_the_slo(
     judged = build_report([twice], out=tmp_path / "r2").summary["runs"][0]["uptime"]
     assert judged["meets_slo"] is True and judged["budget_consumed"] == 0.0
     assert judged["slo_not_judged"] is None
+
+
+@pytest.mark.parametrize(("cause", "flag"), [("max_duration", "--max-duration"),
+                                             ("max_requests", "--max-requests")])
+def test_stopped_ratelimit_run_names_its_own_stop_reason(tmp_path: Path, cause: str,
+                                                         flag: str) -> None:
+    """A mapping stopped by a bound says which one, from ratelimit.json's stopped_by (it
+    said a generic "a lost worker's records ... or --max-duration / --max-requests")."""
+    result = {**RATELIMIT_RESULT, "stopped_by": cause, "requests_sent": 240,
+              "duration_s": 12.04}
+    run = make_run(tmp_path / "rl", ratelimit=ratelimit_rows(), ratelimit_result=result,
+                   command="ratelimit", outcome="incomplete")
+    report = build_report([run], out=tmp_path / "r")
+    verdict = report.summary["runs"][0]["verdict"]
+    assert verdict["status"] == "stopped early"
+    first = verdict["reasons"][0]
+    assert first.startswith(f"outcome incomplete: the rate-limit mapping was stopped by "
+                            f"{flag} (ratelimit.json stopped_by: {cause}) after 12.0 s "
+                            "and 240 requests"), first
+    assert "lost worker" not in first
+    assert f"stopped by {flag}" in report.markdown.read_text()
