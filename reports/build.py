@@ -186,10 +186,10 @@ def _comparison(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if len(loads) < 2:
         return []
     return [{"dir": r["dir"], "shape": (r.get("scenario") or {}).get("shape"),
-             "requests": r["capacity"]["requests"], "rps": r["capacity"]["throughput_rps"],
+             "requests": r["capacity"]["requests"], "rps": r["capacity"]["rps"],
              "ok_rps": r["capacity"]["ok_rps"],
              "error_rate": r["capacity"]["error_rate"],
-             "rate_limited_rate": r["capacity"]["rate_limited_rate"],
+             "ratelimited_rate": r["capacity"]["ratelimited_rate"],
              "p95": r["capacity"]["latency"]["p95"], "verdict": r["verdict"]["status"]}
             for r in loads]
 

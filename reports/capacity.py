@@ -43,10 +43,10 @@ def analyse_capacity(load: pd.DataFrame, *, thresholds: list[dict[str, Any]],
     """The figures of the Capacity section (``{"available": False, ...}`` without data).
 
     Counts, rates and percentiles are :mod:`secton_harness.measures`: a 429 is counted
-    apart (``rate_limited``), never as an error, and so is a request the run's stop cut
-    (``cancelled``), whose partial wait is in no latency figure; ``throughput_rps`` is
-    the measures' rps.
-    """
+    apart (``ratelimited``), never as an error, and so is a request the run's stop cut
+    (``cancelled``), whose partial wait is in no latency figure. Each figure has the
+    measures' own name, as in run.json's summary (``rps``, ``ratelimited``,
+    ``ratelimited_rate``; they were ``throughput_rps``, ``rate_limited``…)."""
     if load.empty:
         return {"available": False, "missing": "no load records (source=load) in these runs",
                 "thresholds": thresholds}
@@ -63,15 +63,15 @@ def analyse_capacity(load: pd.DataFrame, *, thresholds: list[dict[str, Any]],
         "requests": counts.requests,
         "ok": counts.ok,
         "errors": counts.errors,
-        "rate_limited": counts.ratelimited,
+        "ratelimited": counts.ratelimited,
         "cancelled": counts.cancelled,
         "no_response": int((classes == "no response").sum()),
         "start_ts": t0,
         "duration_s": duration,
-        "throughput_rps": rate,
+        "rps": rate,
         "ok_rps": scaled_rps(rate, counts.ok, counts.requests),
         "error_rate": error_rate(counts),
-        "rate_limited_rate": ratelimited_rate(counts),
+        "ratelimited_rate": ratelimited_rate(counts),
         "latency": latency_summary(cols.latency_s),
         "latency_corrected": _corrected_summary(cols),
         "by_endpoint": _by_endpoint(load, cols),
@@ -112,9 +112,9 @@ def _by_endpoint(load: pd.DataFrame, cols: Columns) -> list[dict[str, Any]]:
         fixed = latency_summary(corrected(part))
         rows.append({
             "endpoint": str(name), "requests": counts.requests, "rps": rps(part.ts),
-            "ok": counts.ok, "errors": counts.errors, "rate_limited": counts.ratelimited,
+            "ok": counts.ok, "errors": counts.errors, "ratelimited": counts.ratelimited,
             "cancelled": counts.cancelled, "error_rate": error_rate(counts),
-            "rate_limited_rate": ratelimited_rate(counts),
+            "ratelimited_rate": ratelimited_rate(counts),
             **{q: plain[q] for q in PERCENTILES},
             **{f"{q}_corrected": fixed[q] for q in PERCENTILES},
             "max": plain["max"],

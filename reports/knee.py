@@ -57,7 +57,7 @@ def stage_table(load: pd.DataFrame, cols: Columns) -> list[dict[str, Any]]:
             "offered_rps": offered,
             "ok_rps": scaled_rps(offered, counts.ok, counts.requests),
             "error_rate": error_rate(counts),
-            "rate_limited_rate": ratelimited_rate(counts),
+            "ratelimited_rate": ratelimited_rate(counts),
             **lat,
         })
     return rows
@@ -66,7 +66,7 @@ def stage_table(load: pd.DataFrame, cols: Columns) -> list[dict[str, Any]]:
 def _not_served(stage: dict[str, Any]) -> float:
     """Errors plus 429s: for the knee a throttled request was not served either (the
     measures keep them apart; the knee adds them on purpose)."""
-    return (stage["error_rate"] or 0.0) + (stage["rate_limited_rate"] or 0.0)
+    return (stage["error_rate"] or 0.0) + (stage["ratelimited_rate"] or 0.0)
 
 
 def find_knee(stages: list[dict[str, Any]], *, latency_ratio: float,

@@ -192,10 +192,10 @@ def _timeline(records: pd.DataFrame) -> dict[str, Any]:
     per_key = (frame.assign(is429=is429).groupby("key", observed=True)
                .agg(requests=("ok", "size"), ok=("ok", "sum"), r429=("is429", "sum")))
     return {
-        "requests": len(frame), "rate_limited": int(is429.sum()), "start_ts": t0,
+        "requests": len(frame), "ratelimited": int(is429.sum()), "start_ts": t0,
         "duration_s": span,
         "per_key": [{"key": str(k), "requests": int(r.requests), "ok": int(r.ok),
-                     "rate_limited": int(r.r429)} for k, r in per_key.iterrows()],
+                     "ratelimited": int(r.r429)} for k, r in per_key.iterrows()],
         "timeline": {"bucket_s": width, "span_s": span, "lanes": lanes},
         "intervals_429": intervals, "interval_count": interval_count,
         "retry_after_observed": _retry_after_accuracy(frame, is429),

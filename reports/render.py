@@ -166,9 +166,9 @@ def headline(run: dict[str, Any]) -> str:
     parts = []
     cap = run.get("capacity") or {}
     if cap.get("available"):
-        parts.append(f"{num(cap['requests'])} requests at {rps(cap['throughput_rps'])}, "
+        parts.append(f"{num(cap['requests'])} requests at {rps(cap['rps'])}, "
                      f"p95 {ms(cap['latency']['p95'])}, errors {pct(cap['error_rate'])}, "
-                     f"429s {pct(cap['rate_limited_rate'])}"
+                     f"429s {pct(cap['ratelimited_rate'])}"
                      + (f", {num(cap['cancelled'])} cancelled by the stop (no error)"
                         if cap.get("cancelled") else ""))
     up = run.get("uptime") or {}

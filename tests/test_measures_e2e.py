@@ -142,12 +142,12 @@ def test_cli_run_json_summary_and_report_agree(run: dict[str, Any]) -> None:
     capacity = run["summary"]["capacity"]
     # summary.json and run.json: the same floats
     assert capacity["error_rate"] == pytest.approx(figures["error_rate"], rel=1e-12)
-    assert capacity["rate_limited_rate"] == pytest.approx(figures["ratelimited_rate"],
+    assert capacity["ratelimited_rate"] == pytest.approx(figures["ratelimited_rate"],
                                                           rel=1e-12)
-    assert capacity["throughput_rps"] == pytest.approx(figures["rps"], rel=1e-12)
+    assert capacity["rps"] == pytest.approx(figures["rps"], rel=1e-12)
     assert capacity["latency"]["p95"] == pytest.approx(figures["p95_latency_s"], rel=1e-12)
     assert capacity["errors"] == figures["errors"]
-    assert capacity["rate_limited"] == figures["ratelimited"]
+    assert capacity["ratelimited"] == figures["ratelimited"]
     assert capacity["cancelled"] == figures["cancelled"]
     for row in capacity["by_endpoint"]:
         endpoint = run["info"]["summary"][row["endpoint"]]

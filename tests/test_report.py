@@ -46,10 +46,10 @@ def test_capacity_figures_match_independent_computation(full_run) -> None:
     errors = (((frame["status"] < 200) | (frame["status"] >= 400))
               & (frame["status"] != 429)).mean()
     assert cap["error_rate"] == pytest.approx(errors)
-    assert cap["errors"] + cap["ok"] + cap["rate_limited"] == cap["requests"]
+    assert cap["errors"] + cap["ok"] + cap["ratelimited"] == cap["requests"]
     ts = np.sort(frame["ts"].to_numpy())
-    assert cap["throughput_rps"] == pytest.approx((len(ts) - 1) / (ts[-1] - ts[0]))
-    assert cap["rate_limited_rate"] == pytest.approx((frame["status"] == 429).mean())
+    assert cap["rps"] == pytest.approx((len(ts) - 1) / (ts[-1] - ts[0]))
+    assert cap["ratelimited_rate"] == pytest.approx((frame["status"] == 429).mean())
     chat = frame[frame["endpoint"] == "/v1/chat/completions"]
     row = next(r for r in cap["by_endpoint"] if r["endpoint"] == "/v1/chat/completions")
     assert row["p95"] == pytest.approx(np.percentile(chat["latency_s"], 95))
@@ -97,7 +97,7 @@ def test_ratelimit_card_and_timeline(full_run) -> None:
     assert figures["burst"]["value"] == 20 and figures["burst"]["passed"] is True
     assert figures["algorithm"]["passed"] is False and card["passed"] is False
     frame = pd.DataFrame(ratelimit_rows())
-    assert rl["rate_limited"] == int((frame["status"] == 429).sum())
+    assert rl["ratelimited"] == int((frame["status"] == 429).sum())
     assert rl["interval_count"] == 4  # two runs per key
     first = rl["intervals_429"][0]
     assert first["start_s"] == pytest.approx(2.0) and first["count"] == 10

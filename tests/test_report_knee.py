@@ -90,7 +90,7 @@ def test_step_ramp_shows_knee_near_capacity(reference_server, tmp_path: Path) ->
     assert knee["found"], knee
     assert 0.6 * CAPACITY <= round(knee["knee_offered_rps"], 1) <= CAPACITY
     assert knee["first_degraded"]["offered_rps"] > CAPACITY
-    assert knee["first_degraded"]["rate_limited_rate"] > 0.05
+    assert knee["first_degraded"]["ratelimited_rate"] > 0.05
     html = (run_dir / "report.html").read_text()
     assert f"Knee: {knee['knee_offered_rps']:,.1f}/s" in html
 
@@ -102,7 +102,7 @@ def test_latency_alone_marks_the_knee() -> None:
 
     def stage(rate: float, p95: float) -> dict[str, float]:
         return {"phase": f"at-{rate}", "offered_rps": rate, "ok_rps": rate, "p95": p95,
-                "error_rate": 0.0, "rate_limited_rate": 0.0, "requests": 100}
+                "error_rate": 0.0, "ratelimited_rate": 0.0, "requests": 100}
 
     stages = [stage(10, 0.020), stage(20, 0.025), stage(40, 0.028), stage(80, 0.090)]
     knee = find_knee(stages, latency_ratio=1.5, error_rise=0.05)

@@ -258,7 +258,7 @@ def test_banner_names_each_runs_main_figures(three_runs) -> None:
     html = (out / "report.html").read_text()
     banner = html[html.index('class="banner'):html.index("</div>", html.index('class="banner'))]
     cap = ramp["capacity"]
-    assert f"{cap['requests']:,} requests at {cap['throughput_rps']:,.1f}/s" in banner
+    assert f"{cap['requests']:,} requests at {cap['rps']:,.1f}/s" in banner
     assert f"p95 {cap['latency']['p95'] * 1000:.1f} ms" in banner
     assert f"{steady['capacity']['requests']:,} requests at" in banner
     assert (f"{probe['uptime']['results']:,} check results, availability "
