@@ -206,7 +206,7 @@ def _check_records_present(run_dir: Path, info: dict[str, Any], has_records: boo
     """BadInput when run.json counts records that are not there: a report over the rest
     would say "recorded nothing" (a verdict on the target) where a file is lost."""
     said = info.get("records")
-    if not has_records and _is_number(said) and said > 0:
+    if not has_records and isinstance(said, int | float) and _is_number(said) and said > 0:
         raise BadInput(f"{run_dir / RECORDS_FILE}: missing, though {RUN_FILE} says "
                        f"{said:g} records were taken (no {PARTS_DIR}/ either); restore "
                        "the file or report another run")
