@@ -55,9 +55,11 @@ def _rows(n: int, seed: int) -> list[dict]:
     rows = []
     for i in range(n):
         endpoint = rng.choice(["/v1/models", "/v1/chat/completions"])
-        status = rng.choice([200, 200, 200, 429, 500, 0])
+        status = rng.choice([200, 200, 200, 429, 500, 0, -1])  # -1: cut by the run's stop
         row = {"ts": float(i), "endpoint": endpoint, "org": rng.choice(["org_a", "org_b"]),
-               "status": status, "latency_s": rng.expovariate(20.0)}
+               "status": max(status, 0), "latency_s": rng.expovariate(20.0)}
+        if status == -1:
+            row["error"] = "cancelled"
         if endpoint.endswith("completions") and status == 200:
             row["prompt_tokens"], row["completion_tokens"] = rng.randint(1, 50), rng.randint(1, 9)
         rows.append(row)
@@ -71,8 +73,10 @@ def test_batch_deltas_count_like_a_per_row_count() -> None:
         deltas.add(batch_deltas(rows_to_table(rows[start:start + 700])))
     data = deltas.drain()
     outcome = {200: "ok", 429: "ratelimited", 500: "error", 0: "error"}  # measures.classify
-    requests = Counter((r["endpoint"], str(r["status"]), r["org"], outcome[r["status"]])
+    requests = Counter((r["endpoint"], str(r["status"]), r["org"],
+                        "cancelled" if r.get("error") else outcome[r["status"]])
                        for r in rows)
+    assert any(labels[3] == "cancelled" for labels in requests)
     assert {tuple(x[:4]): x[4] for x in data["requests"]} == requests
     limited = Counter((r["endpoint"], r["org"]) for r in rows if r["status"] == 429)
     assert {tuple(x[:2]): x[2] for x in data["ratelimited"]} == limited
@@ -82,7 +86,9 @@ def test_batch_deltas_count_like_a_per_row_count() -> None:
             tokens[(kind, r["org"])] += r.get(f"{kind}_tokens", 0)
     assert {tuple(x[:2]): x[2] for x in data["tokens"]} == +tokens
     for endpoint in ("/v1/models", "/v1/chat/completions"):
-        latencies = [r["latency_s"] for r in rows if r["endpoint"] == endpoint]
+        # a cancelled request's partial wait is no latency (as in the measures' pNN)
+        latencies = [r["latency_s"] for r in rows
+                     if r["endpoint"] == endpoint and not r.get("error")]
         counts, total = data["durations"][endpoint]
         assert counts == bucket_counts(latencies)
         assert abs(total - sum(latencies)) < 1e-9
@@ -97,7 +103,7 @@ def test_live_metrics_expose_the_batches() -> None:
     live.apply(deltas.drain())
     text = generate_latest(live.registry).decode()
     count = sum(v for k, v in _series(text, REQUEST_DURATION).items() if "_count" in k)
-    assert count == len(rows)
+    assert count == sum(1 for r in rows if not r.get("error"))
     ok = _series(text, "secton_requests_total")
     assert ok['secton_requests_total{endpoint="/v1/models",org="org_a",outcome="ok",'
               'source="load",status="200"}'] == sum(
