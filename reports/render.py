@@ -114,6 +114,8 @@ def retry_after_words(value: dict[str, Any]) -> str:
     """``retry_after {present, mean_error_s, max_error_s, mean_signed_error_s, samples}``
     in words; the mapper's error is announced end (send time + value) minus the recovery
     it saw, so positive means the announced wait ran past the recovery."""
+    if value.get("present") is None and "present" in value:
+        return "not seen (no 429 of this scope)"
     if not value.get("present"):
         return "not sent"
     mean, most = value.get("mean_error_s"), value.get("max_error_s")

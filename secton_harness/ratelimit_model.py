@@ -68,8 +68,18 @@ class SustainedBound(_Open):
     why: str
 
 
+class BurstBound(_Open):
+    """A first burst a bound (``--max-requests``, ``--max-duration``) cut short before
+    any 429: the burst is at least ``at_least`` requests; ``burst`` itself stays null."""
+
+    at_least: int
+    why: str
+
+
 class RetryAfter(_Open):
-    present: bool = False
+    #: true when any of the scope's 429s carried Retry-After, false when its 429s came
+    #: without it, null when no 429 of the scope was seen
+    present: bool | None = False
     mean_error_s: float | None = None
     max_error_s: float | None = None
 
@@ -78,6 +88,7 @@ class ScopeResult(_Open):
     """One scope (``key`` or ``org``) of ``ratelimit.json``."""
 
     burst: int | None = None
+    burst_bound: BurstBound | None = None
     #: false when the given keys cannot reach the scope's limit (an org above what its
     #: keys may send together): then no figure is reported, with the reason in evidence
     reachable: bool | None = None

@@ -287,3 +287,64 @@ def test_remote_target_needs_allow_remote(tmp_path, demo_keys_file):
     assert proc.returncode == 2
     assert "--allow-remote" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_burst_cut_by_max_requests_is_a_bound(reference_server, tmp_path):
+    """No 429 before --max-requests: the burst is "at least" what it saw allowed, never
+    the figure, and the cost counts the burst's requests (it said "minimum 1")."""
+    server = reference_server(server_config("fixed_window", 500, 10.0))
+    proc, result = run_cli(tmp_path, server.url, KEYS[:1], "--max-requests", "30")
+    assert proc.returncode == 1, proc.stderr
+    key = result["scopes"]["key"]
+    assert key["burst"] is None and "burst" in key["unverified"]
+    assert key["burst_bound"]["at_least"] == 30, key
+    assert "during the burst" in key["evidence"]["why"]
+    assert "no limit found" not in key["evidence"]["why"]
+    assert key["retry_after"]["present"] is None   # no 429: nothing to tell
+    assert result["cost"]["minimum_bursts"] == 30
+    assert "at least 30" in proc.stdout and "minimum 30 for the bursts" in proc.stdout
+
+
+def test_a_bound_before_the_burst_names_itself(reference_server, tmp_path):
+    """A key still limited and --max-duration shorter than its announced reset: no burst
+    is sent; the evidence and the policy failures name the bound, not "no 429 within the
+    burst" or "needs two or more keys of one org" (the keys are two of one org)."""
+    import httpx
+
+    server = reference_server(server_config("fixed_window", 3, 30.0))
+    for _ in range(4):   # spend the key's window: its 429 announces ~30 s
+        httpx.get(f"{server.url}/v1/models",
+                  headers={"Authorization": f"Bearer {KEYS[0]['key']}"})
+    policy = write_toml(tmp_path / "p.toml", {"key": {"burst": 3}, "org": {"burst": 10}})
+    proc, result = run_cli(tmp_path, server.url, KEYS[:2], "--max-duration", "3s",
+                           "--expect", str(policy))
+    assert proc.returncode == 1, proc.stderr
+    key = result["scopes"]["key"]
+    why = key["evidence"]["why"]
+    assert why.startswith("stopped by max_duration before the burst: waiting the "
+                          "announced reset"), why
+    assert "no burst was sent" in why and "burst_bound" not in key
+    org_fail = result["expect"]["scopes"]["org"]["measured"]["line"]
+    assert "stopped by max_duration" in org_fail and "two or more keys" not in org_fail
+
+
+def test_retry_after_present_when_stopped_after_the_429(reference_server, tmp_path):
+    """Every 429 carried Retry-After; --max-duration cut the cooldown: the card says
+    present, not absent (it said absent whatever was seen)."""
+    server = reference_server(server_config("fixed_window", 5, 30.0))
+    proc, result = run_cli(tmp_path, server.url, KEYS[:1], "--max-duration", "2s")
+    assert proc.returncode == 1, proc.stderr
+    key = result["scopes"]["key"]
+    assert key["burst"] == 5 and key["retry_after"]["present"] is True, key
+    assert "present (error not measured)" in proc.stdout
+
+
+def test_a_run_over_budget_says_so(reference_server, tmp_path):
+    """--budget bounds the verification runs, not measuring: a run past it says so in one
+    line (it printed "-N left")."""
+    server = reference_server(server_config("fixed_window", 6, 1.0))
+    proc, result = run_cli(tmp_path, server.url, KEYS[:1], "--budget", "10")
+    assert result["cost"]["within_budget"] is False, result["cost"]
+    assert "went over --budget (10)" in proc.stdout
+    check = result["scopes"]["key"]["evidence"]["sustained_check"]
+    assert "left)" not in check and "--budget (10) was spent" in check, check

@@ -34,9 +34,10 @@ def ratelimit(
     max_requests: Annotated[int, typer.Option(
         min=10, help="Hard bound on requests sent (cost control).")] = 2000,
     budget: Annotated[int, typer.Option(
-        min=10, help="Requests the mapper may spend measuring and verifying; a verification "
-                     "run that would exceed it is not started and its figure is reported "
-                     "unverified.")] = 1000,
+        min=10, help="Bounds the verification runs only: one is started only when the "
+                     "requests sent so far plus its own stay within it, else its figure is "
+                     "reported unverified. Measuring is not stopped by it: --max-requests "
+                     "and --max-duration bound the whole run.")] = 1000,
     max_duration: Annotated[str, typer.Option(help="Hard bound on run time, e.g. 5m.")] = "5m",
     max_rps: Annotated[float, typer.Option(
         min=0.1, help="Never send faster than this (requests per second).")] = 100.0,
@@ -54,8 +55,9 @@ def ratelimit(
     """Map the rate limits of a target: burst, sustained rate, cooldown, full recovery,
     algorithm, shared endpoint budget and Retry-After accuracy, per key and per org.
 
-    Each phase stops as soon as its answer is known, so the cost stays near three bursts
-    per scope plus a few dozen recovery probes. Loopback targets run freely; others need
+    Each phase stops as soon as its answer is known; the steady verification runs cost
+    the most (--budget bounds them). The whole run is bounded by --max-requests and
+    --max-duration, and the card shows what it cost. Loopback targets run freely; others need
     --allow-remote. With --expect, every figure is checked against the documented policy
     (exit 1 on any fail). See docs/ratelimit.md.
 

@@ -57,7 +57,11 @@ def map_scope(runner: ScopeRunner, *, sibling: ApiKey | None = None,
         _run_scope(runner, obs, sibling, outsider, say, keys_total)
     except BoundReached as stop:
         obs["stopped_by"] = stop.bound
-        say(f"stopped by {stop.bound}")
+        if stop.why:
+            obs["stopped_why"] = stop.why
+        if "burst_a" not in obs and stop.burst is not None:
+            obs["burst_stopped"] = stop.burst
+        say(f"stopped by {stop.bound}" + (f": {stop.why}" if stop.why else ""))
     return obs
 
 
@@ -343,9 +347,11 @@ def run_mapper(settings: MapperSettings, keys: KeyPool, run_dir: Path,
             say(f"[org scope] resting {rest:.2f}s, then keys "
                 f"{', '.join(k.alias for k in plan['org_keys'])} of {plan['org']} in rotation")
             try:
-                transport.sleep_until(transport.now() + rest)
+                transport.sleep_until(transport.now() + rest,
+                                      "the rest before the org scope")
             except BoundReached as stop:
-                observations["org"] = {"stopped_by": stop.bound}
+                observations["org"] = {"stopped_by": stop.bound,
+                                       "stopped_why": stop.why or ""}
             else:
                 # keys the key phase did not use first: their own state is fresh
                 fresh_first = sorted(plan["org_keys"],

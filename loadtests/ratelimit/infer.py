@@ -66,25 +66,58 @@ def retry_after_accuracy(cooldowns: Sequence[Mapping[str, Any] | None],
     }
 
 
+def retry_after_seen(obs: ScopeObservations) -> bool | None:
+    """Did the scope's 429s carry Retry-After? ``True`` when any did, ``False`` when 429s
+    came without it, ``None`` when no 429 of the scope was seen (nothing to tell)."""
+    bursts: list[Mapping[str, Any]] = [
+        b for b in (obs.get("burst_unrested"), obs.get("burst_a"), obs.get("burst_stopped"),
+                    (obs.get("cycle_b") or {}).get("burst"),
+                    (obs.get("bucket_b") or {}).get("burst"))
+        if b and b.get("refused") and not b.get("key_refused")]
+    cooldowns = [c for c in (obs.get("cooldown_a"), (obs.get("cycle_b") or {}).get("cooldown"),
+                             (obs.get("bucket_b") or {}).get("cooldown")) if c]
+    if any(b.get("retry_after_s") is not None for b in bursts) or any(
+            c.get("retry_after") for c in cooldowns):
+        return True
+    return False if bursts else None
+
+
 def _unmeasured(obs: ScopeObservations, why: str, *, burst_known: bool = True,
                 reachable: bool | None = None) -> dict[str, Any]:
     """A scope whose figures were not measured: nothing invented. ``burst`` stays when
     the burst did end in the scope's own 429 (then it is measured); an org the keys could
-    not reach, or a burst without a 429, has none (``reachable: false`` for the former)."""
-    burst: dict[str, Any] = dict(obs.get("burst_a") or {})
+    not reach, or a burst without a 429, has none (``reachable: false`` for the former).
+    A first burst a bound cut short before any 429 proves a lower bound only:
+    ``burst_bound.at_least`` (the requests it saw allowed), never the figure."""
+    burst: dict[str, Any] = dict(obs.get("burst_a") or obs.get("burst_stopped") or {})
     refused = bool(burst.get("refused")) and burst_known
-    return {
+    scope: dict[str, Any] = {
         "burst": int(burst.get("allowed", 0)) if refused else None,
         "reachable": reachable, "sustained_per_min": None,
         "sustained_bound": {"at_least": None, "at_most": None, "why": why},
         "cooldown_s": None, "full_recovery_s": None, "algorithm": "unknown",
         "penalty_extends": None, "refusals_count": None, "shared_across_endpoints": None,
-        "retry_after": {"present": False, "mean_error_s": None, "max_error_s": None},
+        "retry_after": {"present": retry_after_seen(obs) if burst_known else None,
+                        "mean_error_s": None, "max_error_s": None},
         "confidence": "low",
         "unverified": ["sustained_per_min"] + ([] if refused else ["burst"]),
         "evidence": {"why": why, "burst_sent": burst.get("sent"),
                      "burst_allowed": burst.get("allowed")},
     }
+    if "burst_stopped" in obs and not refused and burst.get("allowed"):
+        scope["burst_bound"] = {"at_least": int(burst["allowed"]), "why": why}
+    return scope
+
+
+def _stopped_why(obs: ScopeObservations) -> str:
+    """Why a bound left a scope without a finished first burst, in words."""
+    bound = obs.get("stopped_by")
+    cause = f": {obs['stopped_why']}" if obs.get("stopped_why") else ""
+    cut = obs.get("burst_stopped")
+    if not cut:
+        return f"stopped by {bound} before the burst{cause}: no burst was sent"
+    return (f"stopped by {bound} during the burst{cause}: no 429 in its {cut['sent']} "
+            f"requests, so the burst is at least {cut['allowed']} (a bound, not measured)")
 
 
 def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> dict[str, Any]:
@@ -93,6 +126,10 @@ def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> 
     if obs.get("unreachable"):
         return _unmeasured(obs, obs["unreachable"], burst_known=False, reachable=False)
     burst_a = obs.get("burst_a")
+    if not burst_a and obs.get("stopped_by"):
+        if (obs.get("burst_stopped") or {}).get("refused"):   # its 429 came as the bound struck
+            return _unmeasured(obs, f"stopped by {obs['stopped_by']} right after the burst")
+        return _unmeasured(obs, _stopped_why(obs))
     if not burst_a or not burst_a.get("refused"):
         return _unmeasured(obs, "no 429 within the burst: no limit found below "
                                 f"{burst_a['sent'] if burst_a else 0} requests")
@@ -341,6 +378,14 @@ def request_counts(records: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in records.groupby("phase").size().items()}
 
 
+def _burst_cost(scope: Mapping[str, Any]) -> int:
+    """A scope's share of ``minimum_bursts``: its burst and the 429 that ended it; a burst
+    a bound cut short (no figure), the requests it did send; none sent, none."""
+    if scope.get("burst") is not None:
+        return int(scope["burst"]) + 1
+    return int((scope.get("evidence") or {}).get("burst_sent") or 0)
+
+
 def cost_summary(records: pd.DataFrame, scopes: dict[str, dict[str, Any]],
                  budget: int | None = None) -> dict[str, Any]:
     """``requests_sent`` beside the minimum (a burst + its 429 per scope), the recovery
@@ -353,7 +398,7 @@ def cost_summary(records: pd.DataFrame, scopes: dict[str, dict[str, Any]],
                              "isolation", "refusal_test"]).sum())
     verification = int(steps.isin(["verify", "drain"]).sum())
     sent = len(records)
-    minimum = sum((s.get("burst") or 0) + 1 for s in scopes.values())
+    minimum = sum(_burst_cost(s) for s in scopes.values())
     return {"requests_sent": sent, "minimum_bursts": minimum, "recovery_probes": probes,
             "verification_requests": verification,
             "over_minimum": round(sent / max(1, minimum + probes), 2),

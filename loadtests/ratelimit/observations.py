@@ -135,6 +135,8 @@ class ScopeObservations(TypedDict, total=False):
     verify: Verification
     unreachable: str
     stopped_by: str
+    stopped_why: str        # what the bound cut short, in words
+    burst_stopped: Burst    # a first burst the bound cut short (no ``burst_a`` then)
 
 
 @dataclass

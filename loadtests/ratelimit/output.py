@@ -26,13 +26,28 @@ def _plain(obs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def not_measured(observations: dict[str, Any], facts: dict[str, Any]) -> dict[str, str]:
+    """Why the org scope has no figures when it is missing from the result: no two keys
+    of one org, or the bound that stopped the run before its burst."""
+    org = observations.get("org")
+    if facts.get("org") is None:
+        return {}
+    if org is not None and org.get("stopped_by"):
+        why = f": {org['stopped_why']}" if org.get("stopped_why") else ""
+        return {"org": f"stopped by {org['stopped_by']} before the org burst{why}"}
+    key_stop = (observations.get("key") or {}).get("stopped_by") or facts.get("stopped_by")
+    if org is None and key_stop:
+        return {"org": f"stopped by {key_stop} in the key scope, before the org scope began"}
+    return {}
+
+
 def build_result(run_dir: Path, target: str, observations: dict[str, Any],
                  facts: dict[str, Any], policy: Policy | None) -> dict[str, Any]:
     """Infer every scope, add cost and policy checks, write ``ratelimit.json``."""
     records = read_records(run_dir).to_pandas()
     scopes: dict[str, Any] = {}
     for name, obs in observations.items():
-        if name == "org" and not obs.get("burst_a"):
+        if name == "org" and not (obs.get("burst_a") or obs.get("burst_stopped")):
             continue
         scope = infer_scope(obs, records)
         if name == "org":
@@ -58,7 +73,7 @@ def build_result(run_dir: Path, target: str, observations: dict[str, Any],
         "stopped_by": facts.get("stopped_by"),
     }
     if policy is not None:
-        verdict = check_policy(policy, scopes)
+        verdict = check_policy(policy, scopes, not_measured(observations, facts))
         result["expect"] = verdict
         for name, checks in verdict["scopes"].items():
             if name in scopes:
@@ -78,6 +93,18 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+def retry_after_cell(ra: dict[str, Any]) -> str:
+    """What the scope's 429s said about Retry-After: present (with its error when it was
+    measured), absent (429s came without it) or not seen (no 429 of the scope)."""
+    if ra.get("present") is None:
+        return "not seen (no 429)"
+    if not ra["present"]:
+        return "absent"
+    if ra.get("mean_error_s") is None:
+        return "present (error not measured)"
+    return f"present, mean err {ra['mean_error_s']}s, max {ra.get('max_error_s')}s"
+
+
 def limit_card(result: dict[str, Any], console: Console) -> None:
     """The final table: one column per scope, one row per figure (✓/✗ with --expect)."""
     scopes = result["scopes"]
@@ -90,16 +117,16 @@ def limit_card(result: dict[str, Any], console: Console) -> None:
         row = [figure]
         for scope in scopes.values():
             value = scope.get(figure)
-            if value is None and figure in (scope.get("unverified") or []):
+            if value is None and figure == "burst" and scope.get("burst_bound"):
+                value = f"at least {scope['burst_bound']['at_least']} (a bound, no 429 yet)"
+            elif value is None and figure in (scope.get("unverified") or []):
                 bound = scope.get("sustained_bound") or {}
                 value = "unverified" + "".join(
                     f" {word} {bound[key]}" for word, key in (("≥", "at_least"),
                                                               ("≤", "at_most"))
                     if bound.get(key) is not None)
             elif figure == "retry_after":
-                ra = value or {}
-                value = (f"present, mean err {ra.get('mean_error_s')}s, max "
-                         f"{ra.get('max_error_s')}s" if ra.get("present") else "absent")
+                value = retry_after_cell(value or {})
             check = (scope.get("checks") or {}).get(figure)
             mark = "" if check is None else (" [green]✓[/]" if check["pass"] else " [red]✗[/]")
             row.append(f"{_shown(value)}{mark}")
@@ -117,6 +144,10 @@ def limit_card(result: dict[str, Any], console: Console) -> None:
     console.print(f"requests sent: {cost['requests_sent']} (minimum {cost['minimum_bursts']}"
                   f" for the bursts + {cost['recovery_probes']} recovery probes; budget "
                   f"{cost['budget']}), {result['duration_s']}s")
+    if not cost.get("within_budget", True):
+        console.print(f"[yellow]requests sent ({cost['requests_sent']}) went over --budget "
+                      f"({cost['budget']}): --budget only stops verification runs from "
+                      "starting; --max-requests and --max-duration bound the whole run[/]")
     if result.get("stopped_by"):
         console.print(f"[yellow]stopped by {result['stopped_by']}: figures are partial "
                       "(confidence low)[/]")

@@ -34,7 +34,7 @@ from loadtests.ratelimit.observations import (
     ReturnShape,
     SteadyRun,
 )
-from loadtests.ratelimit.transport import Hit, Transport
+from loadtests.ratelimit.transport import BoundReached, Hit, Transport
 from secton_harness.endpoints import MODELS
 from secton_harness.keys import ApiKey
 
@@ -110,7 +110,8 @@ class ScopeRunner:
             if rested:
                 return hit
             wait = hit.retry_after_s if not hit.ok else hit.reset_s
-            self.transport.sleep_until(self.transport.now() + (wait or 1.0) + 0.05)
+            self.transport.sleep_until(self.transport.now() + (wait or 1.0) + 0.05,
+                                       f"the announced reset ({wait or 1.0:.2f}s)")
             hit = self.transport.send(self.next_key(), self._phase("rest"),
                                       self.endpoint, step="rest")
         return hit
@@ -126,10 +127,17 @@ class ScopeRunner:
                 refused.set()
 
         hits: list[Hit] = [first] if first is not None else []
-        while not refused.is_set() and len(hits) < self.max_burst:
-            hits.append(self.transport.fire(self.next_key(), self._phase(step),
-                                            self.endpoint, on_done=done, step=step))
-            gevent.sleep(0)
+        try:
+            while not refused.is_set() and len(hits) < self.max_burst:
+                hits.append(self.transport.fire(self.next_key(), self._phase(step),
+                                                self.endpoint, on_done=done, step=step))
+                gevent.sleep(0)
+        except BoundReached as stop:
+            # what the cut burst saw is kept: its requests were sent, and without a 429
+            # they still prove a lower bound on the burst
+            settle(hits)
+            stop.burst = summarize_burst(hits) if hits else None
+            raise
         settle(hits)
         for hit in hits:
             self.note(hit)

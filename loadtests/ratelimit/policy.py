@@ -125,6 +125,9 @@ def check_scope(name: str, policy: ScopePolicy, measured: dict[str, Any]) -> dic
         passed = got is not None and abs(got - expected) <= allowed + 1e-9
         shown = "unverified" if got is None and figure in (
             measured.get("unverified") or []) else _word(got)
+        bound = measured.get(f"{figure}_bound") or {}
+        if got is None and figure == "burst" and bound.get("at_least") is not None:
+            shown = f"at least {bound['at_least']}, unverified"
         checks[figure] = {"expected": expected, "tolerance": round(allowed, 4),
                           "measured": got, "pass": passed,
                           "line": f"{name}.{figure} ({shown}) == {expected:g} ± {allowed:g}"}
@@ -153,8 +156,14 @@ def check_scope(name: str, policy: ScopePolicy, measured: dict[str, Any]) -> dic
     return checks
 
 
-def check_policy(policy: Policy, scopes: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Checks per scope; a documented scope that was not measured fails."""
+#: why a documented scope is missing when nothing else is known: no keys for it
+NO_ORG_KEYS = "needs two or more keys of one org"
+
+
+def check_policy(policy: Policy, scopes: dict[str, dict[str, Any]],
+                 not_measured: dict[str, str] | None = None) -> dict[str, Any]:
+    """Checks per scope; a documented scope that was not measured fails, naming why
+    (``not_measured[scope]``: e.g. the bound that stopped the run before it)."""
     result: dict[str, Any] = {"passed": True, "scopes": {}}
     for name in ("key", "org"):
         scope_policy = getattr(policy, name)
@@ -162,9 +171,10 @@ def check_policy(policy: Policy, scopes: dict[str, dict[str, Any]]) -> dict[str,
             continue
         measured = scopes.get(name)
         if measured is None:
+            why = (not_measured or {}).get(name) or NO_ORG_KEYS
             checks = {"measured": {"pass": False,
                                    "line": f"{name} scope documented but not measured "
-                                           "(needs two or more keys of one org)"}}
+                                           f"({why})"}}
         else:
             checks = check_scope(name, scope_policy, measured)
         result["scopes"][name] = checks

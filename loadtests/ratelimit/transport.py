@@ -46,9 +46,13 @@ class BoundReached(Exception):
     """A hard bound (``max_requests``, ``max_duration``) or a down target stopped the
     measurement."""
 
-    def __init__(self, bound: str) -> None:
+    def __init__(self, bound: str, why: str | None = None) -> None:
         super().__init__(bound)
         self.bound = bound
+        #: what the bound cut short, in words (e.g. a wait that would pass the deadline)
+        self.why = why
+        #: a burst the bound cut short: what it had seen (``phases.ScopeRunner.burst``)
+        self.burst: Any = None
 
 
 @dataclass
@@ -126,9 +130,12 @@ class Transport:
     def now(self) -> float:
         return time.perf_counter()
 
-    def sleep_until(self, t: float) -> None:
+    def sleep_until(self, t: float, what: str = "the next step") -> None:
+        """Wait until ``t``; a wait that would pass ``--max-duration`` is not begun (the
+        bound is raised at once, naming ``what`` was to be waited for)."""
         if t > self.deadline:
-            raise BoundReached("max_duration")
+            raise BoundReached("max_duration", f"waiting {what} ({t - self.now():.2f}s) "
+                                               "would exceed it")
         delay = t - time.perf_counter()
         if delay > 0:
             gevent.sleep(delay)

@@ -79,8 +79,10 @@ def verify_sustained(runner: ScopeRunner, obs: dict[str, Any], estimate: dict[st
         left = budget - transport.sent
         takes = rest + n / target
         if n > left:
-            verify["unverified"] = (f"the next run ({n} requests) would exceed --budget "
-                                    f"({left} left)")
+            verify["unverified"] = (
+                f"the next run ({n} requests) would exceed --budget ({left} left)"
+                if left > 0 else f"--budget ({budget}) was spent before the verification "
+                f"({transport.sent} requests sent measuring): no run was started")
             return None
         if transport.now() + takes > transport.deadline:
             verify["unverified"] = f"the next run ({takes:.1f}s) would exceed --max-duration"
