@@ -88,3 +88,47 @@ def test_shared_budget_is_told_only_while_the_scope_still_refuses():
     assert shared_budget({**both, "recheck_refused": True}, 10.0)[0] is False   # 0.04 < 1
     shared, why = shared_budget({**both, "recheck_refused": True, "span_s": 0.2}, 10.0)
     assert shared is None and "refill" in why
+
+
+def _burst(allowed: int, refused: bool, retry_after_s: float | None = None) -> dict:
+    return {"sent": allowed + refused, "allowed": allowed, "refused": refused,
+            "retry_after_s": retry_after_s}
+
+
+def test_retry_after_present_says_what_the_429s_showed_when_unmeasured():
+    """A cooldown a bound cut short: the other figures are unknown, Retry-After is not."""
+    from loadtests.ratelimit.infer import infer_scope
+
+    def seen(burst: dict) -> bool | None:
+        obs = {"burst_a": burst, "stopped_by": "max_duration"}
+        return infer_scope(obs)["retry_after"]["present"]  # type: ignore[arg-type]
+
+    assert seen(_burst(5, True, 30.0)) is True
+    assert seen(_burst(5, True, None)) is False
+    assert seen(_burst(5, False)) is None
+
+
+def test_a_bound_before_the_burst_is_named_not_a_burst_without_429():
+    from loadtests.ratelimit.infer import infer_scope
+
+    scope = infer_scope({"stopped_by": "max_duration",  # type: ignore[typeddict-item]
+                         "stopped_why": "waiting the announced reset (12.00s) would "
+                                        "exceed it"})
+    assert scope["evidence"]["why"] == (
+        "stopped by max_duration before the burst: waiting the announced reset (12.00s) "
+        "would exceed it: no burst was sent")
+    assert scope["burst"] is None and scope["retry_after"]["present"] is None
+
+
+def test_a_cut_burst_is_a_lower_bound_and_counts_its_requests():
+    import pandas as pd
+
+    from loadtests.ratelimit.infer import cost_summary, infer_scope
+
+    scope = infer_scope({"stopped_by": "max_requests",  # type: ignore[typeddict-item]
+                         "burst_stopped": _burst(49, False)})
+    assert scope["burst"] is None and scope["burst_bound"]["at_least"] == 49
+    assert "at least 49" in scope["evidence"]["why"]
+    records = pd.DataFrame({"phase": ["burst"] * 49, "step": ["burst"] * 49})
+    assert cost_summary(records, {"key": scope})["minimum_bursts"] == 49
+    assert cost_summary(records, {"key": {"burst": 10, "evidence": {}}})["minimum_bursts"] == 11

@@ -88,3 +88,15 @@ def test_check_lines_use_the_policy_files_words_not_pythons() -> None:
     assert lines["shared_across_endpoints"] == "key.shared_across_endpoints (true) == true"
     assert lines["retry_after_max_error_s"] == "key.retry_after.max_error_s (not measured) <= 1"
     assert not any(word in " ".join(lines.values()) for word in ("True", "None", "['"))
+
+
+def test_a_scope_not_measured_names_why():
+    from loadtests.ratelimit.policy import Policy
+
+    policy = Policy(org=ScopePolicy(burst=10))
+    line = check_policy(policy, {}, {"org": "stopped by max_duration in the key scope"}
+                        )["scopes"]["org"]["measured"]["line"]
+    assert line == ("org scope documented but not measured (stopped by max_duration in "
+                    "the key scope)")
+    assert "two or more keys of one org" in check_policy(policy, {})["scopes"]["org"][
+        "measured"]["line"]
