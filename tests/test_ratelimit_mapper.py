@@ -324,6 +324,7 @@ def test_a_bound_before_the_burst_names_itself(reference_server, tmp_path):
     assert why.startswith("stopped by max_duration before the burst: waiting the "
                           "announced reset"), why
     assert "no burst was sent" in why and "burst_bound" not in key
+    assert key["retry_after"]["present"] is True   # the rest probe's 429 announced it
     org_fail = result["expect"]["scopes"]["org"]["measured"]["line"]
     assert "stopped by max_duration" in org_fail and "two or more keys" not in org_fail
 

@@ -61,6 +61,8 @@ def map_scope(runner: ScopeRunner, *, sibling: ApiKey | None = None,
             obs["stopped_why"] = stop.why
         if "burst_a" not in obs and stop.burst is not None:
             obs["burst_stopped"] = stop.burst
+        if "burst_a" not in obs and stop.rest_refusal is not None:
+            obs["rest_refused"] = stop.rest_refusal
         say(f"stopped by {stop.bound}" + (f": {stop.why}" if stop.why else ""))
     return obs
 
@@ -122,10 +124,11 @@ def _run_scope(runner: ScopeRunner, obs: ScopeObservations, sibling: ApiKey | No
     # success) past the length its own 429 announced, when that is plainly this scope's
     window, _ = scope_window(burst_a, burst_a["allowed"])
     transport.sleep_until(max(transport.now() + 1.15 * w_a,
-                              cd_a["t_success"] + (window or 0.0) + 0.1))
+                              cd_a["t_success"] + (window or 0.0) + 0.1),
+                          "the rest before the split cycle")
     u0 = runner.rest_probe()
     gap = 0.3 * c_a
-    transport.sleep_until(u0.t + gap)
+    transport.sleep_until(u0.t + gap, "the split cycle's gap")
     burst_b = runner.burst()
     cycle_b: SplitCycle = {"u0": u0.t, "gap_s": gap, "burst": burst_b}
     obs["cycle_b"] = cycle_b
@@ -153,13 +156,14 @@ def refusal_test(runner: ScopeRunner, obs: ScopeObservations, cooldown_s: float,
     one probe. A window or a plain penalty still refuses it (its cooldown does not depend
     on the client); a limiter that counted the probes lets it through."""
     transport = runner.transport
-    transport.sleep_until(transport.now() + obs.get("rest_after_s", 1.0))
+    transport.sleep_until(transport.now() + obs.get("rest_after_s", 1.0),
+                          "the rest before the refusal test")
     say("refusals: do retries during the block extend it? (burst, then one quiet probe)")
     burst = runner.burst(runner.rest_probe(), step="refusal_test")
     if not burst["refused"] or burst["t_first_429"] is None:
         return
     quiet = 0.75 * cooldown_s
-    transport.sleep_until(burst["t_first_429"] + quiet)
+    transport.sleep_until(burst["t_first_429"] + quiet, "the refusal test's quiet gap")
     hit = runner.probe("refusal_test")
     obs["refusal_test"] = {"burst_allowed": burst["allowed"], "quiet_s": round(quiet, 3),
                            "cooldown_with_retries_s": round(cooldown_s, 3),
@@ -182,7 +186,7 @@ def second_bucket_cycle(runner: ScopeRunner, obs: ScopeObservations, period: flo
     for shift in (0.0, 1 / 3):
         wait = (2.5 + shift) * period
         say(f"recovery: another burst after {wait:.2f}s (bucket or windowed counter?)")
-        transport.sleep_until(transport.now() + wait)
+        transport.sleep_until(transport.now() + wait, "the rest before another burst")
         burst = runner.burst(runner.rest_probe())
         if burst["t_first_429"] is None:
             break
@@ -219,7 +223,7 @@ def _rested_burst(runner: ScopeRunner, obs: ScopeObservations, burst_a: Burst,
     rest.update(rested=False, waited_s=round(wait, 3))
     say(f"burst: {allowed} allowed but the limit announced is {limit}: not rested; "
         f"waiting {wait:.2f}s and bursting again")
-    transport.sleep_until(transport.now() + wait)
+    transport.sleep_until(transport.now() + wait, "the announced reset")
     burst = runner.burst(runner.rest_probe())
     rest["second_burst_allowed"] = burst["allowed"]
     obs["burst_unrested"] = burst_a

@@ -76,6 +76,9 @@ def retry_after_seen(obs: ScopeObservations) -> bool | None:
         if b and b.get("refused") and not b.get("key_refused")]
     cooldowns = [c for c in (obs.get("cooldown_a"), (obs.get("cycle_b") or {}).get("cooldown"),
                              (obs.get("bucket_b") or {}).get("cooldown")) if c]
+    rest = obs.get("rest_refused")
+    if rest:   # a rest probe refused, its announced wait cut by a bound
+        bursts.append(rest)
     if any(b.get("retry_after_s") is not None for b in bursts) or any(
             c.get("retry_after") for c in cooldowns):
         return True

@@ -137,6 +137,7 @@ class ScopeObservations(TypedDict, total=False):
     stopped_by: str
     stopped_why: str        # what the bound cut short, in words
     burst_stopped: Burst    # a first burst the bound cut short (no ``burst_a`` then)
+    rest_refused: dict[str, Any]   # a rest probe's 429 {status, retry_after_s}, wait cut
 
 
 @dataclass

@@ -78,7 +78,7 @@ class ScopeRunner:
             if self._exhausted.get(key.alias, 0.0) <= now:
                 return key
         alias, until = min(self._exhausted.items(), key=lambda item: item[1])
-        self.transport.sleep_until(until)
+        self.transport.sleep_until(until, "a spent key's own limit to lift")
         return next(k for k in self.keys if k.alias == alias)
 
     def _attributable(self) -> bool:
@@ -110,8 +110,14 @@ class ScopeRunner:
             if rested:
                 return hit
             wait = hit.retry_after_s if not hit.ok else hit.reset_s
-            self.transport.sleep_until(self.transport.now() + (wait or 1.0) + 0.05,
-                                       f"the announced reset ({wait or 1.0:.2f}s)")
+            try:
+                self.transport.sleep_until(self.transport.now() + (wait or 1.0) + 0.05,
+                                           "the announced reset")
+            except BoundReached as stop:
+                if hit.refused:   # the scope's own 429: what it announced is kept
+                    stop.rest_refusal = {"status": hit.status,
+                                         "retry_after_s": hit.retry_after_s}
+                raise
             hit = self.transport.send(self.next_key(), self._phase("rest"),
                                       self.endpoint, step="rest")
         return hit
@@ -164,7 +170,7 @@ class ScopeRunner:
         last_fail = t_first_429
         gaps: list[float] = []
         while True:
-            self.transport.sleep_until(at)
+            self.transport.sleep_until(at, "the next cooldown probe")
             hit = self.probe("cooldown")
             probes.append(hit)
             gaps.append(hit.t - (anchor if anchor is not None and len(probes) == 1
@@ -226,7 +232,7 @@ class ScopeRunner:
             # a queued (leaky) success answers late: one in flight > 50 ms counts as allowed
             if len(_after_refusal(self._grid(hits), self.transport.now())) >= successes:
                 break
-            self.transport.sleep_until(at)
+            self.transport.sleep_until(at, "the next refill probe")
             hits.append(self.transport.fire(self.next_key(), self._phase("sustained"),
                                             self.endpoint, step="sustained"))
             probes += 1
@@ -250,7 +256,7 @@ class ScopeRunner:
         refused: Hit | None = None
         late = 0.0
         while len(hits) < count and refused is None:
-            self.transport.sleep_until(at)
+            self.transport.sleep_until(at, "the next steady request")
             hits.append(self.transport.fire(self.next_key(), self._phase(step),
                                             self.endpoint, step=step))
             # a send behind its time is followed by catch-up sends closer than the

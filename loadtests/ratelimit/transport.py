@@ -53,6 +53,8 @@ class BoundReached(Exception):
         self.why = why
         #: a burst the bound cut short: what it had seen (``phases.ScopeRunner.burst``)
         self.burst: Any = None
+        #: a rest probe's 429 whose announced wait the bound cut short
+        self.rest_refusal: dict[str, Any] | None = None
 
 
 @dataclass

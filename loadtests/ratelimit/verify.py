@@ -87,7 +87,7 @@ def verify_sustained(runner: ScopeRunner, obs: dict[str, Any], estimate: dict[st
         if transport.now() + takes > transport.deadline:
             verify["unverified"] = f"the next run ({takes:.1f}s) would exceed --max-duration"
             return None
-        transport.sleep_until(transport.now() + rest)
+        transport.sleep_until(transport.now() + rest, "the rest before a steady run")
         if family == "bucket" and verify["runs"]:
             runner.burst(step="drain")   # a passing run leaves tokens behind
         say(f"verify: up to {n} requests at {60 * target:.1f}/min")
