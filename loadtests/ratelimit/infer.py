@@ -130,7 +130,8 @@ def infer_scope(obs: ScopeObservations, records: pd.DataFrame | None = None) -> 
         return _unmeasured(obs, obs["unreachable"], burst_known=False, reachable=False)
     burst_a = obs.get("burst_a")
     if not burst_a and obs.get("stopped_by"):
-        if (obs.get("burst_stopped") or {}).get("refused"):   # its 429 came as the bound struck
+        cut = obs.get("burst_stopped")
+        if cut is not None and cut["refused"]:   # its 429 came as the bound struck
             return _unmeasured(obs, f"stopped by {obs['stopped_by']} right after the burst")
         return _unmeasured(obs, _stopped_why(obs))
     if not burst_a or not burst_a.get("refused"):
