@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import write_toml
 
-from loadtests.ratelimit.infer import HIGH, LOW, apply_verification
+from loadtests.ratelimit.infer import HIGH, LOW, NARROW, apply_verification
 from secton_harness.endpoints import CHAT, MODELS
 from secton_harness.records import read_records
 from secton_harness.runfolder import read_run_info
@@ -133,12 +133,17 @@ def test_key_scope_matches_the_configured_limit(case: str, reference_server, tmp
             obs["last_allowed_s"] if algorithm == "sliding_window" else 0.0)
         assert close(key["full_recovery_s"], truth), key
     assert key["shared_across_endpoints"] is True
-    # verified within the default budget: a 92 % run without a 429, a 110 % run with one
+    # verified within the default budget: the runs proved a bracket (fastest without a
+    # 429, slowest with one) at most NARROW wide around the figure — the first pair at
+    # 92 %/110 %, or, when the estimate had to move (a loaded machine), narrowed runs
     verify = key["observations"]["verify"]
     assert verify["verified"] is True, key["evidence"]["sustained_check"]
+    lower, upper = verify["at_least_per_min"], verify["at_most_per_min"]
+    assert lower <= key["sustained_per_min"] <= upper, verify
+    assert upper / lower <= NARROW * 1.001, verify
     last = verify["runs"][-2:]
-    assert [r["factor"] for r in last] == [LOW, HIGH] and not last[0]["refused"], verify
-    assert last[1]["refused"], verify
+    if [r["factor"] for r in last] == [LOW, HIGH]:   # the inference held at once
+        assert not last[0]["refused"] and last[1]["refused"], verify
     assert key["confidence"] == "high" and key["unverified"] == [], key
     assert key["retry_after"]["present"] is True
     assert key["retry_after"]["max_error_s"] is not None

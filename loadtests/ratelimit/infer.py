@@ -309,6 +309,11 @@ def refusals_count(obs: ScopeObservations, extends: bool,
 #: (It was 0.9/1.15: a 115 % run at 99.6 % of an org's true rate was refused on a loaded
 #: machine, and a figure 13 % low was verified with confidence high.)
 LOW, HIGH = 0.92, 1.10
+#: a bracket ``upper / lower`` at most this wide has its middle within ±10 % of both ends
+NARROW = 1.2
+#: a counter's estimate is not trusted (its refill grid reads high by up to ~15 %, and a
+#: steady run a few % over its limit may pass): its bracket is narrowed to 10 %
+NARROW_COUNTER = 1.1
 #: a refused steady run whose sends fell behind by more than this many intervals is
 #: repeated and not counted (catch-up sends bunch up); a second one ends the verification
 SLIP = 0.5

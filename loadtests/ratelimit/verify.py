@@ -22,18 +22,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from loadtests.ratelimit.infer import HIGH, LOW, slipped
+from loadtests.ratelimit.infer import HIGH, LOW, NARROW, NARROW_COUNTER, slipped
 from loadtests.ratelimit.observations import SteadyRun
 from loadtests.ratelimit.phases import ScopeRunner
 from loadtests.ratelimit.transport import BoundReached
 
 Progress = Callable[[str], None]
 ROUNDS = 3
-#: a bracket ``upper / lower`` at most this wide has its middle within ±10 % of both ends
-NARROW = 1.2
-#: a counter's estimate is not trusted (its refill grid reads high by up to ~15 %, and a
-#: steady run a few % over its limit may pass): its bracket is narrowed to 10 %
-NARROW_COUNTER = 1.1
 
 
 def run_plan(family: str, rate: float, burst: int, factor: float) -> int:
