@@ -94,8 +94,8 @@ def build() -> Json:
                            "{{check}}")]),
         row("Failures"),
         timeseries("Failures by reason", "Failed check runs per rate interval, by reason "
-                   "(status, schema, invariant, timeout, connect, latency, content_type, "
-                   "ratelimited).", "short",
+                   "(status, schema, invariant, timeout, connect, reset, too_large, protocol, "
+                   "latency, content_type, ratelimited).", "short",
                    [target(f"sum by (reason) (increase({PROBE_FAILURES}{{{SEL}}}"
                            "[$__rate_interval]))", "{{reason}}")], stack=True, draw="bars"),
         bargauge("Recent failures by check and reason", "Failed runs over the selected time "

@@ -13,8 +13,8 @@ it; give it other defaults than 30 s / 10 s / 1 s / 5 s in ``BUILTIN_DEFAULTS`` 
 Placeholders (all resolved for every answer):
 
 =======================  ===========================================================
-``CONNECTION``           ``ok``, ``timeout`` or ``connect`` (refused, reset, too large,
-                         protocol)
+``CONNECTION``           ``ok`` or the answer's transport error class: ``timeout``,
+                         ``connect`` (never opened), ``reset``, ``too_large``, ``protocol``
 ``STATUS``               HTTP status (0: none)
 ``CONTENT_TYPE``         media type of the answer, lower case
 ``SCHEMA_ERRORS``        JSON Schema violations (contract.check_response)
@@ -38,7 +38,8 @@ from typing import Any, Literal
 from secton_harness.client import ApiResponse
 from secton_harness.contract import Contract
 from secton_harness.endpoints import CHAT, MODELS
-from secton_harness.error_classes import CONNECT, TIMEOUT, TRANSPORT_CLASSES
+from secton_harness.error_classes import CONNECT, TRANSPORT_CLASSES
+from secton_harness.metrics import TRANSPORT_REASONS
 
 from .conditions import Condition
 
@@ -74,7 +75,10 @@ def _conditions(*rows: tuple[str, str]) -> tuple[Condition, ...]:
     return tuple(Condition.parse(text, reason) for text, reason in rows)
 
 
-TRANSPORT = (("[CONNECTION] != timeout", "timeout"), ("[CONNECTION] != connect", "connect"))
+#: One condition per transport class, each failing with that class as its reason: a
+#: gateway sending 100 MB fails ``too_large``, a dropped connection ``reset``, and only a
+#: connection that never opened ``connect`` (what on-call reads the label as).
+TRANSPORT = tuple((f"[CONNECTION] != {error}", error) for error in TRANSPORT_REASONS)
 ACCEPTED = (*TRANSPORT, ("[STATUS] != 429", "ratelimited"), ("[STATUS] == 200", "status"),
             ("[CONTENT_TYPE] =~ json", "content_type"))
 REFUSED = (*TRANSPORT, ("[STATUS] == 401", "status"), ("[CONTENT_TYPE] =~ json", "content_type"),
@@ -116,10 +120,11 @@ CHECKS: dict[str, CheckSpec] = {spec.name: spec for spec in (
 
 
 def connection_state(response: ApiResponse) -> str:
-    """``ok``, ``timeout`` or ``connect``: whether an answer arrived at all."""
-    if response.error == TIMEOUT:
-        return TIMEOUT
-    if response.status == 0 or response.error in TRANSPORT_CLASSES:
+    """``ok``, or the transport error class that kept a usable answer from arriving
+    (``timeout``, ``connect``, ``reset``, ``too_large``, ``protocol``)."""
+    if response.error in TRANSPORT_CLASSES:
+        return response.error
+    if response.status == 0:  # no answer and no class: nothing was received
         return CONNECT
     return "ok"
 
@@ -144,8 +149,7 @@ def resolve_values(response: ApiResponse, validate: Validate, contract: Contract
     details: dict[str, str] = {}
     schema: list[str] = []
     invariants: list[str] = []
-    if validate != "none" and response.status and not response.error.startswith(
-            (TIMEOUT, CONNECT)):
+    if validate != "none" and response.status and response.error not in TRANSPORT_CLASSES:
         if validate == "error":
             violations = (contract.check_error(response) if response.body is not None
                           else [])

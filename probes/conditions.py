@@ -1,12 +1,13 @@
 """Gatus-style conditions: a check's expectations as data, one evaluator for all of them.
 
 A condition is one line, ``[PLACEHOLDER] OP EXPECTED``, plus the failure reason it stands
-for. It is parsed once (a typo fails at import, not at 3 a.m.) and, when it fails, prints
-the resolved value so the failure explains itself::
+for. It is parsed once (a typo fails at import, not at 3 a.m.) and, when it fails, says
+what was expected and what came, so the failure explains itself and never reads as a
+true statement (``[STATUS] (429) != 429`` did)::
 
     >>> c = Condition.parse("[STATUS] == 200", reason="status")
     >>> c.evaluate({"STATUS": 500}).shown
-    '[STATUS] (500) == 200'
+    'expected [STATUS] == 200, got 500'
 
 ``EXPECTED`` is a literal (int, float, ``true``/``false`` or text; comma-separated for
 ``in``) or another placeholder (``[ORG] == [KEY_ORG]``). Operators: ``== != < <= > >=``,
@@ -106,7 +107,7 @@ class Condition:
         """Evaluate against resolved placeholder values; a missing value fails."""
         value = values.get(self.placeholder)
         expected, expected_shown = self._expected(values)
-        shown = f"[{self.placeholder}] ({_fmt(value)}) {self.op} {expected_shown}"
+        shown = f"expected [{self.placeholder}] {self.op} {expected_shown}, got {_fmt(value)}"
         if value is None:
             return Outcome(False, shown)
         try:

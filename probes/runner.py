@@ -171,7 +171,8 @@ async def run_check(spec: CheckSpec, settings: CheckSettings, target: ProbeTarge
         duration = time.perf_counter() - start
         first = plans[0]
         return CheckResult(spec.name, target.label, ts, duration, False, reason="timeout",
-                           detail=f"[DURATION] ({duration:.3f}) < timeout ({timeout:g})",
+                           detail=f"expected [DURATION] < {timeout:g} (timeout, s), "
+                                  f"got {duration:.3f}",
                            method=first.spec.method, endpoint=first.spec.path,
                            key_alias=first.key.alias if first.key else "",
                            org=first.key.org if first.key else "", error=TIMEOUT)

@@ -79,10 +79,12 @@ _BY_TYPE_NAME: dict[str, str] = {
     "herror": CONNECT, "SSLError": CONNECT, "InvalidURL": CONNECT,
     # dropped mid-way: builtins, httpx, geventhttpclient
     "ConnectionResetError": RESET, "BrokenPipeError": RESET, "ConnectionAbortedError": RESET,
-    "ReadError": RESET, "WriteError": RESET, "RemoteProtocolError": RESET,
+    "ReadError": RESET, "WriteError": RESET,
     "HTTPConnectionClosed": RESET, "IncompleteRead": RESET,
-    # not HTTP
-    "HTTPParseError": PROTOCOL, "HTTPProtocolViolationError": PROTOCOL,
+    # not HTTP (httpx's RemoteProtocolError is h11's "illegal status/header line"; its
+    # "server disconnected" and "peer closed connection" are resets, by _BY_MESSAGE)
+    "RemoteProtocolError": PROTOCOL, "HTTPParseError": PROTOCOL,
+    "HTTPProtocolViolationError": PROTOCOL,
     "LocalProtocolError": PROTOCOL, "ProtocolError": PROTOCOL, "DecodingError": PROTOCOL,
     "UnicodeError": PROTOCOL, "ValueError": PROTOCOL,
     "OSError": CONNECT,

@@ -21,7 +21,14 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from secton_harness.error_classes import CONNECT, CONTENT_TYPE, TIMEOUT
+from secton_harness.error_classes import (
+    CONNECT,
+    CONTENT_TYPE,
+    PROTOCOL,
+    RESET,
+    TIMEOUT,
+    TOO_LARGE,
+)
 
 #: Latency buckets: geometric, 8 per doubling (ratio 2^(1/8) ~ 1.09; rounded to 3 digits,
 #: at most 1.098) from 1 ms to 312 s, 147 bounds. Why so many: histogram_quantile
@@ -79,9 +86,13 @@ HELP: dict[str, str] = {
     BUILD_INFO: "Version of secton-harness.",
 }
 
-#: Failure reasons a check's conditions may give (bounded label values); three are the
-#: error classes of the answer that failed the check.
-CHECK_REASONS = ("status", "schema", "invariant", TIMEOUT, CONNECT, "latency", CONTENT_TYPE,
+#: The transport error classes a probe reports as its failure reason, in the order its
+#: conditions test them: the record's ``error`` and the ``reason`` label say the same word,
+#: so ``reason="connect"`` means the connection could not be opened and nothing else.
+TRANSPORT_REASONS = (TIMEOUT, CONNECT, RESET, TOO_LARGE, PROTOCOL)
+#: Failure reasons a check's conditions may give (bounded label values); six are the
+#: error classes (``secton_harness.error_classes``) of the answer that failed the check.
+CHECK_REASONS = ("status", "schema", "invariant", *TRANSPORT_REASONS, "latency", CONTENT_TYPE,
                  "ratelimited")
 #: The reason of a run that raised inside the harness (a bug, a record write that failed):
 #: the check is reported failing, never left showing its last good values.

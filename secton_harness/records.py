@@ -60,7 +60,7 @@ SCHEMA = pa.schema([
     ("check", pa.string()),               # probe check name
     ("success", pa.bool_()),              # the check's / request's verdict
     ("reason", pa.string()),              # failure reason of a probe check, else ""
-    ("detail", pa.string()),              # resolved failed condition, e.g. [STATUS] (500) == 200
+    ("detail", pa.string()),              # failed condition, e.g. expected [STATUS] == 200, got 500
     ("intended_ts", pa.float64()),        # open-model pacing: when the request was due
     ("worker", pa.string()),              # which process produced the record
     ("step", pa.string()),                # rate-limit mapper: sub-phase (burst, cooldown, ...)

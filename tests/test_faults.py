@@ -27,14 +27,14 @@ from typing import Any
 import pytest
 from conftest import ROOT, free_port, write_toml
 
+from secton_harness.metrics import CHECK_REASONS
 from secton_harness.records import read_records
 from secton_harness.runfolder import read_run_info
 from simulator.launcher import ReferenceServer
 
 pytestmark = pytest.mark.slow
 KEYS = ROOT / "secton_cli" / "demo_inputs" / "demo-keys.toml"
-REASONS = {"status", "schema", "invariant", "timeout", "connect", "latency", "content_type",
-           "ratelimited"}
+REASONS = set(CHECK_REASONS)
 FAST_PROBES = {"probes": {"interval": "0.3s", "timeout": "1s", "jitter": 0.1,
                           "checks": {"chat_completion": {"interval": "0.5s"},
                                      "org_isolation": {"interval": "0.5s"}}}}
@@ -45,7 +45,7 @@ FAULTS = {
     "slow_past_timeout": ({"slow": 1.0, "slow_s": 1.5}, "auth_valid", "timeout"),
     "malformed_json": ({"malformed_json": 1.0}, "models_list", "schema"),
     "wrong_content_type": ({"wrong_content_type": 1.0}, "auth_valid", "content_type"),
-    "drop_connection": ({"drop_connection": 1.0}, "auth_valid", "connect"),
+    "drop_connection": ({"drop_connection": 1.0}, "auth_valid", "reset"),
 }
 
 

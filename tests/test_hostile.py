@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -219,6 +220,97 @@ def test_the_probe_service_against_an_echoing_target(mode: str, tmp_path: Path,
     problems += leaks_in(out, "probe service output") + leaks_in(scraped, "/metrics")
     assert files >= 2
     assert not problems, "\n".join(problems)
+
+
+#: mode -> the one failure reason (== the record's error) of every probe check against it
+PROBE_REASON_BY_MODE = {
+    "big_body": "too_large", "huge_header": "too_large", "close": "reset",
+    "reset_body": "reset", "hang": "timeout", "bad_header": "protocol",
+    "bad_status_line": "protocol", "refused": "connect"}
+_SCRIPTS = {"bad_header": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                          b"X-Bad: a\x00b\r\nContent-Length: 2\r\n\r\n{}",
+            "bad_status_line": b"HTTP/1.1 2xx OK\r\nContent-Length: 2\r\n\r\n{}"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", list(PROBE_REASON_BY_MODE))
+def test_probe_reason_is_the_error_class(mode: str, tmp_path: Path,
+                                         canary_keys: Path) -> None:
+    """``probe --once``: a check that got no usable answer fails with the answer's error
+    class as its reason (table, record, label), never ``connect`` for a connection that
+    opened: a gateway sending 100 MB is ``too_large``, one hanging up ``reset``. The
+    detail says what was expected and what came, never a line that reads as true."""
+    from conftest import free_port
+
+    config = tmp_path / "harness.toml"
+    config.write_text('[probes]\ntimeout = "1s"\n')
+    with HostileTarget("scripted" if mode in _SCRIPTS else
+                       "ok" if mode == "refused" else mode) as target:
+        target.script = _SCRIPTS.get(mode, b"")
+        url = f"http://127.0.0.1:{free_port()}" if mode == "refused" else target.url
+        done = subprocess.run(
+            [sys.executable, "-m", "secton_harness", "probe", "--once", "--config",
+             str(config), "--target", url, "--keys", str(canary_keys), "--out", "p"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            env={**os.environ, "COLUMNS": "250"})
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-1500:]
+    want = PROBE_REASON_BY_MODE[mode]
+    rows = pq.read_table(tmp_path / "p" / "records.parquet").to_pylist()
+    assert len(rows) == 8 and not any(r["success"] for r in rows)
+    assert {(r["reason"], r["error"]) for r in rows} == {(want, want)}, [
+        (r["check"], r["reason"], r["error"], r["detail"]) for r in rows]
+    for row in rows:
+        assert row["detail"].startswith(f"expected [CONNECTION] != {want}, got {want}"), row
+    table_reasons = [line for line in done.stdout.splitlines() if "│ FAIL " in line]
+    assert len(table_reasons) == 8 and all(f"{want}: expected" in line
+                                           for line in table_reasons), done.stdout
+
+
+@pytest.mark.slow
+def test_probe_service_failure_label_is_the_error_class(tmp_path: Path,
+                                                        canary_keys: Path) -> None:
+    """``secton_probe_failures_total`` against a target sending 100 MB answers: the failures
+    count under ``reason="too_large"``, none under ``connect``; the label's values stay
+    the fixed set (metrics.PROBE_REASONS), created at start."""
+    import urllib.request
+
+    from conftest import free_port
+
+    from secton_harness.metrics import PROBE_REASONS
+
+    port = free_port()
+    config = tmp_path / "harness.toml"
+    config.write_text('[probes]\ninterval = "1s"\ntimeout = "2s"\n')
+    failing = re.compile(rb'^secton_probe_failures_total\{check="auth_valid",'
+                         rb'reason="too_large",target="default"\} ([1-9][0-9.e+]*)$', re.M)
+    with HostileTarget("big_body") as target:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "secton_harness", "probe", "--config", str(config),
+             "--target", target.url, "--keys", str(canary_keys), "--out", "svc", "--port",
+             str(port), "--duration", "20s"], cwd=tmp_path, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+        scraped = b""
+        deadline = time.monotonic() + 30
+        try:
+            while service.poll() is None and time.monotonic() < deadline and not (
+                    failing.search(scraped)):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                                timeout=5) as answer:
+                        scraped = answer.read()
+                except OSError:
+                    pass
+                time.sleep(0.3)
+        finally:
+            service.send_signal(signal.SIGINT)
+            out, _ = service.communicate(timeout=60)
+    assert b"Traceback" not in out, out[-3000:]
+    assert failing.search(scraped), scraped.decode()[-3000:]
+    series = re.findall(rb'^secton_probe_failures_total\{check="([a-z_]+)",reason="([a-z_]+)"'
+                        rb',target="default"\} (\S+)$', scraped, re.M)
+    assert {reason.decode() for _, reason, _ in series} == set(PROBE_REASONS)
+    counted = {reason.decode() for _, reason, value in series if float(value) > 0}
+    assert counted == {"too_large"}, counted
 
 
 @pytest.mark.slow

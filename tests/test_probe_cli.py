@@ -47,7 +47,7 @@ def test_once_exits_1_with_the_reason_when_a_check_fails(reference_server: Any,
     done = probe("--once", "--target", server.url, "--label", "staging", "--keys",
                  str(demo_keys_file), "--out", str(tmp_path / "run"))
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "FAIL" in done.stdout and "[STATUS] (500) == 200" in done.stdout
+    assert "FAIL" in done.stdout and "expected [STATUS] == 200, got 500" in done.stdout
     assert "staging" in done.stdout
     assert json.loads((tmp_path / "run" / "run.json").read_text())["outcome"] == "failed"
 

@@ -15,6 +15,7 @@ from probes.config import (
     apply_overrides,
     load_harness_config,
 )
+from secton_harness.error_classes import TRANSPORT_CLASSES
 from secton_harness.errors import BadInput
 
 
@@ -67,10 +68,14 @@ def test_disabled_checks_are_not_run() -> None:
 
 def test_conditions_print_resolved_values() -> None:
     assert Condition.parse("[STATUS] == 200", "status").evaluate({"STATUS": 500}).shown == \
-        "[STATUS] (500) == 200"
+        "expected [STATUS] == 200, got 500"
+    # a failed != never reads as a true statement ("[STATUS] (429) != 429" did)
+    assert Condition.parse("[STATUS] != 429", "ratelimited").evaluate({"STATUS": 429}).shown \
+        == "expected [STATUS] != 429, got 429"
     org = Condition.parse("[ORG] == [KEY_ORG]", "invariant")
     outcome = org.evaluate({"ORG": "org_open", "KEY_ORG": "org_alpha"})
-    assert not outcome.ok and outcome.shown == "[ORG] (org_open) == [KEY_ORG] (org_alpha)"
+    assert not outcome.ok and outcome.shown == \
+        "expected [ORG] == [KEY_ORG] (org_alpha), got org_open"
     assert org.evaluate({"ORG": "a", "KEY_ORG": "a"}).ok
     models = Condition.parse("[MODEL_IDS] contains [EXPECTED_MODELS]", "invariant")
     assert models.evaluate({"MODEL_IDS": ["a", "b"], "EXPECTED_MODELS": ["a"]}).ok
@@ -86,11 +91,13 @@ def test_conditions_print_resolved_values() -> None:
 
 
 def test_every_check_orders_transport_before_status_before_body() -> None:
-    order = ["timeout", "connect", "ratelimited", "status", "content_type", "schema",
-             "invariant"]
+    transport = ["timeout", "connect", "reset", "too_large", "protocol"]
+    # the probe's transport reasons are exactly the vocabulary's transport classes
+    assert set(transport) == TRANSPORT_CLASSES
+    order = [*transport, "ratelimited", "status", "content_type", "schema", "invariant"]
     for spec in CHECKS.values():
         reasons = [c.reason for c in spec.conditions]
-        assert reasons[:2] == ["timeout", "connect"], spec.name
+        assert reasons[:5] == transport, spec.name
         positions = [order.index(r) for r in reasons]
         assert positions == sorted(positions), spec.name
 
