@@ -41,6 +41,12 @@ _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: An environment variable name an error may show: the usual upper-case form, not too long
 #: (a lower-case ``key_env = "sk_live_…"`` is more likely a key than a variable's name).
 _SHOWN_ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
+#: What a key may hold: visible ASCII. A key goes out as ``Authorization: Bearer <key>``; a
+#: control character (a newline pasted in), a space or a non-ASCII character cannot go in
+#: that header, so every request would fail inside the client (``LocalProtocolError``).
+_SENDABLE_KEY_RE = re.compile(r"[\x21-\x7e]+")
+UNSENDABLE_KEY = ("holds a control character, space or non-ASCII character, which cannot "
+                  "be sent in an Authorization header (the value is not shown)")
 #: The reference server's published demo keys: not secrets, so no readable-file warning.
 DEMO_KEY_PREFIX = "sk-demo-"
 _warned_readable: set[str] = set()
@@ -160,6 +166,10 @@ def load_keys(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
                         else "it names (not shown: is it a key?)")
                 raise BadInput(f"{source}: keys[{index}].key_env: environment variable "
                                f"{name} is not set or empty")
+        if not _SENDABLE_KEY_RE.fullmatch(secret):
+            field = "key" if entry.key is not None else "key_env"
+            what = "" if entry.key is not None else "the variable's value "
+            raise BadInput(f"{source}: keys[{index}].{field}: {what}{UNSENDABLE_KEY}")
         keys.append(ApiKey(alias=entry.alias, org=entry.org.strip(), secret=secret))
     # before any message that quotes an alias: an alias may be a misplaced key
     _refuse_public_names_holding_keys(keys, source)
@@ -225,6 +235,8 @@ def keys_from_env(env: Mapping[str, str] | None = None) -> KeyPool | None:
     secret = env.get(ENV_KEY, "").strip()
     if not secret:
         return None
+    if not _SENDABLE_KEY_RE.fullmatch(secret):
+        raise BadInput(f"{ENV_KEY}: {UNSENDABLE_KEY}")
     return KeyPool((ApiKey(alias="env", org=env.get(ENV_ORG, "").strip() or "unknown",
                            secret=secret),))
 

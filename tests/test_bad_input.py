@@ -81,6 +81,10 @@ ROWS: dict[str, tuple[dict[str, str | bytes], list[str], str]] = {
                                        f"key_env = '{MISPLACED_KEY}'\n"},
                             ["probe", "--once", "--target", LOOP, "--keys", "k.toml"],
                             "key_env"),
+    "keys key with a control character": ({"k.toml": "[[keys]]\nalias = 'a'\norg = 'o'\n"
+                                                     'key = "sk-aaaa\\nbbbb1234"\n'},
+                                          ["probe", "--once", "--target", LOOP, "--keys",
+                                           "k.toml"], "keys[0].key: holds a control"),
     "keys alias holds the key": ({"k.toml": f"[[keys]]\nalias = '{MISPLACED_KEY}'\n"
                                             f"org = 'o'\nkey = '{MISPLACED_KEY}'\n"},
                                  ["probe", "--once", "--target", LOOP, "--keys", "k.toml"],

@@ -153,3 +153,49 @@ def test_no_readable_warning_for_key_env_or_the_demo_keys(
             / "demo-keys.toml")
     load_keys(demo, env={})
     assert capsys.readouterr().err == ""
+
+
+#: Keys that cannot go into ``Authorization: Bearer <key>``: every request would fail in
+#: the client (h11's LocalProtocolError), so each is refused when loaded.
+UNSENDABLE = ["sk-aaaa\nbbbb1234", "sk-aaaa\rbbbb1234", "sk-aaaa\x00bbbb1234",
+              "sk-aaaa\tbbbb1234", "sk-aaaa bbbb1234", "sk-aaaa\x7fbbbb1234",
+              "sk-ääääbbbb1234", "sk-aaaabbbb1234\n"]
+
+
+@pytest.mark.parametrize("secret", UNSENDABLE)
+def test_a_key_that_cannot_be_sent_is_refused_naming_the_field(tmp_path: Path,
+                                                               secret: str) -> None:
+    escaped = "".join(c if " " <= c <= "~" else f"\\u{ord(c):04x}" for c in secret)
+    path = write(tmp_path, f'[[keys]]\nalias = "a1"\norg = "o"\nkey = "sk-fine-00000001"\n'
+                           f'[[keys]]\nalias = "a2"\norg = "o"\nkey = "{escaped}"\n')
+    with pytest.raises(BadInput) as caught:
+        load_keys(path)
+    shown = str(caught.value)
+    assert "keys[1].key:" in shown and "\n" not in shown and "control character" in shown
+    assert "aaaa" not in shown and "bbbb" not in shown
+    path = write(tmp_path, '[[keys]]\nalias = "a1"\norg = "o"\nkey_env = "MY_KEY"\n')
+    with pytest.raises(BadInput, match=r"keys\[0\]\.key_env: the variable's value"):
+        load_keys(path, env={"MY_KEY": secret})
+    if secret.strip() == secret:  # SECTON_API_KEY is stripped: a trailing newline is fine
+        with pytest.raises(BadInput) as caught:
+            keys_from_env({"SECTON_API_KEY": secret})
+        assert str(caught.value).startswith("SECTON_API_KEY: ") and "aaaa" not in str(
+            caught.value)
+
+
+def test_an_unsendable_env_key_is_one_line_exit_2(tmp_path: Path) -> None:
+    """The CLI with ``SECTON_API_KEY`` holding a newline: one line naming the variable,
+    exit 2, before any request (it used to fail every check with LocalProtocolError)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECTON_")}
+    env["SECTON_API_KEY"] = "sk-aaaa\nbbbb1234"
+    done = subprocess.run([sys.executable, "-m", "secton_harness", "probe", "--once",
+                           "--target", "http://127.0.0.1:9"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2, done.stdout[-1000:] + done.stderr[-1000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SECTON_API_KEY" in lines[0], done.stderr
+    assert "aaaa" not in done.stdout + done.stderr
