@@ -105,7 +105,7 @@ def applicable(spec: CheckSpec, target: ProbeTarget) -> str:
     orgs = target.keys.orgs
     if len(orgs) < spec.min_orgs:
         return (f"not applicable: needs keys of >= {spec.min_orgs} orgs, "
-                f"the keys file has {len(orgs)}")
+                f"{target.keys.described()}")
     return ""
 
 

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from rich.console import Console
 
 from probes.config import (
+    ENV_BASE_URL,
     HarnessConfig,
     TargetConfig,
     apply_overrides,
@@ -25,7 +26,7 @@ from probes.config import (
 )
 from secton_harness.contract import Contract
 from secton_harness.errors import BadInput
-from secton_harness.keys import KeyPool, load_keys, resolve_keys
+from secton_harness.keys import KeyPool, NoKeys, load_keys, resolve_keys
 from secton_harness.records import RecordSink
 from secton_harness.runfolder import RunFolder
 
@@ -69,11 +70,20 @@ class ProbeRun:
     def prepare(cls, config_path: Path | None, target_url: str | None, label: str | None,
                 keys_path: Path | None, out: Path | None, argv: list[str] | None = None,
                 console: Console | None = None) -> ProbeRun:
-        config = apply_overrides(load_harness_config(config_path), target_url, label)
+        loaded = load_harness_config(config_path)
+        config = apply_overrides(loaded, target_url, label)
         if not config.enabled_checks():
             raise BadInput(f"{config_path}: probes.checks: every check is disabled")
         contract = Contract.load(config.probes.schema_dir)
-        return cls(config, probe_targets(config, keys_path), contract, out, argv or [],
+        try:
+            targets = probe_targets(config, keys_path)
+        except NoKeys as error:
+            if config is loaded or not any(t.keys for t in loaded.targets):
+                raise
+            by = "--target" if target_url is not None else ENV_BASE_URL
+            raise NoKeys(f"{error} ({by} replaced the [[targets]] of {config_path}, and "
+                         "with them their keys = files)") from None
+        return cls(config, targets, contract, out, argv or [],
                    console or Console(log_path=False))
 
     def _start_folder(self) -> tuple[RunFolder, RecordSink]:

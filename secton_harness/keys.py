@@ -106,11 +106,25 @@ class _KeysFile(Model):
     keys: list[_KeyEntry] = Field(min_length=1)
 
 
+class NoKeys(BadInput):
+    """No ``--keys`` and no ``SECTON_API_KEY``: a caller may add why (a config's keys
+    files replaced by ``--target``)."""
+
+
 @dataclass(frozen=True)
 class KeyPool:
     """The keys a run may use, in file order, with lookups by alias and by org."""
 
     keys: tuple[ApiKey, ...]
+    #: Where the keys came from, for messages: ``""`` for a keys file, else ``SECTON_API_KEY``.
+    from_env: str = ""
+
+    def described(self) -> str:
+        """The pool as a message names it: "the keys file has 2 orgs" would be wrong for
+        the one key of ``SECTON_API_KEY``."""
+        if self.from_env:
+            return f"{len(self)} key (from {self.from_env})"
+        return f"the keys file has {len(self.orgs)}"
 
     def __iter__(self) -> Iterator[ApiKey]:
         return iter(self.keys)
@@ -238,7 +252,7 @@ def keys_from_env(env: Mapping[str, str] | None = None) -> KeyPool | None:
     if not _SENDABLE_KEY_RE.fullmatch(secret):
         raise BadInput(f"{ENV_KEY}: {UNSENDABLE_KEY}")
     return KeyPool((ApiKey(alias="env", org=env.get(ENV_ORG, "").strip() or "unknown",
-                           secret=secret),))
+                           secret=secret),), from_env=ENV_KEY)
 
 
 def resolve_keys(path: str | os.PathLike[str] | None,
@@ -248,5 +262,5 @@ def resolve_keys(path: str | os.PathLike[str] | None,
         return load_keys(path, env)
     pool = keys_from_env(env)
     if pool is None:
-        raise BadInput(f"no keys: pass --keys FILE or set {ENV_KEY}")
+        raise NoKeys(f"no keys: pass --keys FILE or set {ENV_KEY}")
     return pool

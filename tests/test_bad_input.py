@@ -81,6 +81,10 @@ ROWS: dict[str, tuple[dict[str, str | bytes], list[str], str]] = {
                                        f"key_env = '{MISPLACED_KEY}'\n"},
                             ["probe", "--once", "--target", LOOP, "--keys", "k.toml"],
                             "key_env"),
+    "probe --target drops the config's keys": (
+        {"h.toml": "[[targets]]\nlabel = 'x'\nurl = 'http://127.0.0.1:9'\nkeys = 'k.toml'\n"},
+        ["probe", "--once", "--config", "h.toml", "--target", LOOP],
+        "--target replaced the [[targets]] of h.toml"),
     "keys key with a control character": ({"k.toml": "[[keys]]\nalias = 'a'\norg = 'o'\n"
                                                      'key = "sk-aaaa\\nbbbb1234"\n'},
                                           ["probe", "--once", "--target", LOOP, "--keys",

@@ -267,6 +267,25 @@ def test_probe_reason_is_the_error_class(mode: str, tmp_path: Path,
 
 
 @pytest.mark.slow
+def test_probe_auth_valid_needs_a_json_body(tmp_path: Path, canary_keys: Path) -> None:
+    """The quick start says "All responses are in JSON": a 200 whose JSON does not parse
+    (nested 100,000 deep) fails auth_valid with reason ``schema``, the record's error
+    ``invalid_json`` (it used to pass)."""
+    with HostileTarget("deep_json") as target:
+        done = subprocess.run(
+            [sys.executable, "-m", "secton_harness", "probe", "--once", "--target",
+             target.url, "--keys", str(canary_keys), "--out", "p"], cwd=tmp_path,
+            capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-1500:]
+    rows = {r["check"]: r for r in pq.read_table(tmp_path / "p" / "records.parquet")
+            .to_pylist()}
+    auth = rows["auth_valid"]
+    assert not auth["success"] and (auth["reason"], auth["error"]) == (
+        "schema", "invalid_json"), auth
+    assert auth["detail"].startswith("expected [JSON_BODY] == true, got false"), auth
+
+
+@pytest.mark.slow
 def test_probe_service_failure_label_is_the_error_class(tmp_path: Path,
                                                         canary_keys: Path) -> None:
     """``secton_probe_failures_total`` against a target sending 100 MB answers: the failures

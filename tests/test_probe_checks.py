@@ -83,7 +83,9 @@ FAULT_CASES = {
     "slow_past_timeout": ({"slow": 1.0, "slow_s": 1.5}, {
         "auth_valid": "timeout", "models_list": "timeout", "chat_completion": "timeout",
         "org_isolation": "timeout", "ratelimit_headers": "timeout"}),
-    "malformed_json": ({"malformed_json": 1.0}, {"models_list": "schema",
+    # the quick start: "All responses are in JSON": auth_valid's 200 must parse too
+    "malformed_json": ({"malformed_json": 1.0}, {"auth_valid": "schema",
+                                                  "models_list": "schema",
                                                   "chat_completion": "schema",
                                                   "org_isolation": "schema"}),
     "drop_connection": ({"drop_connection": 1.0}, {

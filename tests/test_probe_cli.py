@@ -153,3 +153,16 @@ def test_a_window_in_which_no_check_finished_never_passes(demo_keys_file: Path,
         code = asyncio.run(run.continuous(0, "127.0.0.1", 0.2))
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["records"] == 0 and info["outcome"] == "failed" and code == 1, info
+
+
+def test_org_isolation_skip_names_the_env_key(default_server: Any, tmp_path: Path) -> None:
+    """With ``SECTON_API_KEY`` and no ``--keys`` the skip names where the one key came
+    from (it used to say "the keys file has 1" though no keys file was given)."""
+    done = subprocess.run([*CLI, "probe", "--once", "--target", default_server.url, "--out",
+                           str(tmp_path / "run")], capture_output=True, text=True, timeout=60,
+                          env={"COLUMNS": "250", "PATH": "/usr/bin:/bin",
+                               "SECTON_API_KEY": "sk-demo-alpha-1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    skip = [line for line in done.stdout.splitlines() if "│ org_isolation" in line]
+    assert len(skip) == 1 and "SKIP" in skip[0], done.stdout
+    assert "1 key (from SECTON_API_KEY)" in skip[0] and "keys file" not in skip[0]
