@@ -67,8 +67,9 @@ def probe(
 
     Checks: auth_valid, auth_missing, auth_invalid, auth_malformed, models_list,
     chat_completion, org_isolation (needs keys of two orgs), ratelimit_headers. A failed
-    check has one reason: status, schema, invariant, timeout, connect, latency,
-    content_type or ratelimited. Checks never retry.
+    check has one reason: status, schema, invariant, latency, content_type, ratelimited,
+    or the answer's transport error class (timeout, connect, reset, too_large, protocol).
+    Checks never retry.
 
     [bold]--once[/bold] prints a table and exits 0 when every check passed, 1 otherwise.
     Without it the probes run on their intervals, serve Prometheus metrics on --port and
