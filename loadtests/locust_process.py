@@ -101,13 +101,17 @@ def validate(options: LoadOptions) -> tuple[Scenario, str]:
     scenario = scenario.capped(options.max_duration_s)
     if options.max_requests < 1:
         raise BadInput("--max-requests must be >= 1")
-    asked = sum(scenario.expected_requests(name) for name in scenario.endpoint_loads())
+    slots = scenario.expected_slots()
+    asked = sum(slots.values())
     if asked > options.max_requests:
-        # the cap would cut the schedule short and the cut slots would count as never asked:
-        # a run that cannot do what the scenario asks is refused, not passed
-        raise BadInput(f"{options.scenario}: the scenario asks for {asked:,.0f} requests, "
-                       f"over --max-requests {options.max_requests:,}; raise --max-requests "
-                       "or shorten the scenario")
+        # the cap would cut the schedule short: a run that cannot do what the scenario
+        # asks is refused, not run (each endpoint gets its part of the cap in proportion
+        # to its slots, so a total that fits never cuts one endpoint short; a cut that
+        # still happens, e.g. Poisson arrivals above their mean, fails the rate check)
+        each = ", ".join(f"{name} {n:,}" for name, n in slots.items())
+        raise BadInput(f"{options.scenario}: the scenario asks for {asked:,} requests "
+                       f"({each}), over --max-requests {options.max_requests:,}; raise "
+                       "--max-requests or shorten the scenario")
     for flag, value, low in (("--metrics-port", options.metrics_port, 0),
                              ("--web-port", options.web_port, 1),
                              ("--master-port", options.master_port, 1)):
@@ -481,7 +485,7 @@ def _finish(run: RunFolder, scenario: Scenario, returncode: int | None,
     results = scenario.threshold_set().evaluate(table)
     summary = summarize(table, scenario)
     rates = rate_figures(table, scenario, read_schedules(run_dir))
-    checks = default_checks(table, scenario, rates, scenario.duration)
+    checks = default_checks(table, scenario, rates, scenario.duration, options.max_requests)
     workers = read_workers(run_dir) if options.master else None
     if workers is not None:
         checks.append(workers_check(workers, options.expect_workers))

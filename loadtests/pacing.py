@@ -93,7 +93,10 @@ class Pacer:
     due) the user sends at once without a single greenlet switch: the queue hand-off cost
     about a fifth of the generator's throughput (benchmarks/FINDINGS.md).
 
-    ``rate_at`` returns 0 once the run is over; ``max_tickets`` bounds the request count.
+    ``rate_at`` returns 0 once the run is over; ``max_tickets`` bounds the slots handed
+    out (this pacer's share of ``--max-requests``). A slot that comes due after that share
+    ran out is *capped*: counted in :attr:`asked` and :attr:`capped`, never sent, so the
+    rate check sees a run the cap cut short instead of a smaller schedule.
     ``phase_at`` is taken to change only at ``breakpoints`` (true of every scenario shape),
     so it is asked once per segment, not once per request.
     """
@@ -119,6 +122,8 @@ class Pacer:
         #: per phase: slots of the schedule (sent or dropped) and slots dropped
         self.asked: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
+        #: per phase: slots that came due after ``max_tickets`` ran out (never sent)
+        self.capped: dict[str, int] = {}
         self.started_wall = 0.0
         self._start_perf = 0.0
         self._offsets: Iterator[float] | None = None
@@ -146,14 +151,13 @@ class Pacer:
         while True:
             if self._exhausted or self._offsets is None:  # over, or not started yet
                 return None
-            if self.issued >= self._budget:
-                self._exhausted = True
-                return None
             elapsed = next(self._offsets, None)
             if elapsed is None:
                 self._exhausted = True
                 return None
-            self.issued += 1
+            over_cap = self.issued >= self._budget
+            if not over_cap:
+                self.issued += 1
             if elapsed >= self._phase_until:
                 self._phase = self.phase_at(elapsed)
                 edges = self._phase_edges
@@ -162,7 +166,7 @@ class Pacer:
             phase = self._phase
             self.asked[phase] = self.asked.get(phase, 0) + 1
             delay = self._start_perf + elapsed - time.perf_counter()
-            if delay < -self.late_tolerance_s:
+            if delay < -self.late_tolerance_s and not over_cap:
                 self.dropped[phase] = self.dropped.get(phase, 0) + 1
                 continue
             if delay > EARLY_S:
@@ -171,10 +175,14 @@ class Pacer:
                     gevent.sleep(delay)
                 except gevent.GreenletExit:  # stopped before it was due: never asked
                     self.asked[phase] -= 1
-                    self.issued -= 1
+                    if not over_cap:
+                        self.issued -= 1
                     raise
                 finally:
                     self.waiting -= 1
+            if over_cap:  # due, but this pacer's share of the cap is spent: on record
+                self.capped[phase] = self.capped.get(phase, 0) + 1
+                continue
             return self.started_wall + elapsed, phase
 
     def finish(self) -> None:
@@ -190,13 +198,20 @@ class Pacer:
         self._exhausted = True
         now = time.perf_counter() - self._start_perf
         for elapsed in self._offsets:
-            if self.issued >= self._budget or elapsed > now:
+            if elapsed > now:
                 break
-            self.issued += 1
             phase = self.phase_at(elapsed)
             self.asked[phase] = self.asked.get(phase, 0) + 1
+            if self.issued >= self._budget:
+                self.capped[phase] = self.capped.get(phase, 0) + 1
+                continue
+            self.issued += 1
             self.dropped[phase] = self.dropped.get(phase, 0) + 1
 
     @property
     def dropped_total(self) -> int:
         return sum(self.dropped.values())
+
+    @property
+    def capped_total(self) -> int:
+        return sum(self.capped.values())

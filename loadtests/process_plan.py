@@ -7,6 +7,7 @@ friends, see ``loadtests/locustfile.py``). Users find it as ``environment.secton
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import random
 from dataclasses import dataclass, field
@@ -86,11 +87,10 @@ class LoadPlan:
         return found
 
     def start_pacers(self, users_by_endpoint: dict[str, int]) -> None:
-        """One pacer per endpoint for this process's share of the users (and rate)."""
+        """One pacer per endpoint for this process's share of the users (and rate), and
+        of the endpoint's part of ``--max-requests`` (:meth:`Scenario.request_caps`)."""
         loads = self.scenario.endpoint_loads()
-        total_users = sum(load.user_count() for load in loads.values())
-        mine = sum(users_by_endpoint.values())
-        request_budget = max(1, round(self.max_requests * mine / max(1, total_users)))
+        caps = self.scenario.request_caps(self.max_requests)
         for index, (name, load) in enumerate(loads.items()):
             own = users_by_endpoint.get(name, 0)
             if own <= 0 or name in self.pacers:
@@ -110,7 +110,9 @@ class LoadPlan:
                 rate_at, self.scenario.phase_at, self.scenario.duration,
                 arrival=self.scenario.arrival,
                 seed=f"{self.scenario.seed}-{self.key_offset}-{index}",
-                max_tickets=max(1, round(request_budget * own / max(1, mine))),
+                # this process's part of the endpoint's part of the cap, rounded down so
+                # the parts never add up to more than --max-requests
+                max_tickets=math.floor(caps[name] * share + 1e-6),
                 breakpoints=self.scenario.rate_breakpoints(),
                 late_tolerance_s=self.scenario.late_tolerance,
             ).start()
@@ -128,6 +130,7 @@ class LoadPlan:
         for name, pacer in self.pacers.items():
             pool = self.pools.get(name)
             out[name] = {"asked": dict(pacer.asked), "dropped": dict(pacer.dropped),
+                         "capped": dict(pacer.capped),
                          "share": self.shares.get(name, 0.0),
                          "pool": pool.snapshot() if pool is not None else {}}
         return out

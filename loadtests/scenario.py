@@ -317,6 +317,23 @@ class Scenario(Model):
             return load.rate * (self.duration + length * (self.spike.factor - 1))
         return load.rate * self.duration
 
+    def expected_slots(self) -> dict[str, int]:
+        """Per endpoint: the whole requests its schedule asks for (``expected_requests``
+        rounded up: even arrivals start at offset 0, so 2.5 s at 3/s is 8 slots)."""
+        return {name: math.ceil(self.expected_requests(name) - 1e-9)
+                for name in self.endpoint_loads()}
+
+    def request_caps(self, max_requests: int) -> dict[str, float]:
+        """``--max-requests`` split over the endpoints in proportion to the requests each
+        is expected to send (never to their user counts: one fast endpoint with 1 user
+        and a slow one with 10 would give the fast one a tenth of the cap). When the
+        scenario's slots fit under the cap, every endpoint's part covers its own slots."""
+        slots = self.expected_slots()
+        total = sum(slots.values())
+        if total <= 0:
+            return {name: max_requests / max(1, len(slots)) for name in slots}
+        return {name: max_requests * n / total for name, n in slots.items()}
+
 
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     """Read and validate a scenario file; any problem is one-line :class:`BadInput`."""

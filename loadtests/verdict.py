@@ -14,6 +14,9 @@ was the failure that motivated them):
   run and in every phase of a shaped run: a spike that was mostly dropped fails even when
   the long phases around it lift the run's overall ratio above the bar. A phase's bar is
   rounded down to whole requests (a 3-request phase passes with 2: it cannot show 95 %).
+  A slot its pacer did not send because its part of ``--max-requests`` ran out
+  (``capped``) always fails the check, naming the cap: the cap never shortens a run
+  silently.
 
 Held vs asked comes from two sources that never disagree about what was *sent*: the
 records (one per request that left) and each process's schedule file
@@ -55,7 +58,8 @@ class Check:
 
 
 def read_schedules(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Every process's schedule file summed: per endpoint, ``asked``/``dropped`` by phase
+    """Every process's schedule file summed: per endpoint, ``asked``/``dropped``/``capped``
+    (slots past the process's part of ``--max-requests``) by phase
     and the pools' ``max_users``, ``peak_users``, ``saturated_s`` (longest of any
     process), ``grown``. Empty when no process wrote one (e.g. a master of remote
     workers)."""
@@ -68,11 +72,12 @@ def read_schedules(run_dir: Path) -> dict[str, dict[str, Any]]:
         if not isinstance(data, dict):
             continue
         for endpoint, part in data.items():
-            into = total.setdefault(endpoint, {"asked": {}, "dropped": {}, "share": 0.0,
+            into = total.setdefault(endpoint, {"asked": {}, "dropped": {}, "capped": {},
+                                               "share": 0.0,
                                                "pool": {"max_users": 0, "peak_users": 0,
                                                         "grown": 0, "saturated_s": 0.0}})
             into["share"] += float(part.get("share", 0.0))
-            for kind in ("asked", "dropped"):
+            for kind in ("asked", "dropped", "capped"):
                 for phase, n in (part.get(kind) or {}).items():
                     into[kind][phase] = into[kind].get(phase, 0) + int(n)
             pool = part.get("pool") or {}
@@ -111,22 +116,26 @@ def rate_figures(table: pa.Table, scenario: Scenario,
         for phase, (start, end) in windows.items():
             asked_rps = load.rate * scenario.multiplier((start + end) / 2)
             expected = asked_rps * (end - start)
+            capped = 0
             if schedule is not None:
                 scheduled = schedule["asked"].get(phase, 0) + _missing(schedule, expected)
                 dropped = schedule["dropped"].get(phase, 0)
+                capped = schedule.get("capped", {}).get(phase, 0)
             else:
                 scheduled, dropped = round(expected), None
             sent = sent_by_phase.get(phase, 0)
-            phases[phase] = _rates(sent, scheduled, dropped, asked_rps)
+            phases[phase] = _rates(sent, scheduled, dropped, asked_rps, capped)
         sent = part.num_rows
+        capped = 0
         if schedule is not None:
             scheduled = sum(schedule["asked"].values()) + _missing(
                 schedule, scenario.expected_requests(name))
             dropped = sum(schedule["dropped"].values())
+            capped = sum(schedule.get("capped", {}).values())
         else:
             scheduled, dropped = round(scenario.expected_requests(name)), None
         asked_rps = scenario.expected_requests(name) / scenario.duration
-        figures = _rates(sent, scheduled, dropped, asked_rps)
+        figures = _rates(sent, scheduled, dropped, asked_rps, capped)
         figures["phases"] = phases
         figures["pool"] = schedule["pool"] if schedule is not None else None
         figures["p50_latency_s"] = measure("p50_latency_s", part)
@@ -145,17 +154,19 @@ def _phase_counts(part: pa.Table) -> tuple[list[str], list[int]]:
     return grouped["phase"].to_pylist(), grouped["count_all"].to_pylist()
 
 
-def _rates(sent: int, scheduled: int, dropped: int | None, asked_rps: float) -> dict[str, Any]:
+def _rates(sent: int, scheduled: int, dropped: int | None, asked_rps: float,
+           capped: int = 0) -> dict[str, Any]:
     ratio = sent / scheduled if scheduled else (1.0 if sent == 0 else None)
-    return {"sent": sent, "scheduled": scheduled, "dropped": dropped,
+    return {"sent": sent, "scheduled": scheduled, "dropped": dropped, "capped": capped,
             "asked_rps": asked_rps,
             "held_rps": asked_rps * ratio if ratio is not None else None,
             "ratio": ratio}
 
 
 def default_checks(table: pa.Table, scenario: Scenario, rates: dict[str, Any],
-                   duration_s: float) -> list[Check]:
-    """The checks above, in order; ``duration_s`` is how long the run actually sent."""
+                   duration_s: float, max_requests: int | None = None) -> list[Check]:
+    """The checks above, in order; ``duration_s`` is how long the run actually sent;
+    ``max_requests`` (the run's ``--max-requests``) is named when it cut a schedule."""
     checks = [Check("requests", table.num_rows > 0,
                     f"{table.num_rows} requests recorded" if table.num_rows else
                     "no request was recorded: nothing reached the target (see locust.log)")]
@@ -169,17 +180,23 @@ def default_checks(table: pa.Table, scenario: Scenario, rates: dict[str, Any],
         checks.append(_successes_check(table))
     if scenario.min_rate_ratio > 0:
         for name, figures in rates.items():
-            checks.append(_rate_check(name, figures, scenario, duration_s))
+            checks.append(_rate_check(name, figures, scenario, duration_s, max_requests))
     return checks
 
 
 def _rate_check(name: str, f: dict[str, Any], scenario: Scenario,
-                duration_s: float) -> Check:
+                duration_s: float, max_requests: int | None = None) -> Check:
     ratio = f["ratio"]
     held = f["held_rps"] or 0.0
     text = (f"{name}: {held:.3g} of {f['asked_rps']:.3g} req/s "
             f"({f['sent']} of {f['scheduled']} scheduled")
     text += f", {f['dropped']} dropped)" if f["dropped"] is not None else ")"
+    capped = int(f.get("capped") or 0)
+    if capped:  # the cap shortened the run: never a pass, whatever the ratio
+        cap = f"--max-requests {max_requests:,}" if max_requests else "--max-requests"
+        text += (f" — {capped} slots not sent: {name}'s part of {cap} ran out; "
+                 "raise --max-requests")
+        return Check(f"rate:{name}", False, text)
     passed = ratio is not None and ratio >= scenario.min_rate_ratio
     short_phases = _short_phases(f, scenario.min_rate_ratio) if passed else []
     if passed and not short_phases:

@@ -39,8 +39,10 @@ def test_schedule_rate_and_shape(arrival: str) -> None:
 
 
 def test_max_tickets_and_rate_zero_stop() -> None:
-    pacer = Pacer(lambda _t: 1000.0, lambda _t: "x", 10.0, max_tickets=25).start()
+    pacer = Pacer(lambda _t: 1000.0, lambda _t: "x", 0.1, max_tickets=25).start()
     assert len(_drain(pacer)) == 25
+    # the slots past the cap are on record as asked and capped, never as a shorter schedule
+    assert pacer.asked == {"x": 100} and pacer.capped == {"x": 75} and not pacer.dropped
     stopped = Pacer(lambda t: 1000.0 if t < 0.05 else 0.0, lambda _t: "x", 10.0,
                     breakpoints=[0.05]).start()
     gevent.sleep(0)
