@@ -9,10 +9,13 @@ any header block, however large (geventhttpclient joins header pieces quadratica
   counted request is one request on the wire (the loopback guard checked the only URL);
 * :func:`install_head_cap` makes every response count the bytes fed to the parser before
   the headers are complete and stop at :data:`~secton_harness.limits.MAX_HEAD_BYTES`,
-  and stops geventhttpclient re-sending a request on a *fresh* connection that the target
-  closed without answering (it re-sent up to the pool size, 11 requests on the wire for
-  one counted; a re-send stays allowed on a pooled connection the server had closed while
-  idle, which the request never reached);
+  and stops geventhttpclient re-sending a request on a connection that the target closed
+  without answering (it re-sent up to the pool size, 11 requests on the wire for one
+  counted). That holds for a reused keep-alive connection too: the pool already drops a
+  connection the server closed while it sat idle (a zero-wait readability check before
+  handing it out), so a reused one that closes after the request went out closed on a
+  request the target may well have read (the reference server's ``drop_connection``
+  fault does exactly that): it is a ``reset`` on record, never a silent second request;
 * the response counts the body bytes the parser hands over (``_on_body``) and stops at its
   ``body_limit`` (the body cap), keeping them only when asked (``keep_body``);
 * :func:`send` (the load users' path) calls the session's geventhttpclient ``HTTPClient``
@@ -34,7 +37,6 @@ What went wrong is classified by the core's one vocabulary
 from __future__ import annotations
 
 import errno
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,13 +58,14 @@ _BLOCK = 64 * 1024
 IDENTITY = {"Accept-Encoding": "identity"}
 
 
-#: Sockets that carried a whole answer and went back to the pool.
-_ANSWERED: weakref.WeakSet[Any] = weakref.WeakSet()
+#: The reason on record when the target closes a connection before answering.
+CLOSED_BEFORE_ANSWER = "the connection closed before answering"
 
 
 class ClosedWithoutAnswer(ConnectionResetError):
-    """A fresh connection closed by the target before any byte of an answer (a ``reset``);
-    not an ``HTTPConnectionClosed``, which geventhttpclient would answer with a re-send."""
+    """A connection (fresh or reused) closed by the target before any byte of an answer (a
+    ``reset``); not an ``HTTPConnectionClosed``, which geventhttpclient would answer with a
+    re-send of a request the target may already have read."""
 
 
 class _HeadCappedResponse(HTTPSocketPoolResponse):
@@ -76,19 +79,10 @@ class _HeadCappedResponse(HTTPSocketPoolResponse):
     body_seen = 0
 
     def __init__(self, sock: Any, pool: Any, **kw: Any) -> None:
-        reused = sock in _ANSWERED
         try:
             super().__init__(sock, pool, **kw)
-        except HTTPConnectionClosed as exc:
-            if reused:
-                raise  # idle pooled connection closed by the server: a re-send is right
-            raise ClosedWithoutAnswer(str(exc)) from None
-
-    def release(self) -> None:
-        sock = self._sock
-        if sock is not None and not self.should_close():
-            _ANSWERED.add(sock)
-        super().release()
+        except HTTPConnectionClosed:
+            raise ClosedWithoutAnswer(CLOSED_BEFORE_ANSWER) from None
 
     def feed(self, data: str | bytes) -> None:
         if not self.headers_complete:
@@ -229,11 +223,11 @@ class Wire:
     ``HTTPClient.request`` merges and checks every header and builds the head again for
     each request (about a seventh of the generator's time at saturation); a user sends the
     same few heads over and over (the same key, path and, for a GET, no body), so each is
-    built once by ``HTTPClient`` itself and kept, up to :attr:`MAX_HEADS`. The send and
-    its retries are ``HTTPClient.request``'s for a body in one piece (geventhttpclient
-    2.6): a request is sent again only when the response class says the connection was a
-    pooled one the target had closed while idle, or when sending an idempotent request
-    failed, never on a fresh connection closed without an answer.
+    built once by ``HTTPClient`` itself and kept, up to :attr:`MAX_HEADS`. The send is
+    ``HTTPClient.request``'s for a body in one piece (geventhttpclient 2.6) *without its
+    retries*: a request is on the wire once and gets one record, whatever happens to its
+    connection (geventhttpclient re-sends an idempotent request on a closed connection or
+    a failed send, so a GET the target read and then dropped went out twice, one record).
     """
 
     MAX_HEADS = 64
@@ -256,33 +250,18 @@ class Wire:
 
     def request(self, method: str, uri: str, body: bytes) -> Any:
         """Send, and return the response once its head is read (:class:`_HeadCappedResponse`)."""
-        http = self.http
-        pool = http._connection_pool
+        pool = self.http._connection_pool
         message = self.head(method, uri, body) + body
-        retry = method in ghc_client.IDEMPOTENT_METHODS
-        attempts_left = pool.size + 1
-        while True:
-            sock = pool.get_socket()
-            try:
-                sock.sendall(message)
-            except OSError as exc:
-                if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
-                    pool.release_socket(sock)
-                    raise
-                try:  # the target may have answered (and closed) before taking it all
-                    return self._response(sock, pool, method)
-                except (OSError, HTTPParseError):  # released by the response
-                    if attempts_left > 0 and retry:
-                        attempts_left -= 1
-                        continue
-                    raise
-            try:
-                return self._response(sock, pool, method)
-            except HTTPConnectionClosed:  # only a pooled connection: see _HeadCappedResponse
-                if attempts_left > 0 and retry:
-                    attempts_left -= 1
-                    continue
+        sock = pool.get_socket()  # a pooled one was checked alive (not closed while idle)
+        try:
+            sock.sendall(message)
+        except OSError as exc:
+            if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
+                pool.release_socket(sock)
                 raise
+            # the target may have answered (and closed) before taking it all; if not, the
+            # response raises (a reset, released by the response): never sent again
+        return self._response(sock, pool, method)
 
     def _response(self, sock: Any, pool: Any, method: str) -> Any:
         http = self.http
