@@ -279,12 +279,14 @@ def print_result(console: Any, result: Any) -> None:
 
 
 def _rate_table(rates: dict[str, Any]) -> Any:
-    """Asked vs held per endpoint and phase, with drops and the user pool."""
+    """Asked vs held per endpoint and phase, with drops, slots cut by ``--max-requests``
+    (a ``capped`` column, only when there are any) and the user pool."""
     from rich.table import Table
 
+    capped = any(f.get("capped") for f in rates.values())
     table = Table(title="rate: asked vs held (held = asked x sent / scheduled)")
     for column in ("endpoint", "phase", "asked rps", "held rps", "sent", "scheduled",
-                   "dropped", "users (peak/max)"):
+                   "dropped", *(("capped",) if capped else ()), "users (peak/max)"):
         table.add_column(column, justify="left" if column in ("endpoint", "phase")
                          else "right")
 
@@ -299,5 +301,6 @@ def _rate_table(rates: dict[str, Any]) -> Any:
             table.add_row(name, phase, num(g["asked_rps"]), num(g["held_rps"]),
                           str(g["sent"]), str(g["scheduled"]),
                           "-" if g["dropped"] is None else str(g["dropped"]),
+                          *((str(g.get("capped") or 0),) if capped else ()),
                           users if phase == "all" else "")
     return table

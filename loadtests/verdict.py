@@ -22,8 +22,9 @@ Held vs asked comes from two sources that never disagree about what was *sent*: 
 records (one per request that left) and each process's schedule file
 (``schedule-<worker>.json``: the slots its pacer handed out or dropped, by phase, and its
 user pool's figures). The ratio is ``sent / scheduled``, so Poisson arrivals, whose
-schedule is random, are not held against the run; the *held* rate shown is that ratio
-times the asked rate (``load.rate x`` the shape's multiplier).
+schedule is random, are not held against the run; the check's line gives it as a share
+of the asked rate (``load.rate x`` the shape's multiplier), never as a second measured
+rate (run.json's ``held_rps`` is that ratio times the asked rate).
 """
 
 from __future__ import annotations
@@ -187,14 +188,11 @@ def default_checks(table: pa.Table, scenario: Scenario, rates: dict[str, Any],
 def _rate_check(name: str, f: dict[str, Any], scenario: Scenario,
                 duration_s: float, max_requests: int | None = None) -> Check:
     ratio = f["ratio"]
-    held = f["held_rps"] or 0.0
-    text = (f"{name}: {held:.3g} of {f['asked_rps']:.3g} req/s "
-            f"({f['sent']} of {f['scheduled']} scheduled")
-    text += f", {f['dropped']} dropped)" if f["dropped"] is not None else ")"
+    text = f"{name}: {_sent_share(f)}"
     capped = int(f.get("capped") or 0)
     if capped:  # the cap shortened the run: never a pass, whatever the ratio
         cap = f"--max-requests {max_requests:,}" if max_requests else "--max-requests"
-        text += (f" — {capped} slots not sent: {name}'s part of {cap} ran out; "
+        text += (f" — {capped} slots not sent: this endpoint's part of {cap} ran out; "
                  "raise --max-requests")
         return Check(f"rate:{name}", False, text)
     passed = ratio is not None and ratio >= scenario.min_rate_ratio
@@ -227,11 +225,24 @@ def _short_phases(f: dict[str, Any], min_ratio: float) -> list[str]:
     lines = []
     for phase, p in phases.items():
         if p["scheduled"] and p["sent"] < math.floor(min_ratio * p["scheduled"]):
-            held = p["held_rps"] or 0.0
-            dropped = f", {p['dropped']} dropped" if p["dropped"] else ""
-            lines.append(f"phase {phase}: {held:.3g} of {p['asked_rps']:.3g} req/s "
-                         f"({p['sent']} of {p['scheduled']} scheduled{dropped})")
+            lines.append(f"phase {phase}: {_sent_share(p, always_dropped=False)}")
     return lines
+
+
+def _sent_share(f: dict[str, Any], always_dropped: bool = True) -> str:
+    """``sent 33.3 % of the asked 5 req/s (10 of 30 scheduled, 20 dropped)``: the share
+    of the schedule that went out, named as such. (It used to read ``1.67 of 5 req/s``,
+    the *held* rate, asked x sent / scheduled, which sat next to the measured ``rps`` of
+    a threshold as a second "achieved" rate with another value; run.json keeps
+    ``held_rps``.)"""
+    ratio = f["ratio"]
+    share = f"{ratio * 100:.1f}".removesuffix(".0") + " %" if ratio is not None else "all"
+    counts = f"{f['sent']} of {f['scheduled']} scheduled"
+    if f["dropped"] is not None and (always_dropped or f["dropped"]):
+        counts += f", {f['dropped']} dropped"
+    if f.get("capped"):
+        counts += f", {f['capped']} capped"
+    return f"sent {share} of the asked {f['asked_rps']:.3g} req/s ({counts})"
 
 
 def _successes_check(table: pa.Table) -> Check:

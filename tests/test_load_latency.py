@@ -136,7 +136,7 @@ def test_capped_pool_fails_loudly_and_the_backlog_is_on_record(slow: ReferenceSe
     done = load(scenario, out, "--junit", str(junit), target=slow.url)
     assert done.returncode == 1, done.stderr[-3000:]
     why = [line for line in done.stderr.splitlines() if line.startswith("failed: ")]
-    assert len(why) == 1 and "chat: " in why[0] and "of 10 req/s" in why[0]
+    assert len(why) == 1 and "chat: sent " in why[0] and "of the asked 10 req/s" in why[0]
     assert "all 4 users busy" in why[0] and "raise max_users" in why[0]
     table = read_records(out)
     errors = Counter(table["error"].to_pylist())
@@ -391,7 +391,8 @@ def test_rate_check_uses_the_schedule() -> None:
     assert rates["chat"]["held_rps"] == pytest.approx(1.8)
     [_, _, _, rate] = default_checks(table, scenario, rates, 10.0)
     assert not rate.passed
-    assert rate.detail.startswith("chat: 1.8 of 2 req/s (18 of 20 scheduled, 2 dropped)")
+    assert rate.detail.startswith(
+        "chat: sent 90 % of the asked 2 req/s (18 of 20 scheduled, 2 dropped)")
     assert "all 3 users busy 50% of the run" in rate.detail
 
 
@@ -432,7 +433,8 @@ def test_a_dropped_spike_fails_even_when_the_run_as_a_whole_reaches_the_bar() ->
     assert rates["chat"]["ratio"] == pytest.approx(400 / 420)
     rate = default_checks(table, scenario, rates, 100.0)[-1]
     assert rate.name == "rate:chat" and not rate.passed
-    assert "phase spike: 6 of 12 req/s (20 of 40 scheduled, 20 dropped)" in rate.detail
+    assert ("phase spike: sent 50 % of the asked 12 req/s (20 of 40 scheduled, 20 dropped)"
+            in rate.detail)
     assert "phase before" not in rate.detail and "phase after" not in rate.detail
     # the spike's bar is floor(0.95 x 40) = 38 requests
     for spike_sent, passes in ((38, True), (37, False)):
