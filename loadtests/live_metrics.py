@@ -79,7 +79,9 @@ def batch_deltas(table: pa.Table) -> dict[str, Any]:
     durations: dict[str, list[Any]] = {}
     endpoints = table["endpoint"]
     for endpoint in pc.unique(endpoints).to_pylist():
-        mask = pc.equal(endpoints, endpoint).to_numpy(zero_copy_only=False)
+        # a null endpoint compares as null: fill it, or numpy gets an object mask
+        mask = pc.fill_null(pc.equal(endpoints, endpoint), False).to_numpy(
+            zero_copy_only=False)
         values = columns.latency_s[mask]
         values = values[np.isfinite(values)]  # a cancelled request has no latency
         durations[endpoint] = [bucket_counts(values), float(values.sum())]
