@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -84,3 +86,16 @@ def promtool_binary() -> str:
     if not found:
         pytest.fail("promtool is not installed (Debian package 'prometheus'); CI installs it")
     return found
+
+
+def line_worker(script: str) -> Iterator[subprocess.Popen[str]]:
+    """A helper script of this folder in its own process, spoken to a JSON line at a time
+    on stdin/stdout (the load and mapper transports import Locust, whose monkey-patching
+    must stay out of the test process). For ``yield from`` in a fixture."""
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / script)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import line_worker
 from hostile_target import HostileTarget
 from test_security import CANARIES, leaks_in
 
@@ -138,12 +137,7 @@ SHARED = ("status", "error", "success", "ratelimit_limit", "ratelimit_remaining"
 @pytest.fixture(scope="module")
 def worker() -> Iterator[subprocess.Popen[str]]:
     """The load and mapper record paths in their own process."""
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent /
-                                                 "request_paths_worker.py")],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    yield proc
-    proc.kill()
-    proc.wait()
+    yield from line_worker("request_paths_worker.py")
 
 
 def _probe_record(url: str) -> dict[str, Any]:
