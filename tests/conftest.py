@@ -8,6 +8,7 @@ the Debian package is missing, because CI must prove what they check.
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -99,3 +100,12 @@ def line_worker(script: str) -> Iterator[subprocess.Popen[str]]:
     finally:
         proc.kill()
         proc.wait()
+
+
+def cli_row(output: str, name: str) -> list[str]:
+    """Cells of the load table's row ``name`` (rich box-drawing table) in a command's output."""
+    for line in output.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃|]", line) if c.strip()]
+        if cells and cells[0] == name:
+            return cells
+    raise AssertionError(f"no row {name!r} in:\n{output}")

@@ -179,26 +179,33 @@ def test_load_memory_stays_bounded_at_rate(mode: str, tmp_path: Path,
     assert len(errors) >= 40 and set(errors) == {"too_large"}, set(errors)
 
 
+def probe_service(tmp_path: Path, url: str, keys: Path, port: int,
+                  duration: str) -> subprocess.Popen[bytes]:
+    """The continuous probe service (1 s interval, 2 s timeout) against ``url``, its
+    ``/metrics`` on ``port``, console on stdout, run folder ``tmp_path/svc``."""
+    config = tmp_path / "harness.toml"
+    config.write_text('[probes]\ninterval = "1s"\ntimeout = "2s"\n')
+    return subprocess.Popen(
+        [sys.executable, "-m", "secton_harness", "probe", "--config", str(config),
+         "--target", url, "--keys", str(keys), "--out", "svc", "--port", str(port),
+         "--duration", duration], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["echo_body", "echo_headers"])
 def test_the_probe_service_against_an_echoing_target(mode: str, tmp_path: Path,
                                                      canary_keys: Path) -> None:
     """The continuous service (its console, records and ``/metrics``) against a target
-    that echoes the key into its body and headers: no key anywhere (issue 16, defect 1
-    names the service's console beside ``probe`` stdout)."""
+    that echoes the key into its body and headers: no key anywhere (the service's console
+    beside ``probe`` stdout)."""
     import urllib.request
 
     from conftest import free_port
 
     port = free_port()
-    config = tmp_path / "harness.toml"
-    config.write_text('[probes]\ninterval = "1s"\ntimeout = "2s"\n')
     with HostileTarget(mode) as target:
-        service = subprocess.Popen(
-            [sys.executable, "-m", "secton_harness", "probe", "--config", str(config),
-             "--target", target.url, "--keys", str(canary_keys), "--out", "svc", "--port",
-             str(port), "--duration", "5s"], cwd=tmp_path, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT)
+        service = probe_service(tmp_path, target.url, canary_keys, port, "5s")
         scraped = b""
         deadline = time.monotonic() + 30
         # scrape until every check has a result whose reason came from the echoing answers
@@ -298,16 +305,10 @@ def test_probe_service_failure_label_is_the_error_class(tmp_path: Path,
     from secton_harness.metrics import PROBE_REASONS
 
     port = free_port()
-    config = tmp_path / "harness.toml"
-    config.write_text('[probes]\ninterval = "1s"\ntimeout = "2s"\n')
     failing = re.compile(rb'^secton_probe_failures_total\{check="auth_valid",'
                          rb'reason="too_large",target="default"\} ([1-9][0-9.e+]*)$', re.M)
     with HostileTarget("big_body") as target:
-        service = subprocess.Popen(
-            [sys.executable, "-m", "secton_harness", "probe", "--config", str(config),
-             "--target", target.url, "--keys", str(canary_keys), "--out", "svc", "--port",
-             str(port), "--duration", "20s"], cwd=tmp_path, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT)
+        service = probe_service(tmp_path, target.url, canary_keys, port, "20s")
         scraped = b""
         deadline = time.monotonic() + 30
         try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from conftest import ROOT, write_toml
+from conftest import ROOT, cli_row, write_toml
 
 from benchmarks.truth import demo_keys
 from loadtests.scenario import Scenario
@@ -243,7 +242,7 @@ def _cancelled_apart(out: Path, errors: list[str], cli: str, tmp_path: Path) -> 
     latency = read_records(out)["latency_s"].to_pylist()
     answered = sorted(v for v, e in zip(latency, errors, strict=True) if e != CANCELLED)
     assert figures["p50_latency_s"] >= answered[0] >= 1.4  # no cut request's partial wait
-    cells = _cli_row(cli, "all")
+    cells = cli_row(cli, "all")
     assert (cells[8], cells[9], cells[11]) == (str(failed), f"{failed / len(errors) * 100:.2f}",
                                                str(cut)), cli
     report = build_report([out], out=tmp_path / "report")
@@ -254,15 +253,6 @@ def _cancelled_apart(out: Path, errors: list[str], cli: str, tmp_path: Path) -> 
     markdown = report.markdown.read_text()
     assert f"| {figures['error_rate'] * 100:.2f} % |" in markdown
     assert f"{cut} cancelled by the stop" in markdown
-
-
-def _cli_row(output: str, name: str) -> list[str]:
-    """Cells of the load table's row ``name`` (rich box-drawing table)."""
-    for line in output.splitlines():
-        cells = [c.strip() for c in re.split(r"[│┃|]", line) if c.strip()]
-        if cells and cells[0] == name:
-            return cells
-    raise AssertionError(f"no row {name!r} in:\n{output}")
 
 
 @pytest.mark.slow

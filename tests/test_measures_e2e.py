@@ -28,7 +28,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, free_port, write_toml
+from conftest import ROOT, cli_row, free_port, write_toml
 from prometheus_helper import query, start_prometheus, stop_prometheus
 
 from dashboards import load_board
@@ -59,15 +59,6 @@ def _panel_expr(title: str, index: int = 0) -> str:
 #: The load board's "Latency percentiles by endpoint" panel: p50, p95, p99 (its targets).
 BY_ENDPOINT = "Latency percentiles by endpoint"
 QUANTILES = ("p50", "p95", "p99")
-
-
-def _cli_row(output: str, name: str) -> list[str]:
-    """Cells of the load table's row ``name`` (rich box-drawing table)."""
-    for line in output.splitlines():
-        cells = [c.strip() for c in re.split(r"[│┃|]", line) if c.strip()]
-        if cells and cells[0] == name:
-            return cells
-    raise AssertionError(f"no row {name!r} in:\n{output}")
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +146,7 @@ def test_cli_run_json_summary_and_report_agree(run: dict[str, Any]) -> None:
         assert row["error_rate"] == pytest.approx(endpoint["error_rate"], rel=1e-12)
         assert row["p95"] == pytest.approx(endpoint["p95_latency_s"], rel=1e-12)
     # the CLI table shows the same values at its precision
-    cells = _cli_row(run["cli"], "all")
+    cells = cli_row(run["cli"], "all")
     assert float(cells[2]) == pytest.approx(figures["rps"], abs=0.006)
     assert cells[5] == f"{figures['p95_latency_s'] * 1000:.1f}"
     assert cells[9] == f"{figures['error_rate'] * 100:.2f}"
