@@ -20,7 +20,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -192,6 +193,23 @@ def probe_service(tmp_path: Path, url: str, keys: Path, port: int,
         stderr=subprocess.STDOUT)
 
 
+def scrape_until(service: subprocess.Popen[bytes], port: int,
+                 done: Callable[[bytes], bool], within_s: float = 30) -> bytes:
+    """The service's ``/metrics`` text once ``done(text)`` (or the last one read when the
+    service ended or ``within_s`` passed)."""
+    scraped = b""
+    deadline = time.monotonic() + within_s
+    while service.poll() is None and time.monotonic() < deadline and not done(scraped):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                        timeout=5) as answer:
+                scraped = answer.read()
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return scraped
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["echo_body", "echo_headers"])
 def test_the_probe_service_against_an_echoing_target(mode: str, tmp_path: Path,
@@ -199,25 +217,15 @@ def test_the_probe_service_against_an_echoing_target(mode: str, tmp_path: Path,
     """The continuous service (its console, records and ``/metrics``) against a target
     that echoes the key into its body and headers: no key anywhere (the service's console
     beside ``probe`` stdout)."""
-    import urllib.request
 
     from conftest import free_port
 
     port = free_port()
     with HostileTarget(mode) as target:
         service = probe_service(tmp_path, target.url, canary_keys, port, "5s")
-        scraped = b""
-        deadline = time.monotonic() + 30
-        # scrape until every check has a result whose reason came from the echoing answers
-        while service.poll() is None and time.monotonic() < deadline and (
-                b'secton_probe_failures_total{' not in scraped):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
-                                            timeout=5) as answer:
-                    scraped = answer.read()
-            except OSError:
-                pass
-            time.sleep(0.3)
+        # scrape until a check has a result whose reason came from the echoing answers
+        scraped = scrape_until(service, port,
+                               lambda text: b"secton_probe_failures_total{" in text)
         out, _ = service.communicate(timeout=60)
         assert target.requests >= 7
     assert service.returncode in (0, 1), out[-1500:]
@@ -298,7 +306,6 @@ def test_probe_service_failure_label_is_the_error_class(tmp_path: Path,
     """``secton_probe_failures_total`` against a target sending 100 MB answers: the failures
     count under ``reason="too_large"``, none under ``connect``; the label's values stay
     the fixed set (metrics.PROBE_REASONS), created at start."""
-    import urllib.request
 
     from conftest import free_port
 
@@ -309,18 +316,8 @@ def test_probe_service_failure_label_is_the_error_class(tmp_path: Path,
                          rb'reason="too_large",target="default"\} ([1-9][0-9.e+]*)$', re.M)
     with HostileTarget("big_body") as target:
         service = probe_service(tmp_path, target.url, canary_keys, port, "20s")
-        scraped = b""
-        deadline = time.monotonic() + 30
         try:
-            while service.poll() is None and time.monotonic() < deadline and not (
-                    failing.search(scraped)):
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
-                                                timeout=5) as answer:
-                        scraped = answer.read()
-                except OSError:
-                    pass
-                time.sleep(0.3)
+            scraped = scrape_until(service, port, lambda text: bool(failing.search(text)))
         finally:
             service.send_signal(signal.SIGINT)
             out, _ = service.communicate(timeout=60)
