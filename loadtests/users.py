@@ -22,7 +22,7 @@ from locust.exception import CatchResponseError
 from loadtests.bounded_http import IDENTITY, BoundedUser, Exchange, send
 from loadtests.process_plan import LoadPlan
 from loadtests.recorder import RECORD_FIELDS
-from secton_harness.answers import read_answer
+from secton_harness.answers import read_answer, succeeded
 from secton_harness.endpoints import BY_NAME, CHAT, MODELS
 from secton_harness.error_classes import (
     CANCELLED,
@@ -197,7 +197,7 @@ class SectonUser(BoundedUser):
         if status != 429 and got.problem is None and status:  # a 429 is counted apart
             error, reason, tokens = self.judge(status, error, got.headers, got.content,
                                                payload, params, validate)
-            success = success and not error
+            success = succeeded(status, error)
         return (ts, intended_ts, phase, self.path, self.method, self.key.alias, self.key.org,
                 status, latency, got.size, error, reason, success, limit, remaining, reset,
                 retry_after, *tokens)

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -121,19 +121,19 @@ class Columns:
             column = pc.cast(table[name], pa.float64())
             return column.to_numpy(zero_copy_only=False).astype(float, copy=False)
 
-        def error_is(test: str) -> np.ndarray:
+        def error_where(compare: Any, value: str) -> np.ndarray:
+            """Rows whose error class ``compare``s to ``value`` (null: no)."""
             if "error" not in table.column_names:
                 return np.zeros(n, dtype=bool)
-            compare = pc.not_equal if test == "" else pc.equal
-            found = pc.fill_null(compare(table["error"], test), False)
+            found = pc.fill_null(compare(table["error"], value), False)
             return found.to_numpy(zero_copy_only=False).astype(bool)
 
         return cls(ts=floats("ts"), latency_s=floats("latency_s"), status=floats("status"),
-                   has_error=error_is(""), success=floats("success"),
+                   has_error=error_where(pc.not_equal, ""), success=floats("success"),
                    intended_ts=floats("intended_ts"),
                    tokens=request_tokens(floats("total_tokens"), floats("prompt_tokens"),
                                          floats("completion_tokens")),
-                   cancelled=error_is(CANCELLED_CLASS))
+                   cancelled=error_where(pc.equal, CANCELLED_CLASS))
 
 
 def request_tokens(total: np.ndarray, prompt: np.ndarray, completion: np.ndarray
